@@ -1,0 +1,3 @@
+"""causaldiff: causal inference with diffusion models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Data sets: synthetic tabular SCMs with ground truth, procedural image SCMs, MNIST."""

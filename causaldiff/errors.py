@@ -1,0 +1,31 @@
+"""Exception types. Every message names the node (or argument) and the problem."""
+
+from __future__ import annotations
+
+
+class CausalDiffError(Exception):
+    """Base class of every error raised by causaldiff."""
+
+
+class GraphError(CausalDiffError, ValueError):
+    """The causal graph or its bindings are invalid (cycle, unbound node, wrong parents...)."""
+
+
+class DataError(CausalDiffError, ValueError):
+    """Rows handed to a query are invalid (unknown node, wrong shape, NaN, empty batch...)."""
+
+
+class InterventionError(CausalDiffError, ValueError):
+    """An intervention is invalid (unknown node, value outside support, wrong shape...)."""
+
+
+class AbductionError(CausalDiffError, ValueError):
+    """A node's exogenous noise cannot be recovered from the observation."""
+
+
+class NotFittedError(CausalDiffError, RuntimeError):
+    """A learnable mechanism is used before ``fit`` (or its graph changed since)."""
+
+
+class SerializationError(CausalDiffError, ValueError):
+    """A saved model is corrupted, mismatched, or cannot be written."""
