@@ -87,8 +87,9 @@ class Mechanism(ABC):
         """The dtype of the node's values if known (``torch.long`` for categorical nodes)."""
         return None
 
-    def pyro_distribution(self, parents: Parents) -> Any:
-        """A Pyro distribution of ``x | pa`` for :meth:`SCM.model`, or ``None`` if it has no density."""
+    def pyro_distribution(self, parents: Parents, n: int) -> Any:
+        """A Pyro distribution of ``x | pa`` with batch ``(n, ...)`` for :meth:`SCM.model`, or
+        ``None`` if it has no tractable density (the model then samples ``u`` and applies ``forward``)."""
         return None
 
     def to(self, device: torch.device | str) -> "Mechanism":
