@@ -1,0 +1,140 @@
+"""Interventions: a small typed union behind one vectorised :func:`intervene`.
+
+* :class:`Hard` sets a node to a value (a scalar, a per-row tensor, or one value of the
+  node's shape). Graph surgery: the node loses its incoming edges.
+* :class:`Shift` adds ``delta`` to the value the node would have taken (soft: edges kept).
+* :class:`Transform` replaces the node's would-be value ``v`` by ``fn(v)`` (soft: edges kept).
+
+Plain values passed to ``do`` become :class:`Hard`, plain callables :class:`Transform`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from numbers import Number
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+from .errors import InterventionError
+
+
+@dataclass(frozen=True)
+class Hard:
+    """``do(X = value)``."""
+
+    value: Any
+
+    def __repr__(self) -> str:
+        return f"Hard({_short(self.value)})"
+
+
+@dataclass(frozen=True)
+class Shift:
+    """``do(X = X + delta)``: shift the node's natural value by ``delta``."""
+
+    delta: Any
+
+    def __repr__(self) -> str:
+        return f"Shift({_short(self.delta)})"
+
+
+@dataclass(frozen=True)
+class Transform:
+    """``do(X = fn(X))``: a callable of the node's natural (factual) value."""
+
+    fn: Callable[[Tensor], Tensor]
+
+    def __repr__(self) -> str:
+        return f"Transform({getattr(self.fn, '__name__', 'fn')})"
+
+
+Intervention = Union[Hard, Shift, Transform]
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, Tensor):
+        return f"tensor{tuple(v.shape)}" if v.numel() > 4 else repr(v.tolist())
+    return repr(v)
+
+
+def as_intervention(node: str, value: Any) -> Intervention:
+    """Normalise what a user passes to ``do`` for ``node``."""
+    if isinstance(value, (Hard, Shift, Transform)):
+        iv = value
+    elif isinstance(value, (Tensor, Number)) or hasattr(value, "__array__"):
+        iv = Hard(value)
+    elif callable(value):
+        iv = Transform(value)
+    else:
+        raise InterventionError(
+            f"node {node!r}: cannot intervene with {type(value).__name__}; use a number, a tensor, "
+            "cd.Shift(delta) or a callable of the factual value")
+    payload = iv.value if isinstance(iv, Hard) else iv.delta if isinstance(iv, Shift) else None
+    if payload is not None:
+        _check_finite(node, payload)
+    return iv
+
+
+def _check_finite(node: str, value: Any) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, Number):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InterventionError(f"node {node!r}: intervention value {value} is not finite")
+        return
+    t = torch.as_tensor(value)
+    if t.numel() == 0:
+        raise InterventionError(f"node {node!r}: intervention value is empty")
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise InterventionError(f"node {node!r}: intervention value contains NaN or Inf")
+
+
+def is_surgical(iv: Intervention) -> bool:
+    """Whether the intervention cuts the node's incoming edges (hard interventions do)."""
+    return isinstance(iv, Hard)
+
+
+def broadcast_value(node: str, value: Any, n: int, event_shape: tuple[int, ...] | None,
+                    dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Broadcast a hard value or shift to ``(n, *event_shape)``.
+
+    Accepted shapes: ``()``, ``event_shape`` (one value for every row), ``(n, *event_shape)``.
+    """
+    t = torch.as_tensor(value, device=device)
+    t = t.to(dtype) if not (dtype == torch.long and t.is_floating_point()) else t
+    if event_shape is None:
+        event_shape = tuple(t.shape[1:]) if t.dim() > 0 and t.shape[0] == n else tuple(t.shape)
+    full = (n, *event_shape)
+    if tuple(t.shape) == full:
+        return t
+    if t.dim() == 0 or tuple(t.shape) == tuple(event_shape):
+        return t.expand(full)
+    raise InterventionError(
+        f"node {node!r}: intervention value of shape {tuple(t.shape)} fits neither one row "
+        f"{tuple(event_shape)} nor the batch {full}")
+
+
+def intervene(node: str, iv: Intervention, natural: Tensor | None, n: int,
+              event_shape: tuple[int, ...] | None, dtype: torch.dtype,
+              device: torch.device) -> Tensor:
+    """The node's value under ``iv``; ``natural`` is its would-be value (unused for Hard)."""
+    if isinstance(iv, Hard):
+        return broadcast_value(node, iv.value, n, event_shape, dtype, device)
+    if natural is None:
+        raise InterventionError(f"node {node!r}: {iv!r} needs the node's natural value")
+    if isinstance(iv, Shift):
+        delta = broadcast_value(node, iv.delta, n, tuple(natural.shape[1:]), natural.dtype,
+                                natural.device)
+        return natural + delta
+    out = iv.fn(natural)
+    if not isinstance(out, Tensor):
+        out = torch.as_tensor(out, dtype=natural.dtype, device=natural.device)
+    if out.shape != natural.shape:
+        raise InterventionError(
+            f"node {node!r}: callable intervention returned shape {tuple(out.shape)}, "
+            f"expected {tuple(natural.shape)}")
+    return out

@@ -1,0 +1,8 @@
+"""Mechanisms: what a node of an SCM is bound to."""
+
+from .base import MECHANISM_REGISTRY, Abduction, Mechanism, register_mechanism
+from .neural import AdditiveNoiseConfig, AdditiveNoiseMechanism
+from .pyro import PyroMechanism
+
+__all__ = ["MECHANISM_REGISTRY", "Abduction", "AdditiveNoiseConfig", "AdditiveNoiseMechanism",
+           "Mechanism", "PyroMechanism", "register_mechanism"]

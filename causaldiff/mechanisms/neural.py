@@ -1,0 +1,252 @@
+"""Learnable additive-noise mechanisms: ``x = f(pa) + sigma * u``, ``u ~ N(0, I)``.
+
+``f`` is an MLP (or any ``torch.nn.Module`` mapping the encoded parents to the node's flattened
+value), fitted by mean squared error on standardised inputs and outputs; ``sigma`` is the
+per-dimension residual standard deviation on held-out rows. Abduction is exact:
+``u = (x - f(pa)) / sigma``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pyro.distributions as dist
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from ..errors import NotFittedError
+from ..progress import progress
+from .base import Abduction, Mechanism, Parents, register_mechanism
+
+
+class AdditiveNoiseConfig(BaseModel):
+    """Hyperparameters of :class:`AdditiveNoiseMechanism`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hidden: tuple[int, ...] = (64, 64)
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    eval_every: int = Field(100, ge=1)
+    seed: int = 0
+
+
+def mlp(d_in: int, d_out: int, hidden: tuple[int, ...], act: type[nn.Module] = nn.SiLU) -> nn.Sequential:
+    """A plain MLP ``d_in -> hidden... -> d_out``."""
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(d_in, h), act()]
+        d_in = h
+    layers.append(nn.Linear(d_in, d_out))
+    return nn.Sequential(*layers)
+
+
+class ParentEncoder:
+    """Flattens and concatenates parents in a fixed order; integer parents become one-hot.
+
+    The encoding (order, widths, number of classes) is fixed at fit time and saved.
+    """
+
+    def __init__(self, order: tuple[str, ...], classes: Mapping[str, int]):
+        self.order, self.classes = tuple(order), dict(classes)
+
+    @classmethod
+    def from_data(cls, parents: Parents, order: tuple[str, ...]) -> "ParentEncoder":
+        classes = {p: int(parents[p].max().item()) + 1 for p in order
+                   if not parents[p].is_floating_point()}
+        return cls(order, classes)
+
+    def __call__(self, parents: Parents, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        cols = []
+        for p in self.order:
+            v = parents[p]
+            if p in self.classes:
+                cols.append(nn.functional.one_hot(v.long().clamp(0, self.classes[p] - 1),
+                                                  self.classes[p]).to(dtype))
+            else:
+                cols.append(v.reshape(n, -1).to(dtype))
+        if not cols:
+            return torch.zeros(n, 0, dtype=dtype, device=device)
+        return torch.cat(cols, dim=1)
+
+    def config(self) -> dict[str, Any]:
+        return {"order": list(self.order), "classes": self.classes}
+
+
+@register_mechanism
+class AdditiveNoiseMechanism(Mechanism):
+    """An additive Gaussian noise model with a learned mean function (DoWhy-style ANM)."""
+
+    name = "additive_noise"
+    learnable = True
+
+    def __init__(self, config: AdditiveNoiseConfig | None = None, *, net: nn.Module | None = None,
+                 **overrides: Any):
+        super().__init__()
+        base = config or AdditiveNoiseConfig()
+        self.config = base.model_copy(update=overrides) if overrides else base
+        if overrides:
+            AdditiveNoiseConfig.model_validate(self.config.model_dump())
+        self.custom_net = net is not None
+        self.net = net
+        self.encoder: ParentEncoder | None = None
+        self.shape: tuple[int, ...] | None = None
+        self.stats: dict[str, Tensor] = {}
+        self.node = "?"
+
+    # --------------------------------------------------------------------------- fitting
+    def fit(self, x: Tensor, parents: Parents, *, parent_order: tuple[str, ...], desc: str = "") -> None:
+        cfg, n = self.config, x.shape[0]
+        dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+        gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        encoder = ParentEncoder.from_data(parents, parent_order)
+        xin = encoder(parents, n, dtype, x.device)
+        y = x.reshape(n, -1).to(dtype)
+        stats = {"in_mean": xin.mean(0), "in_std": _safe_std(xin), "out_mean": y.mean(0),
+                 "out_std": _safe_std(y)}
+        zin = (xin - stats["in_mean"]) / stats["in_std"]
+        zy = (y - stats["out_mean"]) / stats["out_std"]
+        if xin.shape[1] == 0:  # a root: the mean is the sample mean
+            net, resid = None, zy
+        else:
+            if self.custom_net:
+                net = self.net
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(cfg.seed)
+                    net = mlp(xin.shape[1], y.shape[1], cfg.hidden)
+            net = net.to(device=x.device, dtype=dtype)
+            resid = self._train(net, zin, zy, gen, desc)
+        stats["sigma"] = resid.std(0, unbiased=True).clamp_min(1e-6) if resid.shape[0] > 1 else (
+            torch.ones(y.shape[1], dtype=dtype, device=x.device))
+        self.net, self.encoder, self.stats = net, encoder, stats
+        self.shape = tuple(x.shape[1:])
+        self.fitted_parents = tuple(parent_order)
+
+    def _train(self, net: nn.Module, zin: Tensor, zy: Tensor, gen: torch.Generator, desc: str) -> Tensor:
+        """Adam on MSE with a cosine learning rate; keeps the weights best on held-out rows.
+
+        Returns the standardised residuals on the held-out rows (all rows if none are held out).
+        """
+        cfg, n = self.config, zin.shape[0]
+        perm = torch.randperm(n, generator=gen).to(zin.device)
+        n_val = int(n * cfg.val_fraction) if n >= 20 else 0
+        val, tr = perm[:n_val], perm[n_val:]
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
+        best, best_state = math.inf, None
+        bs = min(cfg.batch_size, len(tr))
+        for step in progress(range(cfg.steps), desc=desc or "fit additive noise"):
+            idx = tr[torch.randint(len(tr), (bs,), generator=gen).to(zin.device)]
+            loss = (net(zin[idx]) - zy[idx]).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if n_val and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+                with torch.no_grad():
+                    v = (net(zin[val]) - zy[val]).pow(2).mean().item()
+                if v < best:
+                    best, best_state = v, copy.deepcopy(net.state_dict())
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        rows = val if n_val else tr
+        with torch.no_grad():
+            return zy[rows] - net(zin[rows])
+
+    # --------------------------------------------------------------------------- the contract
+    def _require_fit(self) -> None:
+        if self.fitted_parents is None or self.encoder is None:
+            raise NotFittedError(f"node {self.node!r}: AdditiveNoiseMechanism is not fitted; call scm.fit(data)")
+
+    def _loc_scale(self, parents: Parents, n: int) -> tuple[Tensor, Tensor]:
+        self._require_fit()
+        s = self.stats
+        xin = self.encoder(parents, n, s["out_mean"].dtype, s["out_mean"].device)
+        if self.net is None:
+            z = torch.zeros(n, s["out_mean"].shape[0], dtype=xin.dtype, device=xin.device)
+        else:
+            z = self.net((xin - s["in_mean"]) / s["in_std"])
+        loc = z * s["out_std"] + s["out_mean"]
+        scale = (s["sigma"] * s["out_std"]).expand_as(loc)
+        return loc.reshape(n, *self.shape), scale.reshape(n, *self.shape)
+
+    def abduction(self, parents: Parents | None = None) -> Abduction:
+        return Abduction.EXACT
+
+    def sample_noise(self, n: int, parents: Parents) -> Tensor:
+        self._require_fit()
+        ref = self.stats["out_mean"]
+        return torch.randn((n, *self.shape), dtype=ref.dtype, device=ref.device)
+
+    def forward(self, noise: Tensor, parents: Parents) -> Tensor:
+        loc, scale = self._loc_scale(parents, noise.shape[0])
+        return loc + scale * noise
+
+    def abduct(self, x: Tensor, parents: Parents) -> Tensor:
+        loc, scale = self._loc_scale(parents, x.shape[0])
+        return (x - loc) / scale
+
+    def event_shape(self, parents: Parents, n: int) -> tuple[int, ...] | None:
+        return self.shape
+
+    def pyro_distribution(self, parents: Parents, n: int) -> Any:
+        loc, scale = self._loc_scale(parents, n)
+        d = dist.Normal(loc, scale)
+        return d.to_event(len(self.shape)) if self.shape else d
+
+    def to(self, device: torch.device | str) -> "AdditiveNoiseMechanism":
+        if self.net is not None:
+            self.net.to(device)
+        self.stats = {k: v.to(device) for k, v in self.stats.items()}
+        return self
+
+    # --------------------------------------------------------------------------- save / load
+    def get_config(self) -> dict[str, Any]:
+        if self.custom_net:
+            raise NotImplementedError(
+                f"node {self.node!r}: a custom torch module is code and is not saved; "
+                "pass the mechanism again to cd.load(path, mechanisms={...})")
+        self._require_fit()
+        return {"config": self.config.model_dump(mode="json"), "shape": list(self.shape),
+                "encoder": self.encoder.config(), "parents": list(self.fitted_parents),
+                "in_dim": int(self.stats["in_mean"].shape[0]),
+                "out_dim": int(self.stats["out_mean"].shape[0])}
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        out = {f"stats.{k}": v for k, v in self.stats.items()}
+        if self.net is not None:
+            out.update({f"net.{k}": v for k, v in self.net.state_dict().items()})
+        return out
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> "AdditiveNoiseMechanism":
+        cfg = AdditiveNoiseConfig.model_validate(config["config"])
+        m = cls(cfg)
+        m.stats = {k[len("stats."):]: v for k, v in tensors.items() if k.startswith("stats.")}
+        net_state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
+        if net_state:
+            ref = m.stats["out_mean"]
+            m.net = mlp(config["in_dim"], config["out_dim"], cfg.hidden).to(ref.dtype)
+            m.net.load_state_dict(net_state)
+        m.encoder = ParentEncoder(tuple(config["encoder"]["order"]), config["encoder"]["classes"])
+        m.shape = tuple(config["shape"])
+        m.fitted_parents = tuple(config["parents"])
+        return m
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.fitted_parents is not None else "unfitted"
+        return f"AdditiveNoiseMechanism(hidden={self.config.hidden}, {state})"
+
+
+def _safe_std(v: Tensor) -> Tensor:
+    if v.shape[0] < 2:
+        return torch.ones(v.shape[1:], dtype=v.dtype, device=v.device)
+    return v.std(0).clamp_min(1e-8)
