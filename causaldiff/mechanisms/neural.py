@@ -247,6 +247,6 @@ class AdditiveNoiseMechanism(Mechanism):
 
 
 def _safe_std(v: Tensor) -> Tensor:
-    if v.shape[0] < 2:
+    if v.shape[0] < 2 or v.numel() == 0:
         return torch.ones(v.shape[1:], dtype=v.dtype, device=v.device)
     return v.std(0).clamp_min(1e-8)
