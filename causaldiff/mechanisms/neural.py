@@ -197,6 +197,9 @@ class AdditiveNoiseMechanism(Mechanism):
     def event_shape(self, parents: Parents, n: int) -> tuple[int, ...] | None:
         return self.shape
 
+    def value_dtype(self, parents: Parents, n: int) -> torch.dtype | None:
+        return self.stats["out_mean"].dtype if self.stats else None
+
     def pyro_distribution(self, parents: Parents, n: int) -> Any:
         loc, scale = self._loc_scale(parents, n)
         d = dist.Normal(loc, scale)

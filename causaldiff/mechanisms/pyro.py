@@ -221,6 +221,13 @@ def _move(d: tdist.Distribution, device: torch.device) -> tdist.Distribution:
     return type(d)(**{k: v.to(device) for k, v in _params(d).items()})
 
 
+def _float_dtype(d: tdist.Distribution) -> torch.dtype | None:
+    """The floating dtype of a distribution's values (that of its parameters), if it has one."""
+    while isinstance(d, (tdist.Independent, tdist.TransformedDistribution)):
+        d = d.base_dist
+    return next((v.dtype for v in _params(d).values() if v.is_floating_point()), None)
+
+
 def _params(d: tdist.Distribution) -> dict[str, Tensor]:
     """The constructor parameters of a simple distribution (logits preferred over probs)."""
     names = [k for k in d.arg_constraints if k in d.__dict__]
@@ -311,7 +318,7 @@ class PyroMechanism(Mechanism):
         d = self.distribution(parents, n)
         if isinstance(d, tdist.Categorical):
             return torch.long
-        return None
+        return _float_dtype(d)
 
     def pyro_distribution(self, parents: Parents, n: int) -> tdist.Distribution:
         d = self.distribution(parents, n)
