@@ -1,8 +1,9 @@
 """Mechanisms: what a node of an SCM is bound to."""
 
 from .base import MECHANISM_REGISTRY, Abduction, Mechanism, register_mechanism
+from .categorical import CategoricalMechanism
 from .neural import AdditiveNoiseConfig, AdditiveNoiseMechanism
 from .pyro import PyroMechanism
 
-__all__ = ["MECHANISM_REGISTRY", "Abduction", "AdditiveNoiseConfig", "AdditiveNoiseMechanism",
+__all__ = ["MECHANISM_REGISTRY", "Abduction", "AdditiveNoiseConfig", "AdditiveNoiseMechanism", "CategoricalMechanism",
            "Mechanism", "PyroMechanism", "register_mechanism"]

@@ -341,6 +341,8 @@ class PyroMechanism(Mechanism):
         return {"family": type(d).__name__, "params": sorted(_params(d))}
 
     def state_tensors(self) -> dict[str, Tensor]:
+        if not self.is_raw or isinstance(self.spec, (tdist.TransformedDistribution, tdist.Independent)):
+            return {}
         return {k: v.detach() for k, v in _params(self.spec).items()}
 
     @classmethod

@@ -1,0 +1,102 @@
+"""A learnable categorical root: class frequencies fitted from data, Gumbel-max noise.
+
+Counterfactual abduction is the posterior Gumbel sample of the Gumbel-max SCM
+(Oberst & Sontag 2019), as for Pyro ``Categorical`` nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyro.distributions as dist
+import torch
+from torch import Tensor
+from torch.distributions import constraints
+
+from ..errors import DataError, NotFittedError
+from .base import Abduction, Mechanism, Parents, register_mechanism
+from .pyro import codec_for
+
+
+@register_mechanism
+class CategoricalMechanism(Mechanism):
+    """``x ~ Categorical(p)`` on a root node, ``p`` = smoothed class frequencies of the data."""
+
+    name = "categorical"
+    learnable = True
+
+    def __init__(self, num_classes: int | None = None, smoothing: float = 1.0):
+        super().__init__()
+        if num_classes is not None and num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        self.num_classes, self.smoothing = num_classes, float(smoothing)
+        self.logits: Tensor | None = None
+        self.node = "?"
+
+    def fit(self, x: Tensor, parents: Parents, *, parent_order: tuple[str, ...], desc: str = "") -> None:
+        if parent_order:
+            raise DataError(f"node {self.node!r}: CategoricalMechanism is for root nodes, got parents "
+                            f"{list(parent_order)}")
+        if x.is_floating_point() or x.dim() != 1 or (x < 0).any():
+            raise DataError(f"node {self.node!r}: categorical values must be non-negative integers of shape (n,)")
+        k = self.num_classes or int(x.max()) + 1
+        if int(x.max()) >= k:
+            raise DataError(f"node {self.node!r}: value {int(x.max())} >= num_classes {k}")
+        counts = torch.bincount(x.long(), minlength=k).double() + self.smoothing
+        self.num_classes = k
+        self.logits = (counts / counts.sum()).log().to(torch.get_default_dtype()).to(x.device)
+        self.fitted_parents = ()
+
+    def _dist(self, n: int) -> dist.Categorical:
+        if self.logits is None:
+            raise NotFittedError(f"node {self.node!r}: CategoricalMechanism is not fitted; call scm.fit(data)")
+        return dist.Categorical(logits=self.logits).expand((n,))
+
+    def abduction(self, parents: Parents | None = None) -> Abduction:
+        return Abduction.STOCHASTIC
+
+    def sample_noise(self, n: int, parents: Parents) -> Tensor:
+        return codec_for(self._dist(n)).sample()
+
+    def forward(self, noise: Tensor, parents: Parents) -> Tensor:
+        return codec_for(self._dist(noise.shape[0])).forward(noise)
+
+    def abduct(self, x: Tensor, parents: Parents) -> Tensor:
+        return codec_for(self._dist(x.shape[0])).abduct(x)
+
+    def event_shape(self, parents: Parents, n: int) -> tuple[int, ...]:
+        return ()
+
+    def support(self, parents: Parents, n: int) -> Any:
+        return constraints.integer_interval(0, (self.num_classes or 2) - 1) if self.logits is not None else None
+
+    def value_dtype(self, parents: Parents, n: int) -> torch.dtype:
+        return torch.long
+
+    def pyro_distribution(self, parents: Parents, n: int) -> Any:
+        return self._dist(n)
+
+    def to(self, device: torch.device | str) -> "CategoricalMechanism":
+        if self.logits is not None:
+            self.logits = self.logits.to(device)
+        return self
+
+    def get_config(self) -> dict[str, Any]:
+        if self.logits is None:
+            raise NotFittedError(f"node {self.node!r}: fit before saving")
+        return {"num_classes": self.num_classes, "smoothing": self.smoothing}
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {"logits": self.logits} if self.logits is not None else {}
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> "CategoricalMechanism":
+        m = cls(config["num_classes"], config.get("smoothing", 1.0))
+        m.logits = tensors["logits"]
+        if m.logits.shape != (m.num_classes,):
+            raise ValueError(f"logits of shape {tuple(m.logits.shape)} for {m.num_classes} classes")
+        m.fitted_parents = ()
+        return m
+
+    def __repr__(self) -> str:
+        return f"CategoricalMechanism(num_classes={self.num_classes})"
