@@ -17,6 +17,31 @@ class UsageError(Exception):
     """A bad command-line argument (exit status 2)."""
 
 
+def _parse_do(items: Sequence[str]) -> dict[str, float | int]:
+    out: dict[str, float | int] = {}
+    for item in items:
+        node, sep, value = item.partition("=")
+        if not sep or not node or not value:
+            raise UsageError(f"--do expects NODE=VALUE, got {item!r}")
+        try:
+            out[node] = int(value) if value.lstrip("+-").isdigit() else float(value)
+        except ValueError:
+            raise UsageError(f"--do {node}: {value!r} is not a number") from None
+    if not out:
+        raise UsageError("give at least one --do NODE=VALUE")
+    return out
+
+
+def _parse_scales(text: str) -> list[float]:
+    try:
+        scales = [float(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--scales expects comma-separated numbers, got {text!r}") from None
+    if not scales or any(s < 0 for s in scales):
+        raise UsageError(f"--scales expects non-negative numbers, got {text!r}")
+    return scales
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demos import run_demo
 
@@ -24,15 +49,86 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graph(args: argparse.Namespace) -> int:
+    from .runs import draw_graph
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    out = Path(args.out or Path(args.spec).with_suffix(".png").name)
+    draw_graph(spec, out)
+    print(f"wrote {out} ({len(spec.nodes)} nodes)")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from .runs import fit_run
+
+    fit_run(args.spec, Path(args.out), quick=args.quick)
+    return 0
+
+
+def _counterfactual(args: argparse.Namespace) -> int:
+    from .runs import counterfactual_run
+
+    if args.n < 1:
+        raise UsageError(f"--n must be positive, got {args.n}")
+    counterfactual_run(Path(args.run), _parse_do(args.do), n=args.n, out=args.out)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .runs import evaluate_run
+
+    evaluate_run(Path(args.run), n=args.n)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .runs import sweep_run
+
+    sweep_run(Path(args.run), _parse_scales(args.scales), n=args.n)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="causaldiff", description="Causal inference with diffusion models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
     d = sub.add_parser("demo", help="train a small SCM from scratch and answer counterfactual queries")
-    d.add_argument("--kind", choices=("tabular",), default="tabular", help="which embedded demo to run")
+    d.add_argument("--kind", choices=("image", "tabular"), default="image", help="which embedded demo to run")
     d.add_argument("--out", default="outputs/demo", help="output directory (metrics JSON, figures)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quick", action="store_true", help="a seconds-long setting (for tests)")
     d.set_defaults(func=_demo)
+
+    g = sub.add_parser("graph", help="draw a spec's DAG to PNG")
+    g.add_argument("spec", help="graphs/NAME.toml")
+    g.add_argument("--out", help="PNG path (default: NAME.png)")
+    g.set_defaults(func=_graph)
+
+    f = sub.add_parser("fit", help="fit a declarative SCM spec to its dataset and save the run")
+    f.add_argument("spec", help="graphs/NAME.toml")
+    f.add_argument("--out", required=True, help="run directory to write")
+    f.add_argument("--quick", action="store_true", help="tiny data and training (for tests)")
+    f.set_defaults(func=_fit)
+
+    c = sub.add_parser("counterfactual", help="counterfactuals of test rows of a fitted run")
+    c.add_argument("run", help="run directory written by `causaldiff fit`")
+    c.add_argument("--do", action="append", default=[], metavar="NODE=VALUE", help="intervention (repeatable)")
+    c.add_argument("--n", type=int, default=16, help="number of test rows")
+    c.add_argument("--out", help="output PNG (image nodes) or JSON")
+    c.set_defaults(func=_counterfactual)
+
+    e = sub.add_parser("evaluate", help="counterfactual metrics of a fitted run")
+    e.add_argument("run")
+    e.add_argument("--n", type=int, default=200, help="number of test rows")
+    e.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("sweep", help="metrics against the guidance scale, saved as a plot")
+    s.add_argument("run")
+    s.add_argument("--scales", default="0,0.3,0.7,1,2,3")
+    s.add_argument("--n", type=int, default=100, help="number of test rows")
+    s.set_defaults(func=_sweep)
     return p
 
 
