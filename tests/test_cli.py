@@ -31,3 +31,50 @@ def test_bad_option_value_exits_2(capsys):
 def test_no_command_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "usage" in capsys.readouterr().out
+
+
+GRAPHS = __import__("pathlib").Path(__file__).resolve().parents[1] / "graphs"
+
+
+def test_graph_draws_png(tmp_path, capsys):
+    out = tmp_path / "dag.png"
+    assert main(["graph", str(GRAPHS / "tabular_chain_nonlinear.toml"), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_evaluate_counterfactual_tabular(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", str(GRAPHS / "tabular_chain_nonlinear.toml"), "--out", str(run), "--quick"]) == 0
+    assert (run / "scm" / "weights.safetensors").is_file() and (run / "spec.json").is_file()
+    assert main(["evaluate", str(run), "--n", "50"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) >= {"do(x1)", "do(x2)"}
+    assert metrics["do(x1)"]["cf_mse"] < 0.2  # vs ~1 for "nothing changes"
+    assert main(["counterfactual", str(run), "--do", "x1=1.0", "--n", "4"]) == 0
+    cf = json.loads((run / "counterfactual.json").read_text())
+    assert cf["x1"] == [1.0] * 4
+
+
+def test_bad_arguments_one_line_exit_2(tmp_path, capsys):
+    assert main(["graph", str(tmp_path / "missing.toml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no spec file" in err[0]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[dataset]\nkind = "tabular"\nname = "chain-nonlinear"\n'
+                   '[nodes.a]\nmechanism = "additive_noise"\nparents = ["zz"]\n')
+    assert main(["graph", str(bad)]) == 2
+    assert "unknown parent" in capsys.readouterr().err
+    assert main(["counterfactual", str(tmp_path), "--do", "x1"]) == 2
+    assert "NODE=VALUE" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    assert main(["sweep", str(tmp_path), "--scales", "a,b"]) == 2
+    assert "comma-separated" in capsys.readouterr().err
+
+
+def test_spec_refuses_unknown_fields(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nexec = "import os"\n[dataset]\nkind = "tabular"\nname = "chain-nonlinear"\n'
+                   '[nodes.a]\nmechanism = "additive_noise"\n')
+    assert main(["graph", str(bad)]) == 2
+    assert "exec" in capsys.readouterr().err
