@@ -356,13 +356,20 @@ class SCM:
             x = x - torch.as_tensor(iv.delta, dtype=x.dtype, device=x.device)
         return m.abduct(x, pa)
 
+    def _check_observed(self, data: Mapping[str, Tensor], n: int, what: str) -> None:
+        """Every (non hard-intervened) node's rows have the shape and support its mechanism gives,
+        checked in topological order so the first bad node is the one named."""
+        for node in self._order:
+            if not isinstance(self._interventions.get(node), Hard):
+                pa = {p: data[p] for p in self._parents[node]}
+                self._check_shape(node, data[node], pa, n, what)
+
     def _precheck_abduction(self, nodes: list[str], data: Mapping[str, Tensor], n: int) -> None:
         """Refuse before any work if some node cannot be abducted."""
         self._require_fitted(nodes)
         for node in nodes:
             m, iv = self._mechanisms[node], self._interventions.get(node)
             pa = {p: data[p] for p in self._parents[node]}
-            self._check_shape(node, data[node], pa, n, "the factual rows")
             if isinstance(iv, Transform):
                 raise AbductionError(f"node {node!r}: cannot abduct through the callable intervention "
                                      "this SCM already carries")
@@ -374,6 +381,7 @@ class SCM:
         """Exogenous noise of every (non hard-intervened) node given observed rows."""
         rows, n = self._check_rows(data, None, "the observed rows")
         nodes = [v for v in self._order if not isinstance(self._interventions.get(v), Hard)]
+        self._check_observed(rows, n, "the observed rows")
         self._precheck_abduction(nodes, rows, n)
         with seeded(seed), torch.no_grad():
             u = {v: self._abduct_node(v, rows[v], {p: rows[p] for p in self._parents[v]}) for v in nodes}
@@ -394,7 +402,8 @@ class SCM:
         recompute = [v for v in self._order if v in changed]
         needs_noise = [v for v in recompute if v not in ivs or (
             not isinstance(ivs[v], Hard) and any(p in changed for p in self._parents[v]))]
-        # 1. checks before any work: abduction capability, shapes, supports of hard values
+        # 1. checks before any work: shapes, abduction capability, supports of hard values
+        self._check_observed(rows, n, "the factual rows")
         self._precheck_abduction(needs_noise, rows, n)
         target._require_fitted(recompute)
         for node, iv in ivs.items():
