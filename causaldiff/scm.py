@@ -303,7 +303,11 @@ class SCM:
             natural = m.forward(noise[node], pa)
         if iv is None:
             return natural
-        return intervene(node, iv, natural, n, tuple(natural.shape[1:]), natural.dtype, self.device)
+        out = intervene(node, iv, natural, n, tuple(natural.shape[1:]), natural.dtype, self.device)
+        support = m.support({p: values[p] for p in self._parents[node]}, n)
+        if support is not None and support.is_discrete and not support.check(out).all():
+            raise InterventionError(f"node {node!r}: {iv!r} moves values outside the node's support {support}")
+        return out
 
     def _require_fitted(self, nodes: Any) -> None:
         for node in nodes:
