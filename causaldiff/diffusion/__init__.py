@@ -1,0 +1,1 @@
+"""Diffusion building blocks: schedules, DDIM, guidance, networks and training."""
