@@ -38,7 +38,9 @@ class DDIMConfig(BaseModel):
     num_inference_steps: int = Field(50, ge=1)
     #: "leading": tau_i = (i-1) T/K (the DDIM paper's uniform skip); "trailing": tau_K = T-1 and
     #: even strides below it (Lin et al. 2024, Table 2); "linspace": rounded linspace(0, T-1, K).
-    spacing: Literal["leading", "trailing", "linspace"] = "trailing"
+    #: Trailing reaches the last training step, whose alpha_bar is ~0 on a cosine schedule: that
+    #: inversion step is ill-conditioned, so "leading" is the default.
+    spacing: Literal["leading", "trailing", "linspace"] = "leading"
     #: eta of eq. 16: 0 is deterministic DDIM, 1 the DDPM posterior variance. Generation only.
     eta: float = Field(0.0, ge=0.0)
     #: clip the predicted x_0 to [-clip_sample, clip_sample] during generation (never inversion).
@@ -52,7 +54,7 @@ class DDIMConfig(BaseModel):
 
 
 def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int,
-                   spacing: str = "trailing") -> tuple[int, ...]:
+                   spacing: str = "leading") -> tuple[int, ...]:
     """The ascending table ``tau_1 < ... < tau_K`` of training timesteps used by the sampler."""
     T, K = num_train_timesteps, num_inference_steps
     if not 1 <= K <= T:
