@@ -131,12 +131,12 @@ class ShapesBatch:
 class ShapesSCM:
     """The shapes SCM: sampling, rendering, exact abduction of the parents, true counterfactuals."""
 
+    num_shapes = len(SHAPE_NAMES)
+
     def __init__(self, config: ShapesConfig | None = None, **overrides: Any):
         if config is not None and overrides:
             raise TypeError("pass either a ShapesConfig or keyword overrides, not both")
         self.config = config if config is not None else ShapesConfig(**overrides)
-
-    num_shapes = len(SHAPE_NAMES)
 
     def __repr__(self) -> str:
         return f"ShapesSCM(resolution={self.config.resolution})"
@@ -171,6 +171,8 @@ class ShapesSCM:
             if node in ivs:
                 value = intervene(node, ivs[node], value, n, (), value.dtype, value.device)
                 self._check_value(node, value, hard=isinstance(ivs[node], Hard))
+                if node == "shape":
+                    value = value.long()
             out[node] = value
         return out
 

@@ -21,6 +21,7 @@ class ClassifierConfig(TrainConfig):
     """Hyperparameters of the effectiveness classifier and its training."""
 
     hidden: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0)
 
 
 class ImageClassifier(nn.Module):

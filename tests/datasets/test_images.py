@@ -151,6 +151,8 @@ def test_non_descendants_unchanged_and_soft_interventions(scm, batch):
     per_row = torch.linspace(0.3, 0.6, len(batch))
     several = scm.true_counterfactual(batch, {"shape": 0, "size": per_row})
     assert torch.equal(several.parents["size"], per_row)
+    as_float = scm.true_counterfactual(batch, {"shape": 2.0})
+    assert as_float.parents["shape"].dtype == torch.long
 
 
 def test_errors_name_the_problem(scm, batch):
@@ -158,6 +160,8 @@ def test_errors_name_the_problem(scm, batch):
         scm.true_counterfactual(batch, {"image": batch.image})
     with pytest.raises(InterventionError, match="'shape'"):
         scm.true_counterfactual(batch, {"shape": 3})
+    with pytest.raises(InterventionError, match="integers"):
+        scm.true_counterfactual(batch, {"shape": 1.5})
     with pytest.raises(InterventionError, match="'size'.*renderable"):
         scm.true_counterfactual(batch, {"size": 2.0})
     with pytest.raises(DataError, match="missing parent"):
@@ -174,3 +178,22 @@ def test_resolution_28_and_device(device):
     assert b.image.shape == (4, 1, 28, 28) and b.image.device.type == torch.device(device).type
     cf = scm.true_counterfactual(b, {"shape": 0})
     assert cf.image.device == b.image.device
+
+
+def test_parent_mechanisms_in_a_causaldiff_scm(scm, batch):
+    """cd.SCM over the parents reproduces the true parent counterfactuals (exact abduction)."""
+    import causaldiff as cd
+
+    g = scm.graph()
+    g.remove_node("image")
+    model = cd.SCM(g)
+    for do in ({"shape": 2}, {"size": 0.6}, {"shape": 0, "intensity": 0.5}):
+        cf = model.counterfactual(batch.parents, do=do, seed=0)
+        truth = scm.true_counterfactual(batch, do)
+        assert torch.equal(cf["shape"], truth.parents["shape"])
+        for k in ("size", "intensity"):
+            torch.testing.assert_close(cf[k], truth.parents[k], rtol=0, atol=1e-5)
+    samples = model.sample(2000, seed=0)
+    for k in range(3):
+        sel = samples["size"][samples["shape"] == k]
+        assert abs(sel.mean().item() - scm.config.size_means[k]) < 5 * 0.05 / sel.numel() ** 0.5
