@@ -4,14 +4,16 @@ Causal graph (all parents of the image are observed; the image factors are exoge
 
     shape ──> size ──> intensity
       │         │          │
-      └─────────┴──> image <┘      image = render(shape, size, intensity; pos_x, pos_y, rotation)
+      └─────────┴──> image <┘
+
+    image = render(shape, size, intensity; pos_x, pos_y, rotation)
 
 Structural equations (Pyro-style, additive Gaussian noise, so abduction of the parents is exact):
 
 * ``shape ~ Categorical(shape_probs)`` in {0: square, 1: triangle, 2: cross}
-* ``size = size_means[shape] + size_noise * u_size``,                        ``u_size ~ N(0, 1)``
+* ``size = size_means[shape] + size_noise * u_size``, ``u_size ~ N(0, 1)``
 * ``intensity = intensity_base + intensity_slope * (size - size_ref)
-  + intensity_noise * u_intensity``,                                          ``u_intensity ~ N(0, 1)``
+  + intensity_noise * u_intensity``, ``u_intensity ~ N(0, 1)``
 * ``image``: the shape drawn bright (``-1 + 2 * intensity``) on a black (``-1``) canvas,
   centred at ``(pos_x, pos_y)`` and rotated by ``rotation``; the image factors are uniform and
   independent of everything else. Edges are anti-aliased with a one-pixel linear ramp of the
@@ -326,8 +328,8 @@ class ShapesSCM:
                     f"node {node!r}: hard values must lie in [{lo}, {hi}] (the renderable range)")
 
 
-# ---------------------------------------------------------------------------------- signed distances
-# Each returns the signed distance (negative inside) of a shape of scale ``s`` centred at the origin.
+# ------------------------------------------------------------------------------ signed distances
+# Each returns the signed distance (negative inside) of a shape of scale ``s`` at the origin.
 def _square(x: Tensor, y: Tensor, s: Tensor) -> Tensor:
     return torch.maximum(x.abs(), y.abs()) - 0.8 * s
 

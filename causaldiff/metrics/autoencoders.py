@@ -151,13 +151,19 @@ def train_autoencoders(images: Tensor, labels: Tensor, *, num_classes: int | Non
     return AutoencoderSet(_PerClass(cls).eval(), glob.eval(), k, (float(lo), float(hi)), history)
 
 
+def _device_of(module: nn.Module, default: torch.device) -> torch.device:
+    for t in (*module.parameters(), *module.buffers()):
+        return t.device
+    return default
+
+
 def _reconstructions(aes: AutoencoderSet, x: Tensor, target: Tensor, original: Tensor | None
                      ) -> tuple[Tensor, Tensor, Tensor | None]:
     check_images(x, "IM1/IM2")
     check_labels(target, x.shape[0], aes.num_classes, "IM1/IM2 target")
     if original is not None:
         check_labels(original, x.shape[0], aes.num_classes, "IM1/IM2 original")
-    x01 = aes.to_unit(x)
+    x01 = aes.to_unit(x.to(_device_of(aes.class_ae, x.device)))
     with torch.no_grad():
         rec = aes.class_ae(x01)
     rt = rec.gather(1, target.to(rec.device).long()[:, None, None, None]
