@@ -91,9 +91,8 @@ class AdditiveNoiseMechanism(Mechanism):
                  **overrides: Any):
         super().__init__()
         base = config or AdditiveNoiseConfig()
-        self.config = base.model_copy(update=overrides) if overrides else base
-        if overrides:
-            AdditiveNoiseConfig.model_validate(self.config.model_dump())
+        # validate the overrides themselves: model_copy(update=...) accepts unknown names silently
+        self.config = AdditiveNoiseConfig.model_validate({**base.model_dump(), **overrides}) if overrides else base
         self.custom_net = net is not None
         self.net = net
         self.encoder: ParentEncoder | None = None
