@@ -558,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         (gcm.config.enable_progress_bars if progress_enabled() else gcm.config.disable_progress_bars)()
         gcm.config.set_default_n_jobs(args.dowhy_jobs)
     args.out.mkdir(parents=True, exist_ok=True)
-    log = print if progress_enabled() else (lambda *_: None)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
     settings = {
         "quick": args.quick, "seeds": args.seeds, "scms": args.scms, "rows": args.rows,
         "values": args.values, "n_cf": args.n_cf, "n_int": args.n_int,
