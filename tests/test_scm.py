@@ -402,3 +402,120 @@ def test_repr_of_samples_names_the_query_and_nodes():
 def test_abduction_capability_of_location_scale_nodes_is_exact():
     scm = chain_scm()
     assert scm.mechanisms["y"].abduction({"x": torch.zeros(2, dtype=F64)}) is Abduction.EXACT
+
+
+# ============================================================================ DCM "nonlinear" SCMs
+# BENCHMARKS.md section 2, written out by hand: every root x = u, u ~ N(0, 1).
+def _sig(v):
+    return 1.0 / (1.0 + torch.exp(-v))
+
+
+DCM_EQUATIONS = {  # node -> (parents, f(pa, u)) exactly as printed in the table
+    "chain": {
+        "x2": (("x1",), lambda p, u: (torch.exp(p["x1"] / 2) + u / 4) / 0.65),
+        "x3": (("x2",), lambda p, u: ((p["x2"] - 5) ** 3 / 15 + u) / 2.13),
+    },
+    "triangle": {
+        "x2": (("x1",), lambda p, u: (u + 2 * p["x1"] ** 2) / 3),
+        "x3": (("x1", "x2"), lambda p, u: (u + 20 / (1 + torch.exp(-p["x2"] ** 2 + p["x1"]))) / 2.41),
+    },
+    "diamond": {
+        "x2": (("x1",), lambda p, u: (p["x1"] ** 2 + u / 2) / 1.5),
+        "x3": (("x1", "x2"), lambda p, u: (p["x2"] ** 2 - 2 / (1 + torch.exp(-p["x1"])) + u / 2) / 1.27),
+        "x4": (("x2", "x3"), lambda p, u: (p["x3"] / ((p["x2"] + p["x3"]).abs() + 0.5) + u / 5) / 0.54),
+    },
+    "Y": {
+        "x3": (("x1", "x2"), lambda p, u: (-p["x2"] ** 2 + 4 / (1 + torch.exp(-p["x1"] - p["x2"])) + u / 2) / 1.83),
+        "x4": (("x3",), lambda p, u: (20 / (1 + torch.exp(p["x3"] ** 2 / 2 - p["x3"])) + u) / 3.26),
+    },
+}
+DCM_ROOTS = {"chain": ("x1",), "triangle": ("x1",), "diamond": ("x1",), "Y": ("x1", "x2")}
+# the same SCMs as location-scale Pyro mechanisms: Normal(loc(pa), scale), read off the table by hand
+DCM_PYRO = {
+    "chain": {
+        "x2": lambda x1: dist.Normal(torch.exp(x1 / 2) / 0.65, 0.25 / 0.65),
+        "x3": lambda x2: dist.Normal((x2 - 5) ** 3 / 15 / 2.13, 1 / 2.13),
+    },
+    "triangle": {
+        "x2": lambda x1: dist.Normal(2 * x1 ** 2 / 3, 1 / 3),
+        "x3": lambda x1, x2: dist.Normal(20 * _sig(x2 ** 2 - x1) / 2.41, 1 / 2.41),
+    },
+    "diamond": {
+        "x2": lambda x1: dist.Normal(x1 ** 2 / 1.5, 0.5 / 1.5),
+        "x3": lambda x1, x2: dist.Normal((x2 ** 2 - 2 * _sig(x1)) / 1.27, 0.5 / 1.27),
+        "x4": lambda x2, x3: dist.Normal(x3 / ((x2 + x3).abs() + 0.5) / 0.54, 0.2 / 0.54),
+    },
+    "Y": {
+        "x3": lambda x1, x2: dist.Normal((-x2 ** 2 + 4 * _sig(x1 + x2)) / 1.83, 0.5 / 1.83),
+        "x4": lambda x3: dist.Normal(20 * _sig(-(x3 ** 2 / 2 - x3)) / 3.26, 1 / 3.26),
+    },
+}
+
+
+def dcm_simulate(name, noise, do=None):
+    """The hand simulator: roots x = u, then the table's equations, hard do() by surgery."""
+    do, values = do or {}, {}
+    for v in sorted(noise):  # x1 < x2 < x3 < x4 is a topological order of all four graphs
+        if v in do:
+            values[v] = torch.as_tensor(do[v], dtype=F64).expand_as(noise[v]).clone()
+        elif v in DCM_ROOTS[name]:
+            values[v] = noise[v]
+        else:
+            parents, f = DCM_EQUATIONS[name][v]
+            values[v] = f({p: values[p] for p in parents}, noise[v])
+    return values
+
+
+def dcm_scm(name):
+    g = nx.DiGraph()
+    for v, (parents, _) in DCM_EQUATIONS[name].items():
+        g.add_edges_from((p, v) for p in parents)
+    for r in DCM_ROOTS[name]:
+        g.nodes[r]["mechanism"] = dist.Normal(t(0.0), t(1.0))
+    for v, mech in DCM_PYRO[name].items():
+        g.nodes[v]["mechanism"] = mech
+    return cd.SCM(g)
+
+
+@pytest.mark.parametrize("name", sorted(DCM_EQUATIONS))
+def test_dcm_nonlinear_counterfactuals_equal_the_ground_truth(name):
+    scm = dcm_scm(name)
+    gen = torch.Generator().manual_seed(0)
+    nodes = sorted(scm.nodes)
+    noise = {v: torch.randn(500, generator=gen, dtype=F64) for v in nodes}
+    factual = dcm_simulate(name, noise)
+    # the engine's abduction recovers the true noise
+    u = scm.abduct(factual)
+    for v in nodes:
+        assert_close(u[v], noise[v], atol=1e-8)
+    for node in nodes:
+        if not nx.descendants(scm.graph, node):
+            continue
+        q = torch.quantile(factual[node], torch.tensor([0.1, 0.5, 0.9], dtype=F64))
+        per_row = torch.linspace(q[0].item(), q[2].item(), 500, dtype=F64)
+        for value in (q[0].item(), q[1].item(), q[2].item(), per_row):
+            truth = dcm_simulate(name, noise, do={node: value})
+            cf = scm.counterfactual(factual, do={node: value})
+            for v in nodes:
+                assert_close(cf[v], truth[v])
+    # several nodes at once
+    both = {nodes[0]: 0.5, nodes[-2]: -0.25}
+    truth, cf = dcm_simulate(name, noise, do=both), scm.counterfactual(factual, do=both)
+    for v in nodes:
+        assert_close(cf[v], truth[v])
+
+
+@pytest.mark.parametrize("name", sorted(DCM_EQUATIONS))
+def test_dcm_hand_simulator_agrees_with_the_dataset_module(name):
+    """Cross-check of two independent transcriptions of BENCHMARKS.md (and of to_pyro_scm)."""
+    tabular = pytest.importorskip("causaldiff.datasets.tabular")
+    ref = tabular.TABULAR_SCMS[f"{name.lower()}-nonlinear"]
+    noise = ref.sample_noise(200, torch.Generator().manual_seed(1))
+    ours, theirs = dcm_simulate(name, noise), ref.simulate(noise)
+    for v in ours:
+        assert_close(ours[v], theirs[v], atol=1e-10)
+    node = ref.intervention_nodes[0]
+    bound = ref.to_pyro_scm()
+    cf, truth = bound.counterfactual(theirs, do={node: 0.3}), dcm_simulate(name, noise, do={node: 0.3})
+    for v in ours:
+        assert_close(cf[v].to(F64), truth[v])
