@@ -302,3 +302,14 @@ def test_cuda_fit_and_counterfactual_without_host_syncs_in_the_loop():
     assert out.sample.is_cuda
     cf = scm.counterfactual(rows, do={"y": 1 - rows["y"]})
     assert cf["x"].is_cuda
+
+
+def test_counterfactual_laws_hold_on_the_dcm_model(dcm):
+    """The library's law suite (effectiveness, non-descendants, composition, idempotence,
+    reversibility, batch invariance, commutation) with tolerance 1e-2 (the abduction is exact
+    only to the fixed-point solver and float32)."""
+    from causaldiff.testing import check_counterfactual_laws
+
+    _, model, rows = dcm
+    report = check_counterfactual_laws(model, {k: v[:6] for k, v in rows.items()}, atol=1e-2, rtol=0.0)
+    assert any("batch invariance" in c for c in report.checked)
