@@ -134,9 +134,16 @@ def train(model: nn.Module, loss_fn: LossFn, num_rows: int, config: TrainConfig,
     device = next(model.parameters()).device
     # The global RNG (dropout) is seeded from the config inside a fork, so training neither
     # depends on nor disturbs the caller's random state.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=cuda_devices(device)), torch.enable_grad():
         torch.manual_seed(config.seed)
         return _train(model, loss_fn, num_rows, config, device, data, desc, tag, callback)
+
+
+def cuda_devices(device: torch.device) -> list[int]:
+    """The CUDA device index list ``torch.random.fork_rng`` needs for ``device`` (empty off CUDA)."""
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
 def _train(model: nn.Module, loss_fn: LossFn, num_rows: int, config: TrainConfig,

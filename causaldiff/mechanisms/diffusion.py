@@ -28,7 +28,7 @@ from ..diffusion.guidance import (AntiCausalGuidance, ClassifierFreeGuidance, Pa
 from ..diffusion.nets import (DenoiserConfig, ImagePredictorConfig, MLPConfig, MLPPredictorConfig,
                               PredictorConfig, UNetConfig, build_denoiser, build_predictor)
 from ..diffusion.schedule import NoiseSchedule, ScheduleConfig
-from ..diffusion.train import TrainConfig, train_denoiser, train_predictor
+from ..diffusion.train import TrainConfig, cuda_devices, train_denoiser, train_predictor
 from ..errors import DataError, NotFittedError, SerializationError
 from .base import Abduction, Mechanism, Parents, register_mechanism
 
@@ -328,7 +328,7 @@ class DiffusionMechanism(Mechanism):
         cond, targets = self._encode_parents(parents, n)
 
         T = new_cfg.schedule.num_train_timesteps
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=cuda_devices(device)):
             torch.manual_seed(new_cfg.train.seed)
             net = build_denoiser(new_cfg.net, self._net_shape(), self._cond_dim(), T).to(device)
             predictor = None

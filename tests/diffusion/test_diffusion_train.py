@@ -58,8 +58,9 @@ def test_conditional_training_with_parent_dropout_runs():
     x = _data()
     cond = torch.cat([x[:, :1].sign(), torch.ones(len(x), 1)], 1)
     net = MLPDenoiser((2,), 2, hidden=16, num_layers=1, num_train_timesteps=100)
-    res = train_denoiser(net, x, SCHED, TrainConfig(steps=20, batch_size=16), cond=cond, cond_dropout=0.5)
-    assert res.steps == 20
+    with torch.no_grad():  # training enables autograd itself
+        res = train_denoiser(net, x, SCHED, TrainConfig(steps=20, batch_size=16), cond=cond, cond_dropout=0.5)
+    assert res.steps == 20 and res.losses == ()
 
 
 def test_predictor_training_learns_the_class():
@@ -104,3 +105,16 @@ def test_checkpoint_mismatch_and_corruption_are_refused(tmp_path):
         train_denoiser(_net(), x, SCHED, cfg)
     with pytest.raises(ValueError, match="checkpoint_dir"):
         train_denoiser(_net(), x, SCHED, TrainConfig(steps=1, checkpoint_every=1))
+
+
+@pytest.mark.gpu
+def test_cuda_training_uses_bf16_autocast_and_resumes(tmp_path):
+    x = _data().cuda()
+    seen = []
+    net = _net().cuda()
+    net.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    cfg = TrainConfig(steps=40, batch_size=32, checkpoint_every=20, checkpoint_dir=str(tmp_path))
+    res = train_denoiser(net, x, SCHED, cfg)
+    assert seen[0] == torch.bfloat16 and next(res.ema.parameters()).is_cuda
+    again = train_denoiser(_net().cuda(), x, SCHED, cfg.model_copy(update={"steps": 60}))
+    assert again.resumed_from == 40 and again.steps == 60
