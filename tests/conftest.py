@@ -9,6 +9,9 @@ import torch
 
 from causaldiff.progress import set_progress
 
+# Tiny networks on a shared 2-core machine run fastest on one thread (less contention).
+torch.set_num_threads(1)
+
 #: Device of device-parametrised tests (``CAUSALDIFF_TEST_DEVICE=cuda`` on a GPU machine).
 TEST_DEVICE = os.environ.get("CAUSALDIFF_TEST_DEVICE", "cpu")
 
