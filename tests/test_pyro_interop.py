@@ -8,12 +8,22 @@ import math
 import networkx as nx
 import pyro
 import pyro.distributions as dist
+import pytest
 import torch
 from pyro import poutine
 
 import causaldiff as cd
 
 F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest and does not fight other processes for the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def t(v):

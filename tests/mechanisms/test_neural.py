@@ -17,7 +17,7 @@ F64 = torch.float64
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    """Tiny MLPs train fastest on one thread (and do not fight other processes for cores)."""
+    """Tiny tensors: one thread is fastest and does not fight other processes for the cores."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
