@@ -217,6 +217,7 @@ def test_config_validation_and_unfitted_use():
     with pytest.raises(ValidationError):
         DiffusionMechanism(bogus=1)
     m = DiffusionMechanism()
+    assert isinstance(m.config, DiffusionConfig) and m.config.sampler.inversion_fixed_point_iters == 3
     assert m.event_shape() is None and m.state_tensors() == {} and not m.is_fitted
     again = DiffusionMechanism.from_saved(json.loads(json.dumps(m.get_config())), {})
     assert again.config == m.config
