@@ -16,13 +16,6 @@ from causaldiff.serialization import CONFIG_FILE, WEIGHTS_FILE
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def data_xyz(n=300, seed=0):
     gen = torch.Generator().manual_seed(seed)

@@ -15,14 +15,6 @@ from causaldiff.mechanisms.base import Abduction
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest and does not fight other processes for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def f_true(x):
     return torch.sin(2.0 * x) + 0.5 * x ** 2
