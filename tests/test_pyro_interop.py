@@ -8,7 +8,6 @@ import math
 import networkx as nx
 import pyro
 import pyro.distributions as dist
-import pytest
 import torch
 from pyro import poutine
 
