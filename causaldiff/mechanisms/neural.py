@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from ..errors import NotFittedError
+from ..errors import DataError, NotFittedError
 from ..progress import progress
 from .base import Abduction, Mechanism, Parents, register_mechanism
 
@@ -63,13 +63,17 @@ class ParentEncoder:
                    if not parents[p].is_floating_point()}
         return cls(order, classes)
 
-    def __call__(self, parents: Parents, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    def __call__(self, parents: Parents, n: int, dtype: torch.dtype, device: torch.device,
+                 node: str = "?") -> Tensor:
         cols = []
         for p in self.order:
             v = parents[p]
             if p in self.classes:
-                cols.append(nn.functional.one_hot(v.long().clamp(0, self.classes[p] - 1),
-                                                  self.classes[p]).to(dtype))
+                k = self.classes[p]
+                if ((v < 0) | (v >= k)).any():
+                    raise DataError(f"node {node!r}: parent {p!r} takes categories outside 0..{k - 1}, "
+                                    "the ones seen when the mechanism was fitted")
+                cols.append(nn.functional.one_hot(v.long(), k).to(dtype))
             else:
                 cols.append(v.reshape(n, -1).to(dtype))
         if not cols:
@@ -168,7 +172,7 @@ class AdditiveNoiseMechanism(Mechanism):
     def _loc_scale(self, parents: Parents, n: int) -> tuple[Tensor, Tensor]:
         self._require_fit()
         s = self.stats
-        xin = self.encoder(parents, n, s["out_mean"].dtype, s["out_mean"].device)
+        xin = self.encoder(parents, n, s["out_mean"].dtype, s["out_mean"].device, node=self.node)
         if self.net is None:
             z = torch.zeros(n, s["out_mean"].shape[0], dtype=xin.dtype, device=xin.device)
         else:
