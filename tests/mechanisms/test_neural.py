@@ -183,3 +183,16 @@ def test_tiny_data_and_a_single_row_fit():
     one = {k: v[:1] for k, v in data.items()}
     scm1 = anm_scm(steps=5).fit(one)
     assert torch.isfinite(scm1.sample(3, seed=0)["y"]).all()
+
+
+def test_unseen_parent_category_is_refused_not_clamped():
+    """A 4-class parent of which only 0..2 were seen at fit time: do(c=3) must not answer as c=2."""
+    gen = torch.Generator().manual_seed(4)
+    c = torch.randint(0, 3, (300,), generator=gen)
+    y = torch.tensor([1.0, -2.0, 4.0])[c] + 0.1 * torch.randn(300, generator=gen)
+    scm = cd.SCM(nx.DiGraph([("c", "y")]), mechanisms={"c": dist.Categorical(logits=torch.tensor([0.0, 0.0, 0.0, -5.0])),
+                                                       "y": cd.AdditiveNoiseMechanism(steps=20)})
+    scm.fit({"c": c, "y": y})
+    with pytest.raises(cd.DataError, match=r"node 'y': parent 'c' takes categories outside 0..2"):
+        scm.counterfactual({"c": c, "y": y}, do={"c": 3})
+    assert scm.counterfactual({"c": c, "y": y}, do={"c": 2})["y"].shape == (300,)
