@@ -9,14 +9,15 @@ __version__ = "0.1.0"
 from .errors import (AbductionError, CausalDiffError, DataError, GraphError, InterventionError,
                      NotFittedError, SerializationError)
 from .interventions import Hard, Shift, Transform
-from .mechanisms import Abduction, AdditiveNoiseMechanism, Mechanism, PyroMechanism
+from .mechanisms import (Abduction, AdditiveNoiseMechanism, CategoricalMechanism, DiffusionMechanism,
+                         Mechanism, PyroMechanism)
 from .progress import set_progress
 from .scm import SCM, Samples
 from .serialization import load
 
 __all__ = [
     "SCM", "Samples", "load", "Hard", "Shift", "Transform", "Mechanism", "Abduction",
-    "PyroMechanism", "AdditiveNoiseMechanism", "set_progress", "CausalDiffError", "GraphError",
+    "PyroMechanism", "AdditiveNoiseMechanism", "CategoricalMechanism", "DiffusionMechanism", "set_progress", "CausalDiffError", "GraphError",
     "DataError", "InterventionError", "AbductionError", "NotFittedError", "SerializationError",
     "__version__",
 ]

@@ -62,9 +62,9 @@ def _mechanism(spec: GraphSpec, node: str, truth: Any) -> Mechanism | Any:
             raise GraphError(f"node {node!r}: a 'normal' mechanism is a root with options loc and scale")
         return dist.Normal(float(opts.get("loc", 0.0)), float(opts.get("scale", 1.0)))
     if ns.mechanism == "diffusion":
-        from .mechanisms.diffusion import DiffusionMechanism
+        from .mechanisms.diffusion import DiffusionConfig, DiffusionMechanism
 
-        return DiffusionMechanism.from_options(opts)
+        return DiffusionMechanism(DiffusionConfig.model_validate(opts))
     # "truth": the dataset's own mechanism
     if truth is None:
         raise GraphError(f"node {node!r}: mechanism 'truth' needs a dataset that knows its mechanisms")

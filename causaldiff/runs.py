@@ -55,13 +55,11 @@ def _quick(spec: GraphSpec) -> GraphSpec:
         if ns["mechanism"] == "additive_noise":
             ns["options"]["steps"] = 100
         if ns["mechanism"] == "diffusion":
-            ns["options"].update(quick_options())
+            opts = ns["options"]
+            opts["train"] = {**opts.get("train", {}), "steps": 30}
+            opts["predictor_train"] = {**opts.get("predictor_train", {}), "steps": 30}
+            opts["sampler"] = {**opts.get("sampler", {}), "num_inference_steps": 5}
     return GraphSpec.model_validate(raw)
-
-
-def quick_options() -> dict[str, Any]:
-    """Diffusion options for smoke runs: a few training steps, few DDIM steps."""
-    return {"train_steps": 30, "inference_steps": 5}
 
 
 def fit_run(spec_path: str | Path, out: Path, quick: bool = False) -> SCM:
@@ -263,7 +261,8 @@ def sweep_run(run: Path, scales: list[float], n: int = 100) -> dict[str, Any]:
     results = []
     for s in progress(scales, desc="scales"):
         for node in nodes:
-            scm.mechanisms[node].set_guidance_scale(s)
+            m = scm.mechanisms[node]
+            m.config = m.config.model_copy(update={"guidance_scale": s})
         r = evaluate_images(scm, rows, train, n, node=img, label=label, cycles=(1,), classifier=classifier)
         r["scale"] = s
         results.append(r)

@@ -38,13 +38,13 @@ GRAPHS = __import__("pathlib").Path(__file__).resolve().parents[1] / "graphs"
 
 def test_graph_draws_png(tmp_path, capsys):
     out = tmp_path / "dag.png"
-    assert main(["graph", str(GRAPHS / "tabular_chain_nonlinear.toml"), "--out", str(out)]) == 0
+    assert main(["graph", str(GRAPHS / "tabular_chain_nonlinear_anm.toml"), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_fit_evaluate_counterfactual_tabular(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["fit", str(GRAPHS / "tabular_chain_nonlinear.toml"), "--out", str(run), "--quick"]) == 0
+    assert main(["fit", str(GRAPHS / "tabular_chain_nonlinear_anm.toml"), "--out", str(run), "--quick"]) == 0
     assert (run / "scm" / "weights.safetensors").is_file() and (run / "spec.json").is_file()
     assert main(["evaluate", str(run), "--n", "50"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
