@@ -198,7 +198,12 @@ def codec_for(d: tdist.Distribution) -> _Codec:
     if isinstance(d, tdist.MultivariateNormal):
         return _MultivariateNormal(d)
     if isinstance(d, tdist.TransformedDistribution):
-        return _Transformed(d)
+        codec = _Transformed(d)
+        # e.g. HalfNormal = |Normal|: not invertible through its transforms, but through its own cdf/icdf
+        own = all(getattr(type(d), m) is not getattr(tdist.TransformedDistribution, m) for m in ("cdf", "icdf"))
+        if codec.capability is Abduction.IMPOSSIBLE and own and d.event_shape == () and not d.support.is_discrete:
+            return _CdfIcdf(d)
+        return codec
     if isinstance(d, (tdist.Categorical, tdist.Bernoulli)) and not isinstance(
             d, tdist.OneHotCategorical):
         return _GumbelMax(d)
