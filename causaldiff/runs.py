@@ -56,10 +56,25 @@ def _quick(spec: GraphSpec) -> GraphSpec:
             ns["options"]["steps"] = 100
         if ns["mechanism"] == "diffusion":
             opts = ns["options"]
-            opts["train"] = {**opts.get("train", {}), "steps": 30}
-            opts["predictor_train"] = {**opts.get("predictor_train", {}), "steps": 30}
+            opts["train"] = {**opts.get("train", {}), "steps": 30,
+                             "batch_size": min(opts.get("train", {}).get("batch_size", 32), 32)}
+            opts["predictor_train"] = {**opts.get("predictor_train", {}), "steps": 30,
+                                       "batch_size": min(opts.get("predictor_train", {}).get("batch_size", 32), 32)}
             opts["sampler"] = {**opts.get("sampler", {}), "num_inference_steps": 5}
+            for key in ("net", "predictor"):  # image networks at most 16 channels wide
+                net = opts.get(key)
+                if isinstance(net, dict) and net.get("kind") in ("unet", "image"):
+                    opts[key] = {**net, "base_channels": min(net.get("base_channels", 16), 16)}
     return GraphSpec.model_validate(raw)
+
+
+def _quick_classifier(run: Path) -> Any:
+    """A short effectiveness-classifier training for runs fitted with ``--quick`` (else None)."""
+    from .metrics import ClassifierConfig
+
+    fit = run / "fit.json"
+    quick = fit.is_file() and json.loads(fit.read_text()).get("quick", False)
+    return ClassifierConfig(iterations=100, batch_size=32) if quick else None
 
 
 def fit_run(spec_path: str | Path, out: Path, quick: bool = False) -> SCM:
@@ -75,7 +90,8 @@ def fit_run(spec_path: str | Path, out: Path, quick: bool = False) -> SCM:
     (out / "spec.json").write_text(spec.model_dump_json(indent=2))
     scm.save(out / "scm")
     (out / "fit.json").write_text(json.dumps({"seconds": seconds, "n_train": len(next(iter(rows.values.values()))),
-                                              "date": _now(), "torch": torch.__version__}, indent=2))
+                                              "date": _now(), "torch": torch.__version__, "quick": quick},
+                                             indent=2))
     print(f"fitted {spec.name} on {spec.dataset.n_train} rows in {seconds:.1f} s -> {out}")
     return scm
 
@@ -227,13 +243,18 @@ def _diffusion_nodes(scm: SCM) -> list[str]:
 
 
 def evaluate_run(run: Path, n: int = 200) -> dict[str, Any]:
+    from . import metrics as M
+
     spec, scm, rows = load_run(run)
     img = image_node(scm)
     if img is None:
         metrics = evaluate_tabular(scm, rows, n)
     else:
         train = load_rows(spec.dataset.model_copy(update={"n_train": min(spec.dataset.n_train, 5000)}), "train")
-        metrics = evaluate_images(scm, rows, train, n, node=img)
+        label = next(p for p in scm.parents(img) if not rows.values[p].is_floating_point())
+        classifier = M.train_classifier(train.values[img], train.values[label],
+                                        config=_quick_classifier(run))
+        metrics = evaluate_images(scm, rows, train, n, node=img, label=label, classifier=classifier)
     metrics.update({"run": str(run), "date": _now(), "device": str(scm.device)})
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
@@ -257,7 +278,8 @@ def sweep_run(run: Path, scales: list[float], n: int = 100) -> dict[str, Any]:
     train = load_rows(spec.dataset.model_copy(update={"n_train": min(spec.dataset.n_train, 5000)}), "train")
     label = next(p for p in scm.parents(img) if not rows.values[p].is_floating_point())
     k = int(train.values[label].max()) + 1
-    classifier = M.train_classifier(train.values[img], train.values[label], num_classes=k)
+    classifier = M.train_classifier(train.values[img], train.values[label], num_classes=k,
+                                    config=_quick_classifier(run))
     results = []
     for s in progress(scales, desc="scales"):
         for node in nodes:
