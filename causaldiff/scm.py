@@ -15,12 +15,11 @@ Conventions
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import networkx as nx
 import pyro
-import pyro.distributions as dist
 import torch
 import torch.distributions as tdist
 from torch import Tensor

@@ -23,7 +23,6 @@ import pyro.distributions as dist
 import torch
 import torch.distributions as tdist
 from torch import Tensor
-from torch.distributions import constraints
 
 from ..errors import AbductionError, GraphError
 from .base import Abduction, Mechanism, Parents, register_mechanism

@@ -26,14 +26,6 @@ TAB = dict(schedule=ScheduleConfig(kind="linear", num_train_timesteps=100, beta_
            sampler=DDIMConfig(num_inference_steps=20, inversion_fixed_point_iters=3))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _with(m: DiffusionMechanism, **changes) -> DiffusionMechanism:
     """The same trained weights under another (inference) configuration."""
     cfg = m.get_config()
