@@ -1,0 +1,128 @@
+"""The MNIST Diff-SCM benchmark: its ``quick`` setting end to end (CI), its helpers on known
+cases, and (slow) the ``gpu`` setting's pipeline with tiny iteration counts on the CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from causaldiff.datasets.mnist import candidate_dirs
+from causaldiff.diffusion.train import TrainConfig
+from causaldiff.metrics import CLD_UNCHANGED
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("mnist_diffscm", ROOT / "benchmarks" / "mnist_diffscm.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("mnist_diffscm", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bench = _load()
+needs_mnist = pytest.mark.skipif(
+    not any(list(d.glob("t10k-images-idx3-ubyte*")) for d in candidate_dirs() if d.is_dir()),
+    reason="MNIST files not found (../shared/data/mnist)")
+
+
+def test_budget_takes_the_steps_that_fit_capped_by_the_setting():
+    cfg = TrainConfig(steps=1000)
+    fitted, info = bench.budget_steps(cfg, bench.Budget(seconds=10.0, min_steps=5), lambda: 0.05)
+    assert fitted.steps == 200 and info["steps"] == 200 and info["expected_s"] == pytest.approx(10.0)
+    assert bench.budget_steps(cfg, bench.Budget(seconds=1e6), lambda: 0.05)[0].steps == 1000  # capped
+    assert bench.budget_steps(cfg, bench.Budget(seconds=0.01, min_steps=7), lambda: 0.05)[0].steps == 7
+    same, info = bench.budget_steps(cfg, None, lambda: pytest.fail("no probe without a budget"))
+    assert same is cfg and info == {"budgeted": False, "steps": 1000}
+
+
+def test_chunked_equals_one_call_and_mean_sem():
+    x = torch.arange(10.0)
+    y = torch.arange(10) % 3
+    out = bench.chunked(lambda a, b: {"s": a + b, "p": a * b}, 3, x, y)
+    assert torch.equal(out["s"], x + y) and torch.equal(out["p"], x * y)
+    ms = bench.mean_sem(torch.tensor([1.0, 3.0]))
+    assert ms["mean"] == 2.0 and ms["sem"] == pytest.approx(math.sqrt(2) / math.sqrt(2))
+
+
+def test_settings_are_labelled_and_gpu_uses_the_reference_architecture():
+    gpu, cpu = bench.SETTINGS["gpu"], bench.SETTINGS["cpu"]
+    assert gpu.unet.base_channels == 64 and gpu.unet.channel_mult == (1, 2, 4) and gpu.unet.mid_attention
+    assert gpu.schedule.kind == "cosine" and gpu.schedule.num_train_timesteps == 1000
+    assert gpu.ddim_steps == 100 and gpu.abduction_fraction == 0.75
+    assert gpu.denoiser_train.batch_size == 256 and gpu.denoiser_train.weight_decay == 0.01
+    assert gpu.denoiser_budget is not None and gpu.denoiser_budget.seconds + gpu.predictor_budget.seconds < 9 * 60
+    assert gpu.scales == (0.0, 0.3, 0.7, 1.0, 2.0, 3.0) and gpu.cycles == (1, 10)
+    assert "NOT comparable" in cpu.label
+
+
+def test_bad_arguments_exit(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--setting", "quick", "--scales", "a,b"])
+    assert e.value.code == 2 and "comma-separated" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--setting", "quick", "--abduction-fraction", "0"])
+    assert e.value.code == 2
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="needs a CUDA device"):
+            bench.main(["--setting", "gpu", "--out", "/nonexistent/never"])
+
+
+def _check_results(out: Path, stem: str, scales: list[float]) -> dict:
+    r = json.loads((out / f"{stem}.json").read_text())
+    assert r["env"]["torch"] == torch.__version__ and r["env"]["device_name"]
+    assert r["command"].startswith("python benchmarks/mnist_diffscm.py")
+    assert sorted(float(s) for s in r["sweep"]) == sorted(set(scales) | {r["main"]["scale"]})
+    for row in r["sweep"].values():
+        assert math.log(2) - 1e-9 <= row["CLD"]["mean"] <= math.log(2 * math.e) + 1e-9
+        assert 0 <= row["effectiveness"] <= 1
+        for key in ("IM1", "IM2", "minimality_l1"):
+            assert math.isfinite(row[key]["mean"]) and row[key]["mean"] >= 0, key
+    m = r["main"]
+    for key in ("reversibility_l1", "composition_l1_1", "composition_l1_10"):
+        assert math.isfinite(m[key]["mean"]) and m[key]["mean"] >= 0, key
+    assert r["timings_s"]["total"] > 0
+    assert r["paper"]["IM1"] == 0.94 and r["paper"]["IM2"] == 0.04
+    md = (out / f"{stem}.md").read_text()
+    assert "| IM1 |" in md and "0.94" in md and r["env"]["device_name"] in md
+    for f in r["files"].values():
+        assert (out / f).read_bytes()[:8] == PNG
+    return r
+
+
+@needs_mnist
+def test_quick_setting_end_to_end(tmp_path):
+    r = _check_results(tmp_path, "mnist_diffscm_quick",
+                       bench.main(["--setting", "quick", "--out", str(tmp_path), "--no-progress"])["run"]["scales"])
+    assert r["setting"] == "quick" and r["main"]["n_composition"] == 4
+    assert r["run"]["abduction_steps"] == 3  # 75% of K = 4
+    assert r["training"]["trained_on"] == "cpu"
+    # s = 0 is an unguided regeneration of the factual image from its partial abduction: it stays
+    # close to the factual image, so its CLD is near that of an unchanged image
+    assert abs(r["sweep"]["0.0"]["CLD"]["mean"] - CLD_UNCHANGED) < 0.2
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_gpu_setting_smoke_on_cpu(tmp_path):
+    """The gpu setting's pipeline (its reference-size networks and budget probes) with tiny counts."""
+    r = bench.main(["--setting", "gpu", "--smoke", "--device", "cpu", "--out", str(tmp_path), "--no-progress"])
+    _check_results(tmp_path, "mnist_diffscm_gpu_smoke", r["run"]["scales"])
+    assert r["training"]["denoiser"]["budgeted"] and r["training"]["denoiser"]["probe_seconds_per_step"] > 0
+    assert r["settings"]["unet"]["base_channels"] == 64 and "SMOKE" in r["label"]
+
+
+@needs_mnist
+@pytest.mark.gpu
+def test_quick_setting_trains_and_answers_on_cuda(tmp_path):
+    r = bench.main(["--setting", "quick", "--device", "cuda", "--out", str(tmp_path), "--no-progress"])
+    assert r["training"]["trained_on"].startswith("cuda") and "cuda" in r["env"]["device"]
+    _check_results(tmp_path, "mnist_diffscm_quick", r["run"]["scales"])
