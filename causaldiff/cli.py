@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="train a small SCM from scratch and answer counterfactual queries")
-    d.add_argument("--kind", choices=("tabular",), default="tabular", help="which embedded demo to run")
+    d.add_argument("--kind", choices=("image", "tabular"), default="image", help="which embedded demo to run")
     d.add_argument("--out", default="outputs/demo", help="output directory (metrics JSON, figures)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quick", action="store_true", help="a seconds-long setting (for tests)")

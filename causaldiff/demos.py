@@ -76,7 +76,7 @@ def image_mechanism(quick: bool = False, seed: int = 0) -> DiffusionMechanism:
     return DiffusionMechanism(
         net=UNetConfig(base_channels=16, channel_mult=(1, 2), num_groups=8, mid_attention=False),
         schedule=ScheduleConfig(kind="cosine"),
-        train=TrainConfig(steps=20 if quick else 1500, batch_size=64, lr=2e-3, warmup_steps=0 if quick else 100,
+        train=TrainConfig(steps=20 if quick else 2000, batch_size=64, lr=2e-3, warmup_steps=0 if quick else 100,
                           ema_decay=0.995, seed=seed),
         sampler=DDIMConfig(num_inference_steps=4 if quick else 20))
 

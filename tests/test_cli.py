@@ -78,3 +78,15 @@ def test_spec_refuses_unknown_fields(tmp_path, capsys):
                    '[nodes.a]\nmechanism = "additive_noise"\n')
     assert main(["graph", str(bad)]) == 2
     assert "exec" in capsys.readouterr().err
+
+
+def test_demo_image_quick(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["demo"] == "image"
+    assert set(metrics["queries"]) == {"do(shape = another)", "do(size = 0.6)",
+                                       "do(shape = another, intensity = 0.4)", "do(shape = itself) [null]"}
+    for q in metrics["queries"].values():
+        assert 0.0 <= q["effectiveness_shape"] <= 1.0 and q["true_cf_mse"] >= 0.0
+    assert (tmp_path / "counterfactuals.png").read_bytes()[:4] == b"\x89PNG"
+    assert "effectiveness" in capsys.readouterr().out
