@@ -10,15 +10,21 @@ Diff-SCM's Algorithm 1: unguided deterministic DDIM inversion over the first
 
 The script trains, in order: the denoiser, the noisy classifier (both by ``scm.fit``), the
 independent effectiveness classifier, the per-class and global autoencoders (IM1/IM2) and the
-VAE (CLD); then scores, on ``n_test`` test images,
+VAE (CLD); then, on ``n_test`` test images and for each abduction fraction (0.75, Diff-SCM's later
+revision, and 1, the whole trajectory), abducts once and scores
 
-* for every guidance scale ``s`` of the sweep: CLD, IM1, IM2, effectiveness, minimality (L1);
-* at the main scale: also composition (L1 after 1 and 10 null-intervention cycles, on
-  ``n_composition`` images) and reversibility (L1 after ``do(k)`` then back to the factual digit);
+* for every guidance scale ``s`` of the sweep (Diff-SCM's 0, 0.3, 0.7, 1, 2, 3, extended by 5 and
+  10): CLD, IM1, IM2, effectiveness, minimality (L1);
+* at the main (fraction, scale): also composition (L1 after 1 and 10 null-intervention cycles, on
+  ``n_composition`` images) and reversibility (L1 after ``do(k)`` then back to the factual
+  digit). The main pair follows a rule fixed before any run (:func:`choose_main`): the lowest CLD
+  among the pairs whose effectiveness reaches 0.9, else the most effective pair; ``--scale S``
+  fixes the scale (with the first fraction) instead;
 
 and writes ``mnist_diffscm_<setting>.{json,md}``, a grid (factual row, one row per target digit)
 and the sweep plot (CLD / IM1 / IM2 / effectiveness against ``s``, like Diff-SCM's figure) into
-``--out`` (default ``benchmarks/results``).
+``--out`` (default ``benchmarks/results``). ``--save DIR`` keeps the fitted SCM, ``--load DIR``
+evaluates a saved one without training.
 
 Settings:
 
@@ -27,7 +33,7 @@ Settings:
   budgeted in seconds so that the whole run fits 9 minutes on one H100: the number of steps is
   set from a short timed probe of the same training loop (recorded in the results);
 * ``cpu``: a clearly smaller setting for a 2-core machine (~15 minutes): 16-channel UNet,
-  hundreds of steps, 50 DDIM steps, 100 test images. Not comparable with the paper;
+  700 steps, 50 DDIM steps, 100 test images. Not comparable with the paper;
 * ``quick``: seconds, for CI (``tests/benchmarks/test_mnist_quick.py``).
 
 Usage::
@@ -78,6 +84,9 @@ IMAGE_SHAPE = (1, 28, 28)
 PAPER = {"IM1": 0.94, "IM2": 0.04,
          "CLD": {0.0: 1.31, 0.75: 1.06, 2.0: 1.11, 3.0: 1.12}}  # CLD minimum ~1.06 near s = 0.7-0.8
 
+#: effectiveness the automatic main scale asks for (the acceptance bar of issue 4)
+EFFECTIVE = 0.9
+
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -107,7 +116,8 @@ class Setting(BaseModel):
     schedule: ScheduleConfig = ScheduleConfig(kind="cosine", num_train_timesteps=1000)
     ddim_steps: int = 100
     inversion_fixed_point_iters: int = 0
-    abduction_fraction: float = 0.75
+    #: abduction fractions evaluated (Diff-SCM's later revision: the first 75%; 1: the whole trajectory)
+    abduction_fractions: tuple[float, ...] = (0.75, 1.0)
     denoiser_train: TrainConfig
     predictor_train: TrainConfig
     denoiser_budget: Budget | None = None
@@ -115,8 +125,9 @@ class Setting(BaseModel):
     classifier: M.ClassifierConfig
     autoencoders: M.AutoencoderConfig
     vae: M.VAEConfig
-    scale: float = 1.0
-    scales: tuple[float, ...] = (0.0, 0.3, 0.7, 1.0, 2.0, 3.0)
+    #: main guidance scale; None: the smallest sweep scale with effectiveness >= EFFECTIVE, else the most effective
+    scale: float | None = None
+    scales: tuple[float, ...] = (0.0, 0.3, 0.7, 1.0, 2.0, 3.0, 5.0, 10.0)
     cycles: tuple[int, ...] = (1, 10)
 
 
@@ -124,7 +135,7 @@ SETTINGS: dict[str, Setting] = {
     # One H100, at most 9 minutes in all. Expected split (estimated from BENCHMARKS.md section 3's
     # throughputs, to be confirmed by the recorded timings): start-up and data ~15 s, probes ~10 s,
     # denoiser 240 s (budgeted), noisy classifier <= 45 s (budgeted), metric models ~30 s,
-    # evaluation ~60-120 s (1000 images x 6 scales, composition 256 x 10 cycles).
+    # evaluation ~60-120 s (1000 images x 8 scales, composition 256 x 10 cycles).
     "gpu": Setting(
         label="GPU setting: reference architecture, training budgeted to fit 9 minutes on one H100",
         n_train=60000, n_test=1000, n_composition=256, n_reference=10000, eval_batch=500,
@@ -143,7 +154,8 @@ SETTINGS: dict[str, Setting] = {
     # Two shared CPU cores, ~15 minutes: a 16-channel UNet (a 32-channel one costs ~2 s per step
     # of 64 images here, too slow to train in minutes), 50 DDIM steps, 100 test images.
     "cpu": Setting(
-        label="small CPU setting (16-channel UNet, 700 steps, K = 50): NOT comparable with the paper",
+        label="small CPU setting (16-channel UNet, 700 steps; 16-channel classifier, 2000 steps; K = 50): "
+              "NOT comparable with the paper",
         n_train=60000, n_test=100, n_composition=32, n_reference=2000, eval_batch=100,
         unet=UNetConfig(base_channels=16, channel_mult=(1, 2, 4), num_res_blocks=1, mid_attention=True,
                         num_groups=8),
@@ -152,8 +164,8 @@ SETTINGS: dict[str, Setting] = {
         ddim_steps=50,
         denoiser_train=TrainConfig(steps=700, batch_size=64, lr=1e-3, weight_decay=0.01,
                                    warmup_steps=50, ema_decay=0.995, log_every=50),
-        predictor_train=TrainConfig(steps=400, batch_size=64, lr=1e-3, weight_decay=0.01,
-                                    warmup_steps=20, ema_decay=0.99, log_every=50),
+        predictor_train=TrainConfig(steps=2000, batch_size=64, lr=1e-3, weight_decay=0.01,
+                                    warmup_steps=50, ema_decay=0.995, log_every=50),
         classifier=M.ClassifierConfig(iterations=400, batch_size=64),
         autoencoders=M.AutoencoderConfig(iterations=300, batch_size=16),
         vae=M.VAEConfig(iterations=600, batch_size=64),
@@ -214,8 +226,9 @@ class Timer:
         t0 = time.perf_counter()
         yield
         self._sync()
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-        print(f"  [{name}: {self.seconds[name]:.1f} s]", flush=True)
+        dt = time.perf_counter() - t0
+        self.seconds[name] = self.seconds.get(name, 0.0) + dt
+        print(f"  [{name}: {dt:.1f} s; all phases {sum(self.seconds.values()):.0f} s]", flush=True)
 
 
 def chunked(fn: Callable[..., Mapping[str, Tensor]], batch: int, *tensors: Tensor) -> dict[str, Tensor]:
@@ -292,14 +305,43 @@ def build_scm(setting: Setting, denoiser_train: TrainConfig, predictor_train: Tr
                   {"digit": cd.CategoricalMechanism(num_classes=NUM_CLASSES), "image": image})
 
 
-def set_scale(scm: cd.SCM, s: float) -> None:
+def set_inference(scm: cd.SCM, *, scale: float | None = None, fraction: float | None = None) -> None:
+    """Set the image mechanism's guidance scale and/or abduction fraction (inference-only settings)."""
     m = scm.mechanisms["image"]
-    m.config = m.config.model_copy(update={"guidance_scale": float(s)})
+    update = {"guidance_scale": None if scale is None else float(scale),
+              "abduction_fraction": None if fraction is None else float(fraction)}
+    m.config = m.config.model_copy(update={k: v for k, v in update.items() if v is not None})
+
+
+def load_scm(path: Path, setting: Setting, abduction_fraction: float, device: torch.device) -> cd.SCM:
+    """A saved run's SCM with this run's inference settings (K, abduction fraction)."""
+    saved = cd.load(path)
+    m = saved.mechanisms["image"]
+    cfg = m.get_config()
+    c = cfg["config"]
+    c.update(abduction_fraction=abduction_fraction, guide_abduction=False,
+             sampler={**c["sampler"], "num_inference_steps": setting.ddim_steps,
+                      "inversion_fixed_point_iters": setting.inversion_fixed_point_iters})
+    image = cd.DiffusionMechanism.from_saved(cfg, m.state_tensors())
+    return cd.SCM(nx.DiGraph([("digit", "image")]), {"digit": saved.mechanisms["digit"], "image": image}).to(device)
+
+
+def choose_main(sweeps: Mapping[float, Mapping[float, Mapping[str, Any]]]) -> tuple[float, float]:
+    """``(abduction fraction, scale)`` of the main results: among the pairs whose effectiveness
+    reaches EFFECTIVE, the lowest CLD (Diff-SCM picks its scale by CLD); else the most effective
+    pair (ties: the lower CLD). Fixed before any run."""
+    pairs = [(f, s) for f in sorted(sweeps) for s in sorted(sweeps[f])]
+    cld = {p: sweeps[p[0]][p[1]]["CLD"]["mean"] for p in pairs}
+    eff = {p: sweeps[p[0]][p[1]]["effectiveness"] for p in pairs}
+    ok = [p for p in pairs if eff[p] >= EFFECTIVE]
+    if ok:
+        return min(ok, key=lambda p: cld[p])
+    return max(pairs, key=lambda p: (eff[p], -cld[p]))
 
 
 def run(setting: Setting, name: str, *, data: str | None, out: Path, device: torch.device,
-        scale: float, scales: tuple[float, ...], abduction_fraction: float, seed: int,
-        command: str) -> dict[str, Any]:
+        scale: float | None, scales: tuple[float, ...], fractions: tuple[float, ...], seed: int,
+        command: str, save: Path | None = None, load: Path | None = None) -> dict[str, Any]:
     torch.manual_seed(seed)
     timer = Timer(device)
     print(f"MNIST Diff-SCM benchmark, setting {name!r}: {setting.label}\n  device: "
@@ -335,17 +377,27 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
         net = build_predictor(setting.predictor, IMAGE_SHAPE, NUM_CLASSES, T).to(device)
         return train_predictor(net, x_train, [y_train], head, schedule, cfg, desc="probe classifier", callback=cb)
 
-    with timer("budget probes"):
-        den_cfg, den_info = budget_steps(setting.denoiser_train, setting.denoiser_budget, lambda: seconds_per_step(
-            probe_denoiser, setting.denoiser_train, setting.denoiser_budget, device))
-        pred_cfg, pred_info = budget_steps(setting.predictor_train, setting.predictor_budget, lambda: seconds_per_step(
-            probe_predictor, setting.predictor_train, setting.predictor_budget, device))
-    # on the device before fitting: the SCM moves every row it is given to its device
-    scm = build_scm(setting, den_cfg, pred_cfg, scale, abduction_fraction).to(device)
-    # scm.fit trains the digit root, then the image node's denoiser and noisy classifier
-    with timer("fit denoiser + noisy classifier"):
-        scm.fit({"digit": y_train, "image": x_train})
-    mech = scm.mechanisms["image"]
+    if load is not None:
+        with timer("load"):
+            scm = load_scm(load, setting, fractions[0], device)
+        mech = scm.mechanisms["image"]
+        den_info = {"budgeted": False, "steps": mech.config.train.steps, "loaded_from": str(load)}
+        pred_info = {"budgeted": False, "steps": mech.config.predictor_train.steps, "loaded_from": str(load)}
+    else:
+        with timer("budget probes"):
+            den_cfg, den_info = budget_steps(setting.denoiser_train, setting.denoiser_budget, lambda: seconds_per_step(
+                probe_denoiser, setting.denoiser_train, setting.denoiser_budget, device))
+            pred_cfg, pred_info = budget_steps(setting.predictor_train, setting.predictor_budget, lambda: (
+                seconds_per_step(probe_predictor, setting.predictor_train, setting.predictor_budget, device)))
+        # on the device before fitting: the SCM moves every row it is given to its device
+        scm = build_scm(setting, den_cfg, pred_cfg, 1.0, fractions[0]).to(device)
+        # scm.fit trains the digit root, then the image node's denoiser and noisy classifier
+        with timer("fit denoiser + noisy classifier"):
+            scm.fit({"digit": y_train, "image": x_train})
+        mech = scm.mechanisms["image"]
+        if save is not None:
+            scm.save(save)
+            print(f"  saved the fitted SCM to {save}", flush=True)
     print(f"  {scm}", flush=True)
 
     # ---- metric models, trained on the training split, independent of the model under test
@@ -360,40 +412,50 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
     clf_acc = float(M.effectiveness(clf, x_test, y_test))
     print(f"  effectiveness classifier: test accuracy {clf_acc:.4f}", flush=True)
 
-    # ---- counterfactuals: one abduction, one guided generation per scale
+    # ---- counterfactuals: per abduction fraction, one abduction and one guided generation per scale
     def counterfactual(digit: Tensor, image: Tensor, do_digit: Tensor) -> Mapping[str, Tensor]:
         return scm.counterfactual({"digit": digit, "image": image}, do={"digit": do_digit}, seed=seed)
 
     def predict(u: Tensor, do_digit: Tensor) -> Mapping[str, Tensor]:
         return scm.predict({"image": u}, do={"digit": do_digit}, seed=seed)
 
-    with timer("abduction"):
-        u = chunked(lambda d, i: {"image": scm.abduct({"digit": d, "image": i}, seed=seed)["image"]},
-                    setting.eval_batch, yf, xf)["image"]
-    sweep_scales = tuple(sorted(set(scales) | {scale}))
-    per_scale: dict[float, dict[str, Any]] = {}
-    cf_main = None
-    for s in progress(sweep_scales, desc="guidance scales"):
-        set_scale(scm, s)
-        with timer("generation (sweep)"):
-            cf = chunked(predict, setting.eval_batch, u, target)["image"]
-        with timer("metrics"):
-            per_scale[s] = {
-                "CLD": mean_sem(M.cld(vae, xf, cf, yf, target, x_ref, y_ref)),
-                "IM1": mean_sem(M.im1(aes, cf, target, yf)),
-                "IM2": mean_sem(M.im2(aes, cf, target)),
-                "effectiveness": float(M.effectiveness(clf, cf, target)),
-                "minimality_l1": mean_sem(M.minimality(xf, cf)),
-                "in_sweep": s in scales,
-            }
-        r = per_scale[s]
-        print(f"  s={s:<4g} CLD {r['CLD']['mean']:.3f}  IM1 {r['IM1']['mean']:.3f}  IM2 {r['IM2']['mean']:.4f}  "
-              f"effectiveness {r['effectiveness']:.3f}  minimality {r['minimality_l1']['mean']:.4f}", flush=True)
-        if s == scale:
-            cf_main = cf
+    sweep_scales = tuple(sorted(set(scales) | ({scale} if scale is not None else set())))
+    sweeps: dict[float, dict[float, dict[str, Any]]] = {}
+    cfs: dict[tuple[float, float], Tensor] = {}
+    for f in fractions:
+        set_inference(scm, fraction=f)
+        with timer("abduction"):
+            u = chunked(lambda d, i: {"image": scm.abduct({"digit": d, "image": i}, seed=seed)["image"]},
+                        setting.eval_batch, yf, xf)["image"]
+        sweeps[f] = {}
+        for s in progress(sweep_scales, desc=f"guidance scales (abduction fraction {f:g})"):
+            set_inference(scm, scale=s)
+            with timer("generation (sweep)"):
+                cf = chunked(predict, setting.eval_batch, u, target)["image"]
+            with timer("metrics"):
+                r = sweeps[f][s] = {
+                    "CLD": mean_sem(M.cld(vae, xf, cf, yf, target, x_ref, y_ref)),
+                    "IM1": mean_sem(M.im1(aes, cf, target, yf)),
+                    "IM2": mean_sem(M.im2(aes, cf, target)),
+                    "effectiveness": float(M.effectiveness(clf, cf, target)),
+                    "minimality_l1": mean_sem(M.minimality(xf, cf)),
+                    "in_sweep": s in scales,
+                }
+            print(f"  fraction {f:g} s={s:<4g} CLD {r['CLD']['mean']:.3f}  IM1 {r['IM1']['mean']:.3f}  "
+                  f"IM2 {r['IM2']['mean']:.4f}  effectiveness {r['effectiveness']:.3f}  "
+                  f"minimality {r['minimality_l1']['mean']:.4f}", flush=True)
+            cfs[(f, s)] = cf
 
-    # ---- axioms at the main scale (Monteiro et al. 2023)
-    set_scale(scm, scale)
+    # ---- axioms at the main (fraction, scale) (Monteiro et al. 2023)
+    auto = scale is None
+    if auto:
+        fraction, scale = choose_main({f: {s: r for s, r in sw.items() if r["in_sweep"]} for f, sw in sweeps.items()})
+        print(f"  main: abduction fraction {fraction:g}, s = {scale:g} (lowest CLD with effectiveness >= "
+              f"{EFFECTIVE}, else the most effective)", flush=True)
+    else:
+        fraction = fractions[0]
+    cf_main = cfs[(fraction, scale)]
+    set_inference(scm, scale=scale, fraction=fraction)
     with timer("reversibility"):
         back = chunked(counterfactual, setting.eval_batch, target, cf_main, yf)["image"]
         reversibility = M.l1_distance(xf, back)
@@ -402,7 +464,9 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
         comp = M.composition(lambda rows, do: chunked(counterfactual, setting.eval_batch, rows["digit"],
                                                       rows["image"], do["digit"]),
                              {"digit": yf[:nc], "image": xf[:nc]}, nodes=["digit"], cycles=setting.cycles)
-    main = {**per_scale[scale], "scale": scale, "reversibility_l1": mean_sem(reversibility),
+    main = {**sweeps[fraction][scale], "scale": scale, "abduction_fraction": fraction,
+            "abduction_steps": scm.mechanisms["image"].config.abduction_steps,
+            "rule": "auto" if auto else "fixed", "reversibility_l1": mean_sem(reversibility),
             **{f"composition_l1_{c}": mean_sem(v) for c, v in comp.items()}, "n_composition": nc}
 
     # ---- figures: a grid (factual row, one row per target digit) and the sweep
@@ -414,15 +478,16 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
         ug = scm.abduct({"digit": yg, "image": xg}, seed=seed)["image"]
         rows = [xg] + [predict(ug, torch.full_like(yg, k))["image"] for k in range(NUM_CLASSES)]
         save_grid(rows, ["factual"] + [f"do(digit={k})" for k in range(NUM_CLASSES)], out / f"{stem}_grid.png",
-                  title=f"Diff-SCM on MNIST, s = {scale:g} ({name} setting)")
-    plot_sweep(per_scale, out / f"{stem}_sweep.png", title=f"Diff-SCM on MNIST ({name} setting)")
+                  title=f"Diff-SCM on MNIST, s = {scale:g}, abduction fraction {fraction:g} ({name} setting)")
+    plot_sweep(sweeps, out / f"{stem}_sweep.png", title=f"Diff-SCM on MNIST ({name} setting)")
 
     results = {
         "benchmark": "mnist_diffscm", "setting": name, "label": setting.label, "command": command,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "env": environment(device), "settings": setting.model_dump(mode="json"),
-        "run": {"scale": scale, "scales": list(scales), "abduction_fraction": abduction_fraction, "seed": seed,
-                "abduction_steps": mech.config.abduction_steps, "data": data},
+        "model": mech.config.model_dump(mode="json"),
+        "run": {"scale": scale, "abduction_fraction": fraction, "rule": "auto" if auto else "fixed",
+                "scales": list(scales), "abduction_fractions": list(fractions), "seed": seed, "data": data},
         "training": {"denoiser": den_info, "predictor": pred_info,
                      "effectiveness_classifier_test_accuracy": clf_acc,
                      "trained_on": str(next(mech.denoiser.parameters()).device),
@@ -430,7 +495,8 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
                      "predictor_params": sum(p.numel() for p in mech.predictor.parameters())},
         "timings_s": {**timer.seconds, "total": sum(timer.seconds.values())},
         "paper": {"IM1": PAPER["IM1"], "IM2": PAPER["IM2"], "CLD": {str(k): v for k, v in PAPER["CLD"].items()}},
-        "main": main, "sweep": {str(s): r for s, r in per_scale.items()},
+        "main": main,
+        "sweeps": {str(f): {str(s_): r for s_, r in sw.items()} for f, sw in sweeps.items()},
         "files": {"grid": f"{stem}_grid.png", "sweep": f"{stem}_sweep.png"},
     }
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
@@ -440,32 +506,35 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
     return results
 
 
-def plot_sweep(per_scale: Mapping[float, Mapping[str, Any]], path: Path, title: str) -> None:
-    """CLD, IM1, IM2 and effectiveness against the guidance scale (Diff-SCM's CLD figure, with its
-    published CLD points for comparison)."""
+def plot_sweep(sweeps: Mapping[float, Mapping[float, Mapping[str, Any]]], path: Path, title: str) -> None:
+    """CLD, IM1, IM2 and effectiveness against the guidance scale, one line per abduction fraction
+    (Diff-SCM's CLD figure, with its published CLD points and IM1/IM2 figures for comparison)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    s = sorted(x for x, r in per_scale.items() if r.get("in_sweep", True))
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.1))
+    colors = ("#2b5d8a", "#e08a1e", "#4f9a4f", "#8a2b7d")
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.3))
     for ax, key in zip(axes, ("CLD", "IM1", "IM2", "effectiveness")):
-        vals = [per_scale[x][key] for x in s]
-        mean = [v["mean"] if isinstance(v, dict) else v for v in vals]
-        ax.plot(s, mean, "o-", color="#2b5d8a", label="causaldiff")
-        if isinstance(vals[0], dict):
-            sem = [v["sem"] for v in vals]
-            ax.fill_between(s, [m - e for m, e in zip(mean, sem)], [m + e for m, e in zip(mean, sem)],
-                            color="#2b5d8a", alpha=0.2)
+        for color, (f, per_scale) in zip(colors, sorted(sweeps.items())):
+            xs = sorted(x for x, r in per_scale.items() if r.get("in_sweep", True))
+            vals = [per_scale[x][key] for x in xs]
+            mean = [v["mean"] if isinstance(v, dict) else v for v in vals]
+            ax.plot(xs, mean, "o-", color=color, ms=4, label=f"causaldiff, abduction {f:g}")
+            if isinstance(vals[0], dict):
+                sem = [v["sem"] for v in vals]
+                ax.fill_between(xs, [m - e for m, e in zip(mean, sem)], [m + e for m, e in zip(mean, sem)],
+                                color=color, alpha=0.2)
         if key == "CLD":
             px = sorted(PAPER["CLD"])
-            ax.plot(px, [PAPER["CLD"][x] for x in px], "s--", color="#c0504d", label="Diff-SCM paper")
-            ax.axhline(M.CLD_UNCHANGED, color="grey", lw=0.8, ls=":")
-            ax.legend(fontsize=7)
+            ax.plot(px, [PAPER["CLD"][x] for x in px], "s--", color="#c0504d", ms=4, label="Diff-SCM paper")
+            ax.axhline(M.CLD_UNCHANGED, color="grey", lw=0.8, ls=":", label="unchanged image")
         elif key in ("IM1", "IM2"):
             ax.axhline(PAPER[key], color="#c0504d", lw=1, ls="--", label="Diff-SCM paper")
-            ax.legend(fontsize=7)
+        else:
+            ax.axhline(EFFECTIVE, color="grey", lw=0.8, ls=":")
+        ax.legend(fontsize=6)
         ax.set_xlabel("guidance scale s")
         ax.set_title(key + (" (higher is better)" if key == "effectiveness" else " (lower is better)"), fontsize=9)
     fig.suptitle(title, fontsize=10)
@@ -482,30 +551,40 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def markdown(r: Mapping[str, Any]) -> str:
-    m, env, st, tr = r["main"], r["env"], r["settings"], r["training"]
+    m, env, st, tr, mo = r["main"], r["env"], r["settings"], r["training"], r["model"]
+    K = mo["sampler"]["num_inference_steps"]
     lines = [f"# Diff-SCM on MNIST: `{r['setting']}` setting", "",
              f"**{r['label']}**", "",
              f"- date: {r['date']}; device: **{env['device_name']}**; torch {env['torch']}; "
              f"causaldiff {env['causaldiff']} (commit {env.get('git_commit')})",
              f"- command: `{r['command']}`",
-             f"- denoiser: UNet {st['unet']['base_channels']} channels x {tuple(st['unet']['channel_mult'])}, "
-             f"{st['unet']['num_res_blocks']} res block(s), mid attention {st['unet']['mid_attention']}; "
-             f"{tr['denoiser']['steps']} steps of batch {st['denoiser_train']['batch_size']}, "
-             f"AdamW lr {st['denoiser_train']['lr']:g} wd {st['denoiser_train']['weight_decay']:g}, EMA "
-             f"{st['denoiser_train']['ema_decay']:g}; {st['schedule']['kind']} schedule T = "
-             f"{st['schedule']['num_train_timesteps']}"
+             f"- denoiser: UNet {mo['net']['base_channels']} channels x {tuple(mo['net']['channel_mult'])}, "
+             f"{mo['net']['num_res_blocks']} res block(s), mid attention {mo['net']['mid_attention']} "
+             f"({tr['denoiser_params'] / 1e6:.2f}M parameters); "
+             f"{mo['train']['steps']} steps of batch {mo['train']['batch_size']}, "
+             f"AdamW lr {mo['train']['lr']:g} wd {mo['train']['weight_decay']:g}, EMA "
+             f"{mo['train']['ema_decay']:g}, bf16 autocast on CUDA; {mo['schedule']['kind']} schedule T = "
+             f"{mo['schedule']['num_train_timesteps']}"
              + (f" (budget {tr['denoiser']['budget_s']:g} s at {tr['denoiser']['probe_seconds_per_step'] * 1000:.1f}"
                 f" ms/step)" if tr["denoiser"]["budgeted"] else ""),
-             f"- noisy classifier: time-conditioned encoder {st['predictor']['base_channels']} channels x "
-             f"{tuple(st['predictor']['channel_mult'])}, {tr['predictor']['steps']} steps of batch "
-             f"{st['predictor_train']['batch_size']}, lr {st['predictor_train']['lr']:g}",
-             f"- counterfactuals: unguided DDIM inversion over {r['run']['abduction_steps']} of "
-             f"K = {st['ddim_steps']} steps (abduction_fraction {r['run']['abduction_fraction']:g}, "
-             f"{st['inversion_fixed_point_iters']} fixed-point refinements), classifier-guided DDIM back; "
-             f"do(digit = k), k != factual, uniform; {st['n_test']} test images "
-             f"(composition on {m['n_composition']}), CLD ranked against {st['n_reference']} test images",
-             f"- effectiveness classifier: test accuracy {tr['effectiveness_classifier_test_accuracy']:.4f}",
-             "", f"## Main scale s = {m['scale']:g} (mean ± standard error over images)", "",
+             f"- noisy classifier: time-conditioned encoder {mo['predictor']['base_channels']} channels x "
+             f"{tuple(mo['predictor']['channel_mult'])} ({tr['predictor_params'] / 1e6:.2f}M parameters), "
+             f"{mo['predictor_train']['steps']} steps of batch {mo['predictor_train']['batch_size']}, "
+             f"lr {mo['predictor_train']['lr']:g}"
+             + (f" (budget {tr['predictor']['budget_s']:g} s)" if tr["predictor"]["budgeted"] else "")
+             + (f"; both loaded from `{tr['denoiser']['loaded_from']}`" if "loaded_from" in tr["denoiser"] else ""),
+             f"- counterfactuals: unguided DDIM inversion over the first fraction of a K = {K}-step trajectory "
+             f"({mo['sampler']['inversion_fixed_point_iters']} fixed-point refinements), classifier-guided DDIM "
+             f"back; do(digit = k), k != factual, uniform; {st['n_test']} test images (composition on "
+             f"{m['n_composition']}), CLD ranked against {st['n_reference']} test images",
+             f"- effectiveness classifier (independent of the guidance one): test accuracy "
+             f"{tr['effectiveness_classifier_test_accuracy']:.4f}",
+             "", f"## Main results: abduction fraction {m['abduction_fraction']:g} ({m['abduction_steps']} of {K} "
+             f"steps), s = {m['scale']:g}", "",
+             ("Chosen by a rule fixed before any run: among the (fraction, scale) pairs of the sweeps whose "
+              f"effectiveness reaches {EFFECTIVE}, the lowest CLD; else the most effective pair."
+              if m["rule"] == "auto" else "Scale fixed by `--scale`, first abduction fraction."),
+             "Mean ± standard error over images.", "",
              "| metric | causaldiff | Diff-SCM paper | better |", "|---|---|---|---|",
              f"| IM1 | {_fmt(m['IM1'])} | {PAPER['IM1']} | lower |",
              f"| IM2 | {_fmt(m['IM2'], 4)} | {PAPER['IM2']} | lower |",
@@ -515,15 +594,18 @@ def markdown(r: Mapping[str, Any]) -> str:
              f"| reversibility (L1) | {_fmt(m['reversibility_l1'], 4)} | - | lower |"]
     for c in st["cycles"]:
         lines.append(f"| composition, {c} cycle(s) (L1) | {_fmt(m[f'composition_l1_{c}'], 4)} | - | lower |")
-    lines += ["", "## Guidance-scale sweep", "",
-              "| s | CLD | paper CLD | IM1 | IM2 | effectiveness | minimality (L1) |", "|---|---|---|---|---|---|---|"]
     paper_cld = {float(k): v for k, v in r["paper"]["CLD"].items()}
-    for s, row in sorted(((float(k), v) for k, v in r["sweep"].items())):
-        near = next((f"{v}" for k, v in paper_cld.items() if abs(k - s) <= 0.05 or (k == 0.75 and 0.7 <= s <= 0.8)), "")
-        lines.append(f"| {s:g} | {_fmt(row['CLD'])} | {near} | {_fmt(row['IM1'])} | {_fmt(row['IM2'], 4)} | "
-                     f"{row['effectiveness']:.3f} | {_fmt(row['minimality_l1'], 4)} |")
-    lines += ["", f"CLD of an unchanged image: {M.CLD_UNCHANGED:.3f}. Paper CLD curve: 1.31 at s = 0, minimum "
-              "~1.06 near s = 0.7-0.8, 1.11 at s = 2, 1.12 at s = 3.", "", "## Timings (s)", "",
+    for f, sweep in sorted(((float(k), v) for k, v in r["sweeps"].items())):
+        lines += ["", f"## Guidance-scale sweep, abduction fraction {f:g}", "",
+                  "| s | CLD | paper CLD | IM1 | IM2 | effectiveness | minimality (L1) |",
+                  "|---|---|---|---|---|---|---|"]
+        for s, row in sorted(((float(k), v) for k, v in sweep.items())):
+            near = next((f"{v}" for k, v in paper_cld.items()
+                         if abs(k - s) <= 0.05 or (k == 0.75 and 0.7 <= s <= 0.8)), "")
+            lines.append(f"| {s:g} | {_fmt(row['CLD'])} | {near} | {_fmt(row['IM1'])} | {_fmt(row['IM2'], 4)} | "
+                         f"{row['effectiveness']:.3f} | {_fmt(row['minimality_l1'], 4)} |")
+    lines += ["", f"CLD of an unchanged image: {M.CLD_UNCHANGED:.3f}. Paper: IM1 0.94, IM2 0.04; CLD 1.31 at s = 0, "
+              "minimum ~1.06 near s = 0.7-0.8, 1.11 at s = 2, 1.12 at s = 3.", "", "## Timings (s)", "",
               "| phase | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in r["timings_s"].items()]
     lines += ["", f"![grid]({r['files']['grid']})", "", f"![sweep]({r['files']['sweep']})", ""]
@@ -538,15 +620,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "CAUSALDIFF_MNIST_DIR, ../shared/data/mnist, ...)")
     p.add_argument("--out", default=str(RESULTS_DIR), help="where the JSON, markdown and PNGs go")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--scale", type=float, default=None, help="main guidance scale s (default: the setting's)")
-    p.add_argument("--scales", default=None, help="comma-separated sweep scales (default: 0,0.3,0.7,1,2,3)")
-    p.add_argument("--abduction-fraction", type=float, default=None,
-                   help="share of the DDIM trajectory abducted (Diff-SCM's later revision: 0.75; 1: all)")
+    p.add_argument("--scale", default=None, help="main guidance scale s, or 'auto' (default): the smallest "
+                   f"sweep scale with effectiveness >= {EFFECTIVE}, else the most effective")
+    p.add_argument("--scales", default=None, help="comma-separated sweep scales (default: 0,0.3,0.7,1,2,3,5,10)")
+    p.add_argument("--abduction-fractions", default=None,
+                   help="comma-separated shares of the DDIM trajectory abducted (default: 0.75,1; Diff-SCM's "
+                   "later revision: 0.75)")
     p.add_argument("--ddim-steps", type=int, default=None, help="K DDIM steps (default: the setting's)")
     p.add_argument("--n-test", type=int, default=None, help="test images scored (default: the setting's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--save", default=None, help="save the fitted SCM to this folder (cd.load reads it)")
+    p.add_argument("--load", default=None, help="evaluate a saved SCM (from --save) instead of training one")
     p.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # the setting's pipeline, tiny counts
     args = p.parse_args(argv)
     if args.scales is not None:
@@ -556,10 +642,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--scales expects comma-separated numbers, got {args.scales!r}")
         if not args.scales or any(s < 0 for s in args.scales):
             p.error("--scales expects non-negative numbers")
-    if args.scale is not None and args.scale < 0:
-        p.error("--scale must be non-negative")
-    if args.abduction_fraction is not None and not 0 < args.abduction_fraction <= 1:
-        p.error("--abduction-fraction must be in (0, 1]")
+    if args.scale is not None:
+        if args.scale == "auto":
+            args.scale = None
+        else:
+            try:
+                args.scale = float(args.scale)
+            except ValueError:
+                p.error(f"--scale expects a number or 'auto', got {args.scale!r}")
+            if args.scale < 0:
+                p.error("--scale must be non-negative")
+    if args.save and args.load:
+        p.error("--save and --load exclude each other")
+    if args.abduction_fractions is not None:
+        try:
+            args.abduction_fractions = tuple(float(f) for f in args.abduction_fractions.split(",") if f.strip())
+        except ValueError:
+            p.error(f"--abduction-fractions expects comma-separated numbers, got {args.abduction_fractions!r}")
+        if not args.abduction_fractions or any(not 0 < f <= 1 for f in args.abduction_fractions):
+            p.error("--abduction-fractions must lie in (0, 1]")
     return args
 
 
@@ -587,9 +688,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                              "benchmarks/mnist_diffscm.py", *(sys.argv[1:] if argv is None else argv)])
     return run(setting, name, data=args.data, out=Path(args.out), device=device,
                scale=setting.scale if args.scale is None else args.scale,
+               save=Path(args.save) if args.save else None, load=Path(args.load) if args.load else None,
                scales=setting.scales if args.scales is None else args.scales,
-               abduction_fraction=setting.abduction_fraction if args.abduction_fraction is None
-               else args.abduction_fraction, seed=args.seed, command=command)
+               fractions=setting.abduction_fractions if args.abduction_fractions is None
+               else args.abduction_fractions, seed=args.seed, command=command)
 
 
 if __name__ == "__main__":

@@ -53,14 +53,26 @@ def test_chunked_equals_one_call_and_mean_sem():
     assert ms["mean"] == 2.0 and ms["sem"] == pytest.approx(math.sqrt(2) / math.sqrt(2))
 
 
+def _row(cld, eff):
+    return {"CLD": {"mean": cld, "sem": 0.0}, "effectiveness": eff}
+
+
+def test_main_pair_is_the_lowest_cld_among_effective_ones_else_the_most_effective():
+    sweeps = {0.75: {0.0: _row(1.31, 0.1), 1.0: _row(1.10, 0.92), 3.0: _row(1.15, 0.97)},
+              1.0: {0.0: _row(1.30, 0.1), 1.0: _row(1.08, 0.89), 3.0: _row(1.12, 0.99)}}
+    assert bench.choose_main(sweeps) == (0.75, 1.0)  # 1.0/1.0 has a lower CLD but misses 0.9
+    weak = {0.75: {0.0: _row(1.31, 0.1), 2.0: _row(1.2, 0.5)}, 1.0: {0.0: _row(1.3, 0.1), 2.0: _row(1.1, 0.5)}}
+    assert bench.choose_main(weak) == (1.0, 2.0)  # equally effective: the lower CLD
+
+
 def test_settings_are_labelled_and_gpu_uses_the_reference_architecture():
     gpu, cpu = bench.SETTINGS["gpu"], bench.SETTINGS["cpu"]
     assert gpu.unet.base_channels == 64 and gpu.unet.channel_mult == (1, 2, 4) and gpu.unet.mid_attention
     assert gpu.schedule.kind == "cosine" and gpu.schedule.num_train_timesteps == 1000
-    assert gpu.ddim_steps == 100 and gpu.abduction_fraction == 0.75
+    assert gpu.ddim_steps == 100 and gpu.abduction_fractions == (0.75, 1.0)
     assert gpu.denoiser_train.batch_size == 256 and gpu.denoiser_train.weight_decay == 0.01
     assert gpu.denoiser_budget is not None and gpu.denoiser_budget.seconds + gpu.predictor_budget.seconds < 9 * 60
-    assert gpu.scales == (0.0, 0.3, 0.7, 1.0, 2.0, 3.0) and gpu.cycles == (1, 10)
+    assert set(gpu.scales) >= {0.0, 0.3, 0.7, 1.0, 2.0, 3.0} and gpu.cycles == (1, 10)  # Diff-SCM's sweep
     assert "NOT comparable" in cpu.label
 
 
@@ -69,7 +81,7 @@ def test_bad_arguments_exit(capsys):
         bench.main(["--setting", "quick", "--scales", "a,b"])
     assert e.value.code == 2 and "comma-separated" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        bench.main(["--setting", "quick", "--abduction-fraction", "0"])
+        bench.main(["--setting", "quick", "--abduction-fractions", "0.5,0"])
     assert e.value.code == 2
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="needs a CUDA device"):
@@ -80,8 +92,13 @@ def _check_results(out: Path, stem: str, scales: list[float]) -> dict:
     r = json.loads((out / f"{stem}.json").read_text())
     assert r["env"]["torch"] == torch.__version__ and r["env"]["device_name"]
     assert r["command"].startswith("python benchmarks/mnist_diffscm.py")
-    assert sorted(float(s) for s in r["sweep"]) == sorted(set(scales) | {r["main"]["scale"]})
-    for row in r["sweep"].values():
+    assert sorted(float(f) for f in r["sweeps"]) == sorted(r["run"]["abduction_fractions"])
+    assert r["main"]["abduction_fraction"] in r["run"]["abduction_fractions"]
+    rows = []
+    for sweep in r["sweeps"].values():
+        assert sorted(float(s) for s in sweep) == sorted(set(scales) | {r["main"]["scale"]})
+        rows += list(sweep.values())
+    for row in rows:
         assert math.log(2) - 1e-9 <= row["CLD"]["mean"] <= math.log(2 * math.e) + 1e-9
         assert 0 <= row["effectiveness"] <= 1
         for key in ("IM1", "IM2", "minimality_l1"):
@@ -103,11 +120,11 @@ def test_quick_setting_end_to_end(tmp_path):
     r = _check_results(tmp_path, "mnist_diffscm_quick",
                        bench.main(["--setting", "quick", "--out", str(tmp_path), "--no-progress"])["run"]["scales"])
     assert r["setting"] == "quick" and r["main"]["n_composition"] == 4
-    assert r["run"]["abduction_steps"] == 3  # 75% of K = 4
+    assert r["main"]["abduction_steps"] == (3 if r["main"]["abduction_fraction"] == 0.75 else 4)  # of K = 4
     assert r["training"]["trained_on"] == "cpu"
     # s = 0 is an unguided regeneration of the factual image from its partial abduction: it stays
     # close to the factual image, so its CLD is near that of an unchanged image
-    assert abs(r["sweep"]["0.0"]["CLD"]["mean"] - CLD_UNCHANGED) < 0.2
+    assert abs(r["sweeps"]["0.75"]["0.0"]["CLD"]["mean"] - CLD_UNCHANGED) < 0.2
 
 
 @needs_mnist
