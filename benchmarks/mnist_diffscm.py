@@ -116,6 +116,9 @@ class Setting(BaseModel):
     schedule: ScheduleConfig = ScheduleConfig(kind="cosine", num_train_timesteps=1000)
     ddim_steps: int = 100
     inversion_fixed_point_iters: int = 0
+    #: clip the predicted x_0 to [-c, c] in generation, never in inversion (guided-diffusion's
+    #: clip_denoised, on in Diff-SCM's sampling); None: no clipping
+    clip_sample: float | None = 1.0
     #: abduction fractions evaluated (Diff-SCM's later revision: the first 75%; 1: the whole trajectory)
     abduction_fractions: tuple[float, ...] = (0.75, 1.0)
     denoiser_train: TrainConfig
@@ -285,8 +288,14 @@ def environment(device: torch.device) -> dict[str, Any]:
     else:
         env["device_name"] = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     try:
-        env["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                           cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
+        here = Path(__file__).resolve().parent
+
+        def git(*a: str) -> str:
+            return subprocess.run(["git", *a], capture_output=True, text=True, cwd=here, timeout=10).stdout.strip()
+
+        commit = git("rev-parse", "--short", "HEAD") or None
+        dirty = commit and git("status", "--porcelain", "--", "../causaldiff", "mnist_diffscm.py")
+        env["git_commit"] = f"{commit}+uncommitted changes" if dirty else commit
     except (OSError, subprocess.SubprocessError):
         env["git_commit"] = None
     return env
@@ -298,7 +307,7 @@ def build_scm(setting: Setting, denoiser_train: TrainConfig, predictor_train: Tr
     image = cd.DiffusionMechanism(DiffusionConfig(
         guidance="anticausal", guidance_scale=scale, guide_abduction=False,
         abduction_fraction=abduction_fraction, schedule=setting.schedule,
-        sampler=DDIMConfig(num_inference_steps=setting.ddim_steps,
+        sampler=DDIMConfig(num_inference_steps=setting.ddim_steps, clip_sample=setting.clip_sample,
                            inversion_fixed_point_iters=setting.inversion_fixed_point_iters),
         net=setting.unet, predictor=setting.predictor, train=denoiser_train, predictor_train=predictor_train))
     return cd.SCM(nx.DiGraph([("digit", "image")]),
@@ -320,7 +329,7 @@ def load_scm(path: Path, setting: Setting, abduction_fraction: float, device: to
     cfg = m.get_config()
     c = cfg["config"]
     c.update(abduction_fraction=abduction_fraction, guide_abduction=False,
-             sampler={**c["sampler"], "num_inference_steps": setting.ddim_steps,
+             sampler={**c["sampler"], "num_inference_steps": setting.ddim_steps, "clip_sample": setting.clip_sample,
                       "inversion_fixed_point_iters": setting.inversion_fixed_point_iters})
     image = cd.DiffusionMechanism.from_saved(cfg, m.state_tensors())
     return cd.SCM(nx.DiGraph([("digit", "image")]), {"digit": saved.mechanisms["digit"], "image": image}).to(device)
@@ -575,7 +584,7 @@ def markdown(r: Mapping[str, Any]) -> str:
              + (f"; both loaded from `{tr['denoiser']['loaded_from']}`" if "loaded_from" in tr["denoiser"] else ""),
              f"- counterfactuals: unguided DDIM inversion over the first fraction of a K = {K}-step trajectory "
              f"({mo['sampler']['inversion_fixed_point_iters']} fixed-point refinements), classifier-guided DDIM "
-             f"back; do(digit = k), k != factual, uniform; {st['n_test']} test images (composition on "
+             f"back (predicted x_0 clipped to ±{mo['sampler']['clip_sample']} in generation only); do(digit = k), k != factual, uniform; {st['n_test']} test images (composition on "
              f"{m['n_composition']}), CLD ranked against {st['n_reference']} test images",
              f"- effectiveness classifier (independent of the guidance one): test accuracy "
              f"{tr['effectiveness_classifier_test_accuracy']:.4f}",
