@@ -242,18 +242,26 @@ def _diffusion_nodes(scm: SCM) -> list[str]:
     return [n for n, m in scm.mechanisms.items() if getattr(m, "name", None) == "diffusion"]
 
 
-def evaluate_run(run: Path, n: int = 200) -> dict[str, Any]:
+def _effectiveness_setup(run: Path, spec: GraphSpec, scm: SCM, rows: Rows, img: str) -> tuple[Rows, str, Any]:
+    """Training rows (at most 5000), the image's categorical parent, and an independent classifier
+    of that parent trained on them (shorter for ``--quick`` runs)."""
     from . import metrics as M
 
+    train = load_rows(spec.dataset.model_copy(update={"n_train": min(spec.dataset.n_train, 5000)}), "train")
+    label = next(p for p in scm.parents(img) if not rows.values[p].is_floating_point())
+    k = int(train.values[label].max()) + 1
+    classifier = M.train_classifier(train.values[img], train.values[label], num_classes=k,
+                                    config=_quick_classifier(run))
+    return train, label, classifier
+
+
+def evaluate_run(run: Path, n: int = 200) -> dict[str, Any]:
     spec, scm, rows = load_run(run)
     img = image_node(scm)
     if img is None:
         metrics = evaluate_tabular(scm, rows, n)
     else:
-        train = load_rows(spec.dataset.model_copy(update={"n_train": min(spec.dataset.n_train, 5000)}), "train")
-        label = next(p for p in scm.parents(img) if not rows.values[p].is_floating_point())
-        classifier = M.train_classifier(train.values[img], train.values[label],
-                                        config=_quick_classifier(run))
+        train, label, classifier = _effectiveness_setup(run, spec, scm, rows, img)
         metrics = evaluate_images(scm, rows, train, n, node=img, label=label, classifier=classifier)
     metrics.update({"run": str(run), "date": _now(), "device": str(scm.device)})
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -268,18 +276,12 @@ def sweep_run(run: Path, scales: list[float], n: int = 100) -> dict[str, Any]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import metrics as M
-
     spec, scm, rows = load_run(run)
     img = image_node(scm)
     nodes = _diffusion_nodes(scm)
     if img is None or not nodes:
         raise GraphError("sweep needs an image node bound to a diffusion mechanism")
-    train = load_rows(spec.dataset.model_copy(update={"n_train": min(spec.dataset.n_train, 5000)}), "train")
-    label = next(p for p in scm.parents(img) if not rows.values[p].is_floating_point())
-    k = int(train.values[label].max()) + 1
-    classifier = M.train_classifier(train.values[img], train.values[label], num_classes=k,
-                                    config=_quick_classifier(run))
+    train, label, classifier = _effectiveness_setup(run, spec, scm, rows, img)
     results = []
     for s in progress(scales, desc="scales"):
         for node in nodes:

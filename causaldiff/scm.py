@@ -270,10 +270,7 @@ class SCM:
         return out, n
 
     def _check_shape(self, node: str, x: Tensor, pa: Mapping[str, Tensor], n: int, what: str) -> None:
-        try:
-            shape = self._mechanisms[node].event_shape(pa, n)
-        except NotFittedError:
-            raise
+        shape = self._mechanisms[node].event_shape(pa, n)
         if shape is not None and tuple(x.shape[1:]) != tuple(shape):
             raise DataError(f"node {node!r} in {what}: rows have shape {tuple(x.shape[1:])}, the mechanism "
                             f"gives {tuple(shape)}")
