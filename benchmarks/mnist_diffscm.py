@@ -137,7 +137,7 @@ class Setting(BaseModel):
 SETTINGS: dict[str, Setting] = {
     # One H100, at most 9 minutes in all. Expected split (estimated from BENCHMARKS.md section 3's
     # throughputs, to be confirmed by the recorded timings): start-up and data ~15 s, probes ~10 s,
-    # denoiser 240 s (budgeted), noisy classifier <= 45 s (budgeted), metric models ~30 s,
+    # denoiser 210 s (budgeted), noisy classifier <= 40 s (budgeted), metric models ~30 s,
     # evaluation ~60-120 s (1000 images x 8 scales, composition 256 x 10 cycles).
     "gpu": Setting(
         label="GPU setting: reference architecture, training budgeted to fit 9 minutes on one H100",
@@ -148,8 +148,8 @@ SETTINGS: dict[str, Setting] = {
                                    warmup_steps=200, ema_decay=0.999, log_every=200),
         predictor_train=TrainConfig(steps=3000, batch_size=256, lr=3e-4, weight_decay=0.01,
                                     warmup_steps=100, ema_decay=0.999, log_every=200),
-        denoiser_budget=Budget(seconds=240, probe_steps=30, warm=10, min_steps=500),
-        predictor_budget=Budget(seconds=45, probe_steps=30, warm=10, min_steps=300),
+        denoiser_budget=Budget(seconds=210, probe_steps=30, warm=10, min_steps=500),
+        predictor_budget=Budget(seconds=40, probe_steps=30, warm=10, min_steps=300),
         classifier=M.ClassifierConfig(iterations=2000, batch_size=256),
         autoencoders=M.AutoencoderConfig(iterations=2000, batch_size=64),
         vae=M.VAEConfig(iterations=3000, batch_size=256),
@@ -430,6 +430,21 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
 
     sweep_scales = tuple(sorted(set(scales) | ({scale} if scale is not None else set())))
     sweeps: dict[float, dict[float, dict[str, Any]]] = {}
+    stem = f"mnist_diffscm_{name}"
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / f"{stem}_partial.json"
+
+    def write_partial(stage: str) -> None:
+        """What is measured so far, rewritten after every phase: a run cut short keeps it."""
+        partial.write_text(json.dumps({
+            "benchmark": "mnist_diffscm", "setting": name, "stage": stage, "command": command,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "env": environment(device),
+            "training": {"denoiser": den_info, "predictor": pred_info,
+                         "effectiveness_classifier_test_accuracy": clf_acc},
+            "timings_s": dict(timer.seconds),
+            "sweeps": {str(f): {str(s_): r for s_, r in sw.items()} for f, sw in sweeps.items()}}, indent=2))
+
+    write_partial("metric models trained")
     cfs: dict[tuple[float, float], Tensor] = {}
     for f in fractions:
         set_inference(scm, fraction=f)
@@ -454,6 +469,7 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
                   f"IM2 {r['IM2']['mean']:.4f}  effectiveness {r['effectiveness']:.3f}  "
                   f"minimality {r['minimality_l1']['mean']:.4f}", flush=True)
             cfs[(f, s)] = cf
+            write_partial(f"sweep: fraction {f:g}, s = {s:g}")
 
     # ---- axioms at the main (fraction, scale) (Monteiro et al. 2023)
     auto = scale is None
@@ -478,9 +494,9 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
             "rule": "auto" if auto else "fixed", "reversibility_l1": mean_sem(reversibility),
             **{f"composition_l1_{c}": mean_sem(v) for c, v in comp.items()}, "n_composition": nc}
 
+    write_partial("axioms measured")
+
     # ---- figures: a grid (factual row, one row per target digit) and the sweep
-    stem = f"mnist_diffscm_{name}"
-    out.mkdir(parents=True, exist_ok=True)
     with timer("grid"):
         first = torch.stack([(y_test == k).nonzero()[0, 0] for k in range(NUM_CLASSES)])
         xg, yg = x_test[first], y_test[first]
@@ -510,6 +526,7 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
     }
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
     (out / f"{stem}.md").write_text(markdown(results))
+    partial.unlink()  # superseded by the full results
     print(markdown(results), flush=True)
     print(f"wrote {out / (stem + '.json')}, {stem}.md, {stem}_grid.png, {stem}_sweep.png", flush=True)
     return results
