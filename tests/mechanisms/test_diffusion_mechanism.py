@@ -4,6 +4,7 @@ conditional counterfactuals, save/load, errors, images."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import networkx as nx
 import pyro.distributions as dist
@@ -287,8 +288,10 @@ def test_cuda_fit_and_counterfactual_without_host_syncs_in_the_loop():
     u = mech.abduct(rows["x"], {"y": rows["y"]})
     eps, target = mech._eps({"y": 1 - rows["y"]}, 64, guided=True)  # validates parents (one sync)
     torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")  # any host-device sync in the guided loop raises
     try:
+        with warnings.catch_warnings():  # torch warns that the debug mode is a prototype
+            warnings.filterwarnings("ignore", message="Synchronization debug mode is a prototype")
+            torch.cuda.set_sync_debug_mode("error")  # any host-device sync in the guided loop raises
         out = mech.sampler.generate(eps, u, target)
     finally:
         torch.cuda.set_sync_debug_mode("default")
