@@ -60,10 +60,27 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_device(text: str):
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UsageError(f"--device: {text!r} is not a device (use cpu, cuda or cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device: {text!r} is not supported (use cpu, cuda or cuda:N)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {text}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 def _fit(args: argparse.Namespace) -> int:
     from .runs import fit_run
 
-    fit_run(args.spec, Path(args.out), quick=args.quick)
+    fit_run(args.spec, Path(args.out), quick=args.quick, device=_parse_device(args.device))
     return 0
 
 
@@ -110,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("spec", help="graphs/NAME.toml")
     f.add_argument("--out", required=True, help="run directory to write")
     f.add_argument("--quick", action="store_true", help="tiny data and training (for tests)")
+    f.add_argument("--device", default="cpu",
+                   help="device to train on: cpu, cuda or cuda:N (the saved run loads on any machine)")
     f.set_defaults(func=_fit)
 
     c = sub.add_parser("counterfactual", help="counterfactuals of test rows of a fitted run")

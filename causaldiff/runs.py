@@ -77,12 +77,17 @@ def _quick_classifier(run: Path) -> Any:
     return ClassifierConfig(iterations=100, batch_size=32) if quick else None
 
 
-def fit_run(spec_path: str | Path, out: Path, quick: bool = False) -> SCM:
+def fit_run(spec_path: str | Path, out: Path, quick: bool = False,
+            device: torch.device | str | None = None) -> SCM:
+    """Fit a spec's SCM to its dataset's training rows on ``device`` (default: the CPU) and save
+    the run (spec, weights, timing) to ``out``; the saved weights are device-free."""
     spec = load_spec(spec_path)
     if quick:
         spec = _quick(spec)
     rows = load_rows(spec.dataset, "train")
     scm = build_scm(spec, rows.truth)
+    if device is not None:
+        scm = scm.to(device)  # fit moves the rows to the SCM's device
     t0 = time.perf_counter()
     scm.fit(rows.values)
     seconds = time.perf_counter() - t0
@@ -90,9 +95,10 @@ def fit_run(spec_path: str | Path, out: Path, quick: bool = False) -> SCM:
     (out / "spec.json").write_text(spec.model_dump_json(indent=2))
     scm.save(out / "scm")
     (out / "fit.json").write_text(json.dumps({"seconds": seconds, "n_train": len(next(iter(rows.values.values()))),
-                                              "date": _now(), "torch": torch.__version__, "quick": quick},
+                                              "date": _now(), "torch": torch.__version__, "quick": quick,
+                                              "device": str(scm.device)},
                                              indent=2))
-    print(f"fitted {spec.name} on {spec.dataset.n_train} rows in {seconds:.1f} s -> {out}")
+    print(f"fitted {spec.name} on {spec.dataset.n_train} rows in {seconds:.1f} s on {scm.device} -> {out}")
     return scm
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from causaldiff.cli import main
 
 
@@ -44,8 +47,10 @@ def test_graph_draws_png(tmp_path, capsys):
 
 def test_fit_evaluate_counterfactual_tabular(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["fit", str(GRAPHS / "tabular_chain_nonlinear_anm.toml"), "--out", str(run), "--quick"]) == 0
+    assert main(["fit", str(GRAPHS / "tabular_chain_nonlinear_anm.toml"), "--out", str(run), "--quick",
+                 "--device", "cpu"]) == 0
     assert (run / "scm" / "weights.safetensors").is_file() and (run / "spec.json").is_file()
+    assert json.loads((run / "fit.json").read_text())["device"] == "cpu"
     assert main(["evaluate", str(run), "--n", "50"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) >= {"do(x1)", "do(x2)"}
@@ -70,6 +75,20 @@ def test_bad_arguments_one_line_exit_2(tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
     assert main(["sweep", str(tmp_path), "--scales", "a,b"]) == 2
     assert "comma-separated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device, message", [
+    ("gpu0", "is not a device"), ("meta", "is not supported"),
+    pytest.param("cuda", "CUDA is not available", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has CUDA")),
+])
+def test_fit_refuses_a_bad_device_before_any_work(tmp_path, capsys, device, message):
+    run = tmp_path / "run"
+    assert main(["fit", str(GRAPHS / "tabular_chain_nonlinear_anm.toml"), "--out", str(run), "--quick",
+                 "--device", device]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not run.exists()
 
 
 def test_spec_refuses_unknown_fields(tmp_path, capsys):
