@@ -13,10 +13,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +46,11 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     betas: tuple[float, float] = (0.9, 0.999)
-    #: linear learning-rate warm-up over this many steps, then constant
+    #: linear learning-rate warm-up over this many steps, then the schedule below
     warmup_steps: int = Field(0, ge=0)
+    #: after the warm-up: "constant", or "cosine" decay to 0 at the last step (Loshchilov &
+    #: Hutter 2017, without restarts)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     #: max gradient norm (None: no clipping)
     grad_clip: float | None = Field(1.0, gt=0.0)
     #: EMA decay of the inference weights (0: the EMA is the last iterate)
@@ -61,6 +66,18 @@ class TrainConfig(BaseModel):
     checkpoint_dir: str | None = None
     #: average the loss over this many steps for the progress bar and the loss history
     log_every: int = Field(100, ge=1)
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """Multiplier of ``config.lr`` at (0-based) ``step``: linear warm-up, then constant or a
+    half-cosine from 1 at the end of the warm-up to 0 after the last step."""
+    w = config.warmup_steps
+    if step < w:
+        return (step + 1) / w
+    if config.lr_schedule == "constant":
+        return 1.0
+    span = max(config.steps - w, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * (step - w) / span))
 
 
 @dataclass(frozen=True)
@@ -190,9 +207,9 @@ def _train(model: nn.Module, loss_fn: LossFn, num_rows: int, config: TrainConfig
     running = torch.zeros((), device=device)
     bar = progress(range(step, config.steps), total=config.steps - step, desc=desc)
     for _ in bar:
-        if config.warmup_steps:
+        if config.warmup_steps or config.lr_schedule != "constant":
             for group in opt.param_groups:
-                group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
+                group["lr"] = config.lr * lr_factor(config, step)
         idx = torch.randint(num_rows, (config.batch_size,), generator=gen, device=device)
         with autocast:
             loss = loss_fn(model, idx, gen)
