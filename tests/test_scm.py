@@ -519,3 +519,15 @@ def test_dcm_hand_simulator_agrees_with_the_dataset_module(name):
     cf, truth = bound.counterfactual(theirs, do={node: 0.3}), dcm_simulate(name, noise, do={node: 0.3})
     for v in ours:
         assert_close(cf[v].to(F64), truth[v])
+
+
+def test_a_second_do_on_a_node_replaces_the_first():
+    g = nx.DiGraph([("x", "y")])
+    g.nodes["x"]["mechanism"] = dist.Normal(0.0, 1.0)
+    g.nodes["y"]["mechanism"] = lambda x: dist.Normal(2.0 * x, 0.5)
+    scm = cd.SCM(g)
+    twice = scm.do({"x": cd.Shift(1.0)}).do({"x": cd.Shift(2.0)})
+    once = scm.do({"x": cd.Shift(2.0)})
+    a, b = twice.sample(64, seed=3), once.sample(64, seed=3)
+    assert torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"])
+    assert "Shift(2.0)" in repr(twice) and "Shift(1.0)" not in repr(twice)
