@@ -128,7 +128,7 @@ class Setting(BaseModel):
     classifier: M.ClassifierConfig
     autoencoders: M.AutoencoderConfig
     vae: M.VAEConfig
-    #: main guidance scale; None: the smallest sweep scale with effectiveness >= EFFECTIVE, else the most effective
+    #: main guidance scale; None: the (fraction, scale) pair chosen by :func:`choose_main`
     scale: float | None = None
     scales: tuple[float, ...] = (0.0, 0.3, 0.7, 1.0, 2.0, 3.0, 5.0, 10.0)
     cycles: tuple[int, ...] = (1, 10)
@@ -335,6 +335,11 @@ def load_scm(path: Path, setting: Setting, abduction_fraction: float, device: to
     return cd.SCM(nx.DiGraph([("digit", "image")]), {"digit": saved.mechanisms["digit"], "image": image}).to(device)
 
 
+def sweeps_json(sweeps: Mapping[float, Mapping[float, Any]]) -> dict[str, dict[str, Any]]:
+    """``{fraction: {scale: metrics}}`` with string keys, as the JSON files hold it."""
+    return {str(f): {str(s): r for s, r in sw.items()} for f, sw in sweeps.items()}
+
+
 def choose_main(sweeps: Mapping[float, Mapping[float, Mapping[str, Any]]]) -> tuple[float, float]:
     """``(abduction fraction, scale)`` of the main results: among the pairs whose effectiveness
     reaches EFFECTIVE, the lowest CLD (Diff-SCM picks its scale by CLD); else the most effective
@@ -353,8 +358,9 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
         command: str, save: Path | None = None, load: Path | None = None) -> dict[str, Any]:
     torch.manual_seed(seed)
     timer = Timer(device)
+    env = environment(device)  # once: it asks git for the commit
     print(f"MNIST Diff-SCM benchmark, setting {name!r}: {setting.label}\n  device: "
-          f"{environment(device)['device_name']}", flush=True)
+          f"{env['device_name']}", flush=True)
 
     # ---- data
     with timer("data"):
@@ -438,11 +444,11 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
         """What is measured so far, rewritten after every phase: a run cut short keeps it."""
         partial.write_text(json.dumps({
             "benchmark": "mnist_diffscm", "setting": name, "stage": stage, "command": command,
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "env": environment(device),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "env": env,
             "training": {"denoiser": den_info, "predictor": pred_info,
                          "effectiveness_classifier_test_accuracy": clf_acc},
             "timings_s": dict(timer.seconds),
-            "sweeps": {str(f): {str(s_): r for s_, r in sw.items()} for f, sw in sweeps.items()}}, indent=2))
+            "sweeps": sweeps_json(sweeps)}, indent=2))
 
     write_partial("metric models trained")
     cfs: dict[tuple[float, float], Tensor] = {}
@@ -509,7 +515,7 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
     results = {
         "benchmark": "mnist_diffscm", "setting": name, "label": setting.label, "command": command,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "env": environment(device), "settings": setting.model_dump(mode="json"),
+        "env": env, "settings": setting.model_dump(mode="json"),
         "model": mech.config.model_dump(mode="json"),
         "run": {"scale": scale, "abduction_fraction": fraction, "rule": "auto" if auto else "fixed",
                 "scales": list(scales), "abduction_fractions": list(fractions), "seed": seed, "data": data},
@@ -521,7 +527,7 @@ def run(setting: Setting, name: str, *, data: str | None, out: Path, device: tor
         "timings_s": {**timer.seconds, "total": sum(timer.seconds.values())},
         "paper": {"IM1": PAPER["IM1"], "IM2": PAPER["IM2"], "CLD": {str(k): v for k, v in PAPER["CLD"].items()}},
         "main": main,
-        "sweeps": {str(f): {str(s_): r for s_, r in sw.items()} for f, sw in sweeps.items()},
+        "sweeps": sweeps_json(sweeps),
         "files": {"grid": f"{stem}_grid.png", "sweep": f"{stem}_sweep.png"},
     }
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
@@ -646,8 +652,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "CAUSALDIFF_MNIST_DIR, ../shared/data/mnist, ...)")
     p.add_argument("--out", default=str(RESULTS_DIR), help="where the JSON, markdown and PNGs go")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--scale", default=None, help="main guidance scale s, or 'auto' (default): the smallest "
-                   f"sweep scale with effectiveness >= {EFFECTIVE}, else the most effective")
+    p.add_argument("--scale", default=None, help="main guidance scale s (with the first abduction fraction), or "
+                   f"'auto' (default): among the swept pairs with effectiveness >= {EFFECTIVE} the lowest CLD, "
+                   "else the most effective")
     p.add_argument("--scales", default=None, help="comma-separated sweep scales (default: 0,0.3,0.7,1,2,3,5,10)")
     p.add_argument("--abduction-fractions", default=None,
                    help="comma-separated shares of the DDIM trajectory abducted (default: 0.75,1; Diff-SCM's "
