@@ -56,10 +56,9 @@ def _quick(spec: GraphSpec) -> GraphSpec:
             ns["options"]["steps"] = 100
         if ns["mechanism"] == "diffusion":
             opts = ns["options"]
-            opts["train"] = {**opts.get("train", {}), "steps": 30,
-                             "batch_size": min(opts.get("train", {}).get("batch_size", 32), 32)}
-            opts["predictor_train"] = {**opts.get("predictor_train", {}), "steps": 30,
-                                       "batch_size": min(opts.get("predictor_train", {}).get("batch_size", 32), 32)}
+            for key in ("train", "predictor_train"):  # 30 steps of at most 32 rows
+                train = opts.get(key, {})
+                opts[key] = {**train, "steps": 30, "batch_size": min(train.get("batch_size", 32), 32)}
             opts["sampler"] = {**opts.get("sampler", {}), "num_inference_steps": 5}
             for key in ("net", "predictor"):  # image networks at most 16 channels wide
                 net = opts.get(key)

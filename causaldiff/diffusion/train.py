@@ -207,9 +207,8 @@ def _train(model: nn.Module, loss_fn: LossFn, num_rows: int, config: TrainConfig
     running = torch.zeros((), device=device)
     bar = progress(range(step, config.steps), total=config.steps - step, desc=desc)
     for _ in bar:
-        if config.warmup_steps or config.lr_schedule != "constant":
-            for group in opt.param_groups:
-                group["lr"] = config.lr * lr_factor(config, step)
+        for group in opt.param_groups:
+            group["lr"] = config.lr * lr_factor(config, step)
         idx = torch.randint(num_rows, (config.batch_size,), generator=gen, device=device)
         with autocast:
             loss = loss_fn(model, idx, gen)
