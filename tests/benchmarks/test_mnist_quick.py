@@ -3,10 +3,8 @@ cases, and (slow) the ``gpu`` setting's pipeline with tiny iteration counts on t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,20 +13,11 @@ import torch
 from causaldiff.datasets.mnist import candidate_dirs
 from causaldiff.diffusion.train import TrainConfig
 from causaldiff.metrics import CLD_UNCHANGED
+from benchmark_scripts import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("mnist_diffscm", ROOT / "benchmarks" / "mnist_diffscm.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("mnist_diffscm", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _load()
+bench = load_benchmark("mnist_diffscm")
 needs_mnist = pytest.mark.skipif(
     not any(list(d.glob("t10k-images-idx3-ubyte*")) for d in candidate_dirs() if d.is_dir()),
     reason="MNIST files not found (../shared/data/mnist)")

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmark_scripts import load_benchmark
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("tabular_dcm", ROOT / "benchmarks" / "tabular_dcm.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("tabular_dcm", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _load()
+bench = load_benchmark("tabular_dcm")
 
 
 def test_mmd_of_identical_sets_is_zero_and_grows_with_a_shift():
