@@ -29,3 +29,7 @@ class NotFittedError(CausalDiffError, RuntimeError):
 
 class SerializationError(CausalDiffError, ValueError):
     """A saved model is corrupted, mismatched, or cannot be written."""
+
+
+class RegistryError(CausalDiffError, ValueError):
+    """An extension name is unknown, taken, or its class breaks the registry contract."""

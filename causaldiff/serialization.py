@@ -1,7 +1,7 @@
 """Save and load SCMs: ``scm.json`` (a validated config, no code) + ``weights.safetensors``.
 
 Nothing pickled is ever read: weights go through safetensors, configs through pydantic, and
-mechanism types through :data:`~causaldiff.mechanisms.base.MECHANISM_REGISTRY`. A node bound to
+mechanism types through :data:`~causaldiff.registry.MECHANISMS`. A node bound to
 code (a Pyro callable, a custom module) is recorded by name only and must be passed again to
 :func:`load`. A weights file whose SHA-256 differs from the one recorded is refused.
 """
@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import SerializationError
-from .mechanisms.base import MECHANISM_REGISTRY
+from .registry import MECHANISMS
 
 FORMAT = "causaldiff-scm/1"
 CONFIG_FILE, WEIGHTS_FILE = "scm.json", "weights.safetensors"
@@ -121,10 +121,10 @@ def load(path: str | Path, mechanisms: Mapping[str, Any] | None = None,
         if n.mechanism is None:
             raise SerializationError(f"node {n.name!r} was bound to code ({n.description}) that is not saved; "
                                      f"pass it again: cd.load(path, mechanisms={{{n.name!r}: ...}})")
-        cls = MECHANISM_REGISTRY.get(n.mechanism)
-        if cls is None:
+        if n.mechanism not in MECHANISMS:
             raise SerializationError(f"node {n.name!r}: unknown mechanism type {n.mechanism!r} "
-                                     f"(known: {sorted(MECHANISM_REGISTRY)})")
+                                     f"(known: {list(MECHANISMS.names())})")
+        cls = MECHANISMS.get(n.mechanism)
         prefix = f"{n.name}::"
         own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         try:

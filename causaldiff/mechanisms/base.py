@@ -14,9 +14,18 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
+from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
+from ..errors import GraphError
+
 Parents = Mapping[str, Tensor]
+
+
+class _NoOptions(BaseModel):
+    """The ``Config`` of a mechanism that takes no options."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Abduction(str, enum.Enum):
@@ -31,25 +40,55 @@ class Abduction(str, enum.Enum):
 class Mechanism(ABC):
     """Base class of every mechanism.
 
-    Subclasses set :attr:`name` (the registry key used by save/load) and implement
-    :meth:`sample_noise`, :meth:`forward` and, when they can, :meth:`abduct`.
+    A registered subclass (``@MECHANISMS.register("name")``) declares a frozen pydantic ``Config``
+    (the options a spec may give), builds itself from one with :meth:`from_config`, and gives its
+    tiny setting with :meth:`quick`. It implements :meth:`sample_noise`, :meth:`forward` and, when
+    it can, :meth:`abduct`. The engine only calls the methods of this class (and of the
+    :class:`Conditional` that :meth:`given` returns); it imports no concrete mechanism.
     """
 
-    #: registry key for serialisation; ``None`` means the mechanism cannot be saved.
+    #: registry key for specs and save/load (set by ``MECHANISMS.register``); None: not saved
     name: ClassVar[str | None] = None
     #: whether :meth:`fit` learns parameters from data.
     learnable: ClassVar[bool] = False
+    #: the options a spec may give (frozen, ``extra="forbid"``)
+    Config: ClassVar[type[BaseModel]] = _NoOptions
 
     def __init__(self) -> None:
         #: parents (in the SCM's order) recorded by :meth:`fit`; ``None`` until fitted.
         self.fitted_parents: tuple[str, ...] | None = None
+        #: the node this mechanism is bound to (set by :meth:`check_binding`)
+        self.node: str = "?"
+
+    # ----------------------------------------------------------------------------- registry
+    @classmethod
+    def from_config(cls, config: BaseModel) -> "Mechanism":
+        """An unfitted mechanism from a validated ``Config`` (what a spec's options become)."""
+        return cls(config)  # type: ignore[call-arg]
+
+    @classmethod
+    def quick(cls, config: BaseModel) -> BaseModel:
+        """The seconds-long version of ``config`` (tests, ``--quick``); default: unchanged."""
+        return config
+
+    # ----------------------------------------------------------------------------- binding
+    def check_binding(self, node: str, parents: tuple[str, ...]) -> None:
+        """Called when an SCM binds this mechanism to ``node`` with ``parents`` (sorted).
+
+        Raises :class:`~causaldiff.GraphError` naming the node if the binding cannot work; the
+        base class refuses a fitted mechanism whose recorded parents differ from ``parents``.
+        """
+        self.node = node
+        if self.learnable and self.fitted_parents is not None and tuple(self.fitted_parents) != parents:
+            raise GraphError(f"node {node!r} was fitted with parents {list(self.fitted_parents)} but the "
+                             f"graph now gives it {list(parents)}; refit it")
 
     # ----------------------------------------------------------------------------- the contract
     def abduction(self, parents: Parents | None = None) -> Abduction:
         """The abduction capability, possibly depending on the parents' values."""
         return Abduction.IMPOSSIBLE
 
-    def why_not_abductable(self) -> str:
+    def why_not_abductable(self, parents: Parents | None = None) -> str:
         """A human explanation used when :meth:`abduction` is IMPOSSIBLE."""
         return f"{type(self).__name__} declares no abduction"
 
@@ -63,12 +102,18 @@ class Mechanism(ABC):
 
     def abduct(self, x: Tensor, parents: Parents) -> Tensor:
         """Recover ``u`` with ``f(u, pa) == x``."""
-        raise NotImplementedError(self.why_not_abductable())
+        raise NotImplementedError(self.why_not_abductable(parents))
 
     def fit(self, x: Tensor, parents: Parents, *, parent_order: tuple[str, ...],
             desc: str = "") -> None:
         """Learn parameters from observed rows (no-op for fixed mechanisms)."""
         self.fitted_parents = tuple(parent_order)
+
+    def given(self, parents: Parents, n: int) -> "Conditional":
+        """This mechanism conditioned on ``parents`` for ``n`` rows. The engine builds one per
+        node and parent set per query; mechanisms with costly per-call set-up (a Pyro
+        distribution) override it to build that set-up once."""
+        return Conditional(self, parents, n)
 
     # ----------------------------------------------------------------------------- introspection
     @property
@@ -98,7 +143,7 @@ class Mechanism(ABC):
 
     # ----------------------------------------------------------------------------- save / load
     def get_config(self) -> dict[str, Any]:
-        """JSON-serialisable hyperparameters (no code); see :mod:`causaldiff.serialization`."""
+        """JSON-serialisable hyperparameters and fitted metadata (no code)."""
         raise NotImplementedError(f"{type(self).__name__} cannot be saved")
 
     def state_tensors(self) -> dict[str, Tensor]:
@@ -113,14 +158,40 @@ class Mechanism(ABC):
         return f"{type(self).__name__}()"
 
 
-MECHANISM_REGISTRY: dict[str, type[Mechanism]] = {}
+class Conditional:
+    """A mechanism given its parents' values for ``n`` rows: what one query asks of a node.
+
+    The default delegates to the mechanism's methods with the stored parents; a mechanism whose
+    set-up per parent set is costly returns a subclass that builds it once.
+    """
+
+    def __init__(self, mechanism: Mechanism, parents: Parents, n: int) -> None:
+        self.mechanism, self.parents, self.n = mechanism, parents, n
+
+    @property
+    def abduction(self) -> Abduction:
+        return self.mechanism.abduction(self.parents)
+
+    def why_not_abductable(self) -> str:
+        return self.mechanism.why_not_abductable(self.parents)
+
+    def sample_noise(self) -> Tensor:
+        return self.mechanism.sample_noise(self.n, self.parents)
+
+    def forward(self, noise: Tensor) -> Tensor:
+        return self.mechanism.forward(noise, self.parents)
+
+    def abduct(self, x: Tensor) -> Tensor:
+        return self.mechanism.abduct(x, self.parents)
+
+    def event_shape(self) -> tuple[int, ...] | None:
+        return self.mechanism.event_shape(self.parents, self.n)
+
+    def support(self) -> Any:
+        return self.mechanism.support(self.parents, self.n)
+
+    def value_dtype(self) -> torch.dtype | None:
+        return self.mechanism.value_dtype(self.parents, self.n)
 
 
-def register_mechanism(cls: type[Mechanism]) -> type[Mechanism]:
-    """Class decorator adding a mechanism type to the save/load registry under ``cls.name``."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} needs a non-empty `name` to be registered")
-    if cls.name in MECHANISM_REGISTRY and MECHANISM_REGISTRY[cls.name] is not cls:
-        raise ValueError(f"mechanism name {cls.name!r} is already registered")
-    MECHANISM_REGISTRY[cls.name] = cls
-    return cls
+__all__ = ["Abduction", "Conditional", "Mechanism", "Parents"]

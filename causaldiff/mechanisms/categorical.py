@@ -14,16 +14,31 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from ..errors import DataError, NotFittedError
-from .base import Abduction, Mechanism, Parents, register_mechanism
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..registry import MECHANISMS
+from .base import Abduction, Mechanism, Parents
 from .pyro import codec_for
 
 
-@register_mechanism
+class CategoricalConfig(BaseModel):
+    """Options of :class:`CategoricalMechanism`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    num_classes: int | None = Field(None, ge=2)
+    smoothing: float = Field(1.0, ge=0.0)
+
+
+@MECHANISMS.register("categorical")
 class CategoricalMechanism(Mechanism):
     """``x ~ Categorical(p)`` on a root node, ``p`` = smoothed class frequencies of the data."""
 
-    name = "categorical"
     learnable = True
+    Config = CategoricalConfig
+
+    @classmethod
+    def from_config(cls, config: CategoricalConfig) -> "CategoricalMechanism":
+        return cls(config.num_classes, config.smoothing)
 
     def __init__(self, num_classes: int | None = None, smoothing: float = 1.0):
         super().__init__()

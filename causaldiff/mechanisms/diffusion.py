@@ -30,7 +30,8 @@ from ..diffusion.nets import (DenoiserConfig, ImagePredictorConfig, MLPConfig, M
 from ..diffusion.schedule import NoiseSchedule, ScheduleConfig
 from ..diffusion.train import TrainConfig, cuda_devices, train_denoiser, train_predictor
 from ..errors import DataError, NotFittedError, SerializationError
-from .base import Abduction, Mechanism, Parents, register_mechanism
+from ..registry import MECHANISMS
+from .base import Abduction, Mechanism, Parents
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -114,7 +115,7 @@ class DiffusionConfig(BaseModel):
         return float(self.guidance_scale)
 
 
-@register_mechanism
+@MECHANISMS.register("diffusion")
 class DiffusionMechanism(Mechanism):
     """A learnable node whose structural equation is a (guided) DDIM sampler.
 
@@ -122,8 +123,8 @@ class DiffusionMechanism(Mechanism):
     ...                    train=TrainConfig(steps=3000, lr=1e-3))  # doctest: +SKIP
     """
 
-    name = "diffusion"
     learnable = True
+    Config = DiffusionConfig
 
     def __init__(self, config: DiffusionConfig | None = None, **overrides: Any) -> None:
         super().__init__()

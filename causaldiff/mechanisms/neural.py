@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from ..errors import DataError, NotFittedError
 from ..progress import progress
-from .base import Abduction, Mechanism, Parents, register_mechanism
+from ..registry import MECHANISMS
+from .base import Abduction, Mechanism, Parents
 
 
 class AdditiveNoiseConfig(BaseModel):
@@ -84,12 +85,12 @@ class ParentEncoder:
         return {"order": list(self.order), "classes": self.classes}
 
 
-@register_mechanism
+@MECHANISMS.register("additive_noise")
 class AdditiveNoiseMechanism(Mechanism):
     """An additive Gaussian noise model with a learned mean function (DoWhy-style ANM)."""
 
-    name = "additive_noise"
     learnable = True
+    Config = AdditiveNoiseConfig
 
     def __init__(self, config: AdditiveNoiseConfig | None = None, *, net: nn.Module | None = None,
                  **overrides: Any):

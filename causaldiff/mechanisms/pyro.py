@@ -25,7 +25,8 @@ import torch.distributions as tdist
 from torch import Tensor
 
 from ..errors import AbductionError, GraphError
-from .base import Abduction, Mechanism, Parents, register_mechanism
+from ..registry import MECHANISMS
+from .base import Abduction, Mechanism, Parents
 
 _LOC_SCALE = (tdist.Normal, tdist.Laplace, dist.Logistic, tdist.StudentT, tdist.Cauchy, tdist.Gumbel)
 
@@ -241,7 +242,7 @@ def _params(d: tdist.Distribution) -> dict[str, Tensor]:
 
 
 # --------------------------------------------------------------------------------- the mechanism
-@register_mechanism
+@MECHANISMS.register("pyro")
 class PyroMechanism(Mechanism):
     """A node bound to a Pyro distribution (root) or a callable of its parents returning one.
 
@@ -249,7 +250,6 @@ class PyroMechanism(Mechanism):
     that a callable's parameter names equal the node's parents.
     """
 
-    name = "pyro"
 
     def __init__(self, spec: tdist.Distribution | Callable[..., tdist.Distribution]):
         super().__init__()

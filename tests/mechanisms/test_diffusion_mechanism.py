@@ -18,7 +18,8 @@ from causaldiff.diffusion.nets import DiTConfig, ImagePredictorConfig, UNetConfi
 from causaldiff.diffusion.schedule import ScheduleConfig
 from causaldiff.diffusion.train import TrainConfig
 from causaldiff.errors import DataError, GraphError, NotFittedError, SerializationError
-from causaldiff.mechanisms import MECHANISM_REGISTRY, Abduction
+from causaldiff.mechanisms import Abduction
+from causaldiff.registry import MECHANISMS
 from causaldiff.mechanisms.categorical import CategoricalMechanism
 from causaldiff.mechanisms.diffusion import DiffusionConfig, DiffusionMechanism
 
@@ -99,7 +100,7 @@ def test_save_load_round_trips_give_identical_counterfactuals(two_class, tmp_pat
     json.dumps(cfg)  # JSON-able
     assert cfg["config"]["parents"][0] == {"name": "y", "kind": "categorical", "shape": [],
                                            "num_classes": 2}
-    assert MECHANISM_REGISTRY["diffusion"] is DiffusionMechanism
+    assert MECHANISMS.get("diffusion") is DiffusionMechanism
     again = DiffusionMechanism.from_saved(json.loads(json.dumps(cfg)), mech.state_tensors())
     assert again.fitted_parents == ("y",)
     u = mech.abduct(rows["x"], {"y": rows["y"]})

@@ -35,9 +35,9 @@ import torch
 from hypothesis import strategies as st
 from torch import Tensor
 
-from .interventions import Hard
-from .mechanisms.base import Abduction
-from .scm import SCM
+from ..interventions import Hard
+from ..mechanisms.base import Abduction
+from ..scm import SCM
 
 FAMILIES = ("Normal", "Laplace", "Logistic", "Gumbel", "StudentT", "Cauchy")
 LINKS = ("linear", "tanh", "sin", "softplus")
