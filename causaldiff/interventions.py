@@ -5,7 +5,11 @@
 * :class:`Shift` adds ``delta`` to the value the node would have taken (soft: edges kept).
 * :class:`Transform` replaces the node's would-be value ``v`` by ``fn(v)`` (soft: edges kept).
 
-Plain values passed to ``do`` become :class:`Hard`, plain callables :class:`Transform`.
+Plain values passed to ``do`` become :class:`Hard`, plain callables :class:`Transform`. Each class
+owns its behaviour: ``cuts_edges`` (graph surgery or not), ``apply`` (the node's value under the
+intervention, from its natural value) and ``invert`` (the natural value behind an observed one, used
+by abduction on an SCM that already carries the intervention: exact for :class:`Shift`, refused by
+name for :class:`Transform`).
 """
 
 from __future__ import annotations
@@ -14,19 +18,33 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Number
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 import torch
 from torch import Tensor
 
-from .errors import InterventionError
+from .errors import AbductionError, InterventionError
 
 
 @dataclass(frozen=True)
 class Hard:
-    """``do(X = value)``."""
+    """``do(X = value)``: graph surgery, the node loses its incoming edges."""
 
     value: Any
+    #: a hard intervention cuts the node's incoming edges
+    cuts_edges: ClassVar[bool] = True
+    #: whether ``invert`` recovers the natural value from an observed one
+    invertible: ClassVar[bool] = False
+    #: what the intervention is called in messages
+    label: ClassVar[str] = "hard"
+
+    def apply(self, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
+              dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The value broadcast to ``(n, *event_shape)`` (``natural`` is not used)."""
+        return broadcast_value(node, self.value, n, event_shape, dtype, device)
+
+    def invert(self, node: str, x: Tensor) -> Tensor:
+        raise AbductionError(f"node {node!r}: a hard intervention carries no noise to abduct")
 
     def __repr__(self) -> str:
         return f"Hard({_short(self.value)})"
@@ -34,9 +52,22 @@ class Hard:
 
 @dataclass(frozen=True)
 class Shift:
-    """``do(X = X + delta)``: shift the node's natural value by ``delta``."""
+    """``do(X = X + delta)``: shift the node's natural value by ``delta`` (soft: edges kept)."""
 
     delta: Any
+    cuts_edges: ClassVar[bool] = False
+    invertible: ClassVar[bool] = True
+    label: ClassVar[str] = "shift"
+
+    def apply(self, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
+              dtype: torch.dtype, device: torch.device) -> Tensor:
+        natural = _need_natural(node, self, natural)
+        return natural + broadcast_value(node, self.delta, n, tuple(natural.shape[1:]), natural.dtype,
+                                         natural.device)
+
+    def invert(self, node: str, x: Tensor) -> Tensor:
+        """The natural value behind an observed ``x = natural + delta``."""
+        return x - broadcast_value(node, self.delta, x.shape[0], tuple(x.shape[1:]), x.dtype, x.device)
 
     def __repr__(self) -> str:
         return f"Shift({_short(self.delta)})"
@@ -44,12 +75,37 @@ class Shift:
 
 @dataclass(frozen=True)
 class Transform:
-    """``do(X = fn(X))``: a callable of the node's natural (factual) value."""
+    """``do(X = fn(X))``: a callable of the node's natural (factual) value (soft: edges kept)."""
 
     fn: Callable[[Tensor], Tensor]
+    cuts_edges: ClassVar[bool] = False
+    invertible: ClassVar[bool] = False
+    label: ClassVar[str] = "callable"
+
+    def apply(self, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
+              dtype: torch.dtype, device: torch.device) -> Tensor:
+        natural = _need_natural(node, self, natural)
+        out = self.fn(natural)
+        if not isinstance(out, Tensor):
+            out = torch.as_tensor(out, dtype=natural.dtype, device=natural.device)
+        if out.shape != natural.shape:
+            raise InterventionError(
+                f"node {node!r}: callable intervention returned shape {tuple(out.shape)}, "
+                f"expected {tuple(natural.shape)}")
+        return out
+
+    def invert(self, node: str, x: Tensor) -> Tensor:
+        raise AbductionError(f"node {node!r}: cannot abduct through the callable intervention "
+                             f"{self!r} (a callable has no known inverse)")
 
     def __repr__(self) -> str:
         return f"Transform({getattr(self.fn, '__name__', 'fn')})"
+
+
+def _need_natural(node: str, iv: Any, natural: Tensor | None) -> Tensor:
+    if natural is None:
+        raise InterventionError(f"node {node!r}: {iv!r} needs the node's natural value")
+    return natural
 
 
 Intervention = Union[Hard, Shift, Transform]
@@ -93,11 +149,6 @@ def _check_finite(node: str, value: Any) -> None:
         raise InterventionError(f"node {node!r}: intervention value contains NaN or Inf")
 
 
-def is_surgical(iv: Intervention) -> bool:
-    """Whether the intervention cuts the node's incoming edges (hard interventions do)."""
-    return isinstance(iv, Hard)
-
-
 def broadcast_value(node: str, value: Any, n: int, event_shape: tuple[int, ...] | None,
                     dtype: torch.dtype, device: torch.device) -> Tensor:
     """Broadcast a hard value or shift to ``(n, *event_shape)``.
@@ -122,19 +173,4 @@ def intervene(node: str, iv: Intervention, natural: Tensor | None, n: int,
               event_shape: tuple[int, ...] | None, dtype: torch.dtype,
               device: torch.device) -> Tensor:
     """The node's value under ``iv``; ``natural`` is its would-be value (unused for Hard)."""
-    if isinstance(iv, Hard):
-        return broadcast_value(node, iv.value, n, event_shape, dtype, device)
-    if natural is None:
-        raise InterventionError(f"node {node!r}: {iv!r} needs the node's natural value")
-    if isinstance(iv, Shift):
-        delta = broadcast_value(node, iv.delta, n, tuple(natural.shape[1:]), natural.dtype,
-                                natural.device)
-        return natural + delta
-    out = iv.fn(natural)
-    if not isinstance(out, Tensor):
-        out = torch.as_tensor(out, dtype=natural.dtype, device=natural.device)
-    if out.shape != natural.shape:
-        raise InterventionError(
-            f"node {node!r}: callable intervention returned shape {tuple(out.shape)}, "
-            f"expected {tuple(natural.shape)}")
-    return out
+    return iv.apply(node, natural, n, event_shape, dtype, device)

@@ -1,4 +1,4 @@
-"""The structural causal model and its abduction–action–prediction engine.
+"""The structural causal model: validation, bindings, ``do()`` and the public queries.
 
 Conventions
 -----------
@@ -10,6 +10,9 @@ Conventions
   surgery, so it stays valid (and the same) for every intervened copy.
 * Hard interventions cut the node's incoming edges (graph surgery); :class:`~causaldiff.Shift` and
   callables are soft: the node keeps its parents and its would-be value is transformed.
+
+The SCM validates and holds the model; every query is planned and executed by
+:mod:`causaldiff.engine`.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import torch
 import torch.distributions as tdist
 from torch import Tensor
 
-from .errors import AbductionError, DataError, GraphError, InterventionError, NotFittedError
-from .interventions import Hard, Intervention, Shift, Transform, as_intervention, intervene
-from .mechanisms.base import Abduction, Mechanism
+from . import engine
+from .errors import DataError, GraphError, InterventionError
+from .interventions import Intervention, as_intervention
+from .mechanisms.base import Mechanism
 from .mechanisms.pyro import PyroMechanism
 
 Rows = Mapping[str, Tensor]
@@ -74,6 +78,39 @@ def _bind(node: str, spec: Any) -> Mechanism:
                      f"or a causaldiff Mechanism; got {type(spec).__name__}")
 
 
+def _check_graph(graph: Any) -> None:
+    if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
+        raise GraphError(f"the causal graph must be a networkx.DiGraph, got {type(graph).__name__}")
+    bad = [n for n in graph.nodes if not isinstance(n, str) or not n]
+    if bad:
+        raise GraphError(f"node names must be non-empty strings; got {bad[0]!r}")
+    loops = list(nx.selfloop_edges(graph))
+    if loops:
+        raise GraphError(f"node {loops[0][0]!r} has a self-loop; a causal graph must be acyclic")
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = nx.find_cycle(graph)
+        raise GraphError(f"the graph has a cycle: {' -> '.join(u for u, _ in cycle)} -> {cycle[0][0]}")
+
+
+def _bind_all(graph: nx.DiGraph, mechanisms: Mapping[str, Any]) -> dict[str, Mechanism]:
+    unknown = sorted(set(mechanisms) - set(graph.nodes))
+    if unknown:
+        raise GraphError(f"mechanisms given for unknown node(s) {unknown}; nodes are {sorted(graph.nodes)}")
+    bound: dict[str, Mechanism] = {}
+    seen: dict[int, str] = {}
+    for node in graph.nodes:
+        spec = mechanisms.get(node, graph.nodes[node].get("mechanism"))
+        if spec is None:
+            raise GraphError(f"node {node!r} is not bound to a mechanism: set "
+                             f"graph.nodes[{node!r}]['mechanism'] or pass mechanisms={{{node!r}: ...}}")
+        m = bound[node] = _bind(node, spec)
+        if id(m) in seen:
+            raise GraphError(f"nodes {seen[id(m)]!r} and {node!r} share one mechanism object; "
+                             "bind a separate instance to each node")
+        seen[id(m)] = node
+    return bound
+
+
 class SCM:
     """A structural causal model over a networkx DAG whose nodes are bound to mechanisms.
 
@@ -84,72 +121,32 @@ class SCM:
     """
 
     def __init__(self, graph: nx.DiGraph, mechanisms: Mapping[str, Any] | None = None):
-        self._setup(graph, mechanisms, interventions={}, base_parents=None, order=None)
-
-    # ------------------------------------------------------------------------------ construction
-    def _setup(self, graph: nx.DiGraph, mechanisms: Mapping[str, Any] | None,
-               interventions: dict[str, Intervention], base_parents: dict[str, tuple[str, ...]] | None,
-               order: tuple[str, ...] | None) -> None:
-        if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
-            raise GraphError(f"the causal graph must be a networkx.DiGraph, got {type(graph).__name__}")
-        bad = [n for n in graph.nodes if not isinstance(n, str) or not n]
-        if bad:
-            raise GraphError(f"node names must be non-empty strings; got {bad[0]!r}")
-        loops = list(nx.selfloop_edges(graph))
-        if loops:
-            raise GraphError(f"node {loops[0][0]!r} has a self-loop; a causal graph must be acyclic")
-        if not nx.is_directed_acyclic_graph(graph):
-            cycle = " -> ".join(u for u, _ in nx.find_cycle(graph)) + f" -> {nx.find_cycle(graph)[0][0]}"
-            raise GraphError(f"the graph has a cycle: {cycle}")
-        mechanisms = dict(mechanisms or {})
-        unknown = sorted(set(mechanisms) - set(graph.nodes))
-        if unknown:
-            raise GraphError(f"mechanisms given for unknown node(s) {unknown}; nodes are {sorted(graph.nodes)}")
+        _check_graph(graph)
+        bound = _bind_all(graph, dict(mechanisms or {}))
+        parents = {n: tuple(sorted(graph.predecessors(n))) for n in graph.nodes}
+        for node, m in bound.items():
+            m.check_binding(node, parents[node])  # every binding checked before anything is set
         g = graph.copy()
-        bound: dict[str, Mechanism] = {}
-        for node in g.nodes:
-            spec = mechanisms.get(node, g.nodes[node].get("mechanism"))
-            if spec is None:
-                raise GraphError(f"node {node!r} is not bound to a mechanism: set "
-                                 f"graph.nodes[{node!r}]['mechanism'] or pass mechanisms={{{node!r}: ...}}")
-            bound[node] = _bind(node, spec)
-        seen: dict[int, str] = {}
         for node, m in bound.items():
-            if id(m) in seen:
-                raise GraphError(f"nodes {seen[id(m)]!r} and {node!r} share one mechanism object; "
-                                 "bind a separate instance to each node")
-            seen[id(m)] = node
-        parents = {n: tuple(sorted(g.predecessors(n))) for n in g.nodes}
-        for node, m in bound.items():
-            if node in interventions and isinstance(interventions[node], Hard):
-                continue
-            self._check_binding(node, m, parents[node])
-        for node, m in bound.items():
-            m.node = node
             g.nodes[node]["mechanism"] = m
-        self._graph = nx.freeze(g)
-        self._mechanisms = bound
-        self._parents = parents
-        self._base_parents = dict(base_parents or parents)
-        self._order = order or tuple(nx.lexicographical_topological_sort(g))
-        self._interventions = dict(interventions)
-        ref = next((t for m in bound.values() for t in m.state_tensors().values()), None) if bound else None
-        self.device = ref.device if ref is not None else torch.device("cpu")
+        ref = next((t for m in bound.values() for t in m.state_tensors().values()), None)
+        device = ref.device if ref is not None else torch.device("cpu")
+        order = tuple(nx.lexicographical_topological_sort(g))
+        self._init(nx.freeze(g), engine.structure_of(g, bound, parents, order, {}, device))
 
-    @staticmethod
-    def _check_binding(node: str, m: Mechanism, parents: tuple[str, ...]) -> None:
-        if isinstance(m, PyroMechanism):
-            m.node = node
-            names = m.parameter_names()
-            if names is None and parents:
-                raise GraphError(f"node {node!r} has parents {list(parents)} but is bound to a raw "
-                                 "distribution; bind a callable taking those parents by name")
-            if names is not None and set(names) != set(parents):
-                raise GraphError(f"node {node!r}: its callable takes {sorted(names)} but the node's "
-                                 f"parents are {list(parents)}")
-        if m.learnable and m.fitted_parents is not None and tuple(m.fitted_parents) != parents:
-            raise GraphError(f"node {node!r} was fitted with parents {list(m.fitted_parents)} but the graph "
-                             f"now gives it {list(parents)}; refit it")
+    def _init(self, graph: nx.DiGraph, structure: engine.Structure) -> None:
+        self._graph, self._s = graph, structure
+
+    @classmethod
+    def _surgered(cls, base: "SCM", ivs: Mapping[str, Intervention]) -> "SCM":
+        """A copy of ``base`` under ``ivs`` (merged over its own): no re-validation of bindings."""
+        s = base._s.merged(ivs)
+        g = nx.DiGraph(base._graph)
+        g.remove_edges_from(list(g.edges))
+        g.add_edges_from((p, v) for v in s.order for p in s.parents[v])
+        new = cls.__new__(cls)
+        new._init(nx.freeze(g), s)
+        return new
 
     # ------------------------------------------------------------------------------ introspection
     @property
@@ -160,31 +157,35 @@ class SCM:
     @property
     def nodes(self) -> tuple[str, ...]:
         """Nodes in topological order."""
-        return self._order
+        return self._s.order
 
     @property
     def mechanisms(self) -> dict[str, Mechanism]:
-        return dict(self._mechanisms)
+        return dict(self._s.mechanisms)
 
     @property
     def interventions(self) -> dict[str, Intervention]:
-        return dict(self._interventions)
+        return dict(self._s.interventions)
+
+    @property
+    def device(self) -> torch.device:
+        return self._s.device
 
     def parents(self, node: str) -> tuple[str, ...]:
         """The node's parents in the fixed (sorted) order."""
         self._require_node(node, "parents")
-        return self._parents[node]
+        return self._s.parents[node]
 
     def _require_node(self, node: Any, where: str) -> None:
-        if node not in self._mechanisms:
-            raise DataError(f"unknown node {node!r} in {where}; the SCM's nodes are {list(self._order)}")
+        if node not in self._s.mechanisms:
+            raise DataError(f"unknown node {node!r} in {where}; the SCM's nodes are {list(self.nodes)}")
 
     def __repr__(self) -> str:
-        lines = [f"SCM({len(self._order)} nodes, {self._graph.number_of_edges()} edges)"]
-        for node in self._order:
-            pa = ", ".join(self._parents[node])
-            iv = f"  <- do {self._interventions[node]!r}" if node in self._interventions else ""
-            lines.append(f"  {node}({pa}): {self._mechanisms[node]!r}{iv}")
+        lines = [f"SCM({len(self.nodes)} nodes, {self._graph.number_of_edges()} edges)"]
+        for node in self.nodes:
+            pa = ", ".join(self._s.parents[node])
+            iv = self._s.interventions.get(node)
+            lines.append(f"  {node}({pa}): {self._s.mechanisms[node]!r}" + (f"  <- do {iv!r}" if iv else ""))
         return "\n".join(lines)
 
     # ------------------------------------------------------------------------------ action
@@ -195,196 +196,84 @@ class SCM:
             raise InterventionError(f"`do` must map node names to interventions, got {type(do).__name__}")
         out = {}
         for node, value in do.items():
-            if node not in self._mechanisms:
+            if node not in self._s.mechanisms:
                 raise InterventionError(f"cannot intervene on unknown node {node!r}; the SCM's nodes are "
-                                        f"{list(self._order)}")
-            out[node] = as_intervention(node, value)
-            if isinstance(out[node], Hard) and not self._base_parents[node]:
-                self._check_support(node, out[node], {}, 1, early=True)
+                                        f"{list(self.nodes)}")
+            out[node] = iv = as_intervention(node, value)
+            if iv.cuts_edges and not self._s.base_parents[node]:
+                engine.check_hard_support(self._s, node, iv, {}, 1)  # roots: checked at do time
         return out
 
     def do(self, interventions: Mapping[str, Any]) -> "SCM":
         """Graph surgery: a new SCM with the interventions applied; ``self`` is untouched."""
-        ivs = self._parse_do(interventions)
-        merged = {**self._interventions, **ivs}
-        g = nx.DiGraph(self._graph)
-        for node, iv in merged.items():
-            if isinstance(iv, Hard):
-                g.remove_edges_from(list(g.in_edges(node)))
-            else:
-                g.add_edges_from((p, node) for p in self._base_parents[node])
-        new = SCM.__new__(SCM)
-        new._setup(g, self._mechanisms, merged, self._base_parents, self._order)
-        new.device = self.device
-        return new
+        return SCM._surgered(self, self._parse_do(interventions))
 
-    def _check_support(self, node: str, iv: Hard, base_pa: Mapping[str, Tensor], n: int,
-                       early: bool = False) -> None:
-        m = self._mechanisms[node]
-        try:
-            support = m.support(base_pa, n)
-        except Exception:  # the support of a callable may need parents we do not have yet
-            if early:
-                return
-            raise
-        if support is None:
-            return
-        value = torch.as_tensor(iv.value)
-        if support.is_discrete and not support.check(value).all():
-            raise InterventionError(f"node {node!r}: intervention value {iv.value!r} is outside the "
-                                    f"node's support {support}")
+    def with_mechanisms(self, mechanisms: Mapping[str, Any]) -> "SCM":
+        """A new SCM with some nodes bound to other mechanisms (e.g. ``m.with_inference(...)``);
+        the graph and interventions are kept, ``self`` is untouched."""
+        if self._s.interventions:
+            raise GraphError("rebind mechanisms before intervening (this SCM carries interventions on "
+                             f"{sorted(self._s.interventions)})")
+        return SCM(self._graph, {**self._s.mechanisms, **dict(mechanisms)})
 
     # ------------------------------------------------------------------------------ rows
     def _check_rows(self, rows: Any, need: tuple[str, ...] | None, what: str) -> tuple[dict[str, Tensor], int]:
+        """Validate each column once (type, batch, dtype, finiteness) and move it to the device."""
         if not isinstance(rows, Mapping):
             raise DataError(f"{what} must be a dict of node name -> tensor, got {type(rows).__name__}")
         for k in rows:
             self._require_node(k, what)
-        need = self._order if need is None else need
-        missing = [k for k in need if k not in rows]
+        missing = [k for k in (self.nodes if need is None else need) if k not in rows]
         if missing:
             raise DataError(f"{what} lacks node(s) {missing}")
         out, n = {}, None
-        for k in self._order:
-            if k not in rows:
-                continue
-            v = rows[k]
-            if not isinstance(v, Tensor):
-                try:
-                    v = torch.as_tensor(v)
-                except Exception as e:
-                    raise DataError(f"node {k!r} in {what}: cannot convert {type(v).__name__} to a tensor") from e
-            if v.dim() == 0:
-                raise DataError(f"node {k!r} in {what}: expected a batch of shape (n, ...), got a scalar")
-            if v.dtype == torch.bool or v.is_complex():
-                raise DataError(f"node {k!r} in {what}: unsupported dtype {v.dtype}")
-            if n is None:
-                n = v.shape[0]
-            if v.shape[0] != n:
-                raise DataError(f"node {k!r} in {what}: batch size {v.shape[0]} differs from {n}")
-            if v.is_floating_point() and not torch.isfinite(v).all():
-                raise DataError(f"node {k!r} in {what}: contains NaN or Inf")
-            out[k] = v.to(self.device)
-        if n == 0 or n is None:
+        for k in self.nodes:
+            if k in rows:
+                out[k] = v = _as_column(k, rows[k], what, self.device)
+                n = v.shape[0] if n is None else n
+                if v.shape[0] != n:
+                    raise DataError(f"node {k!r} in {what}: batch size {v.shape[0]} differs from {n}")
+        if not n:
             raise DataError(f"{what} is an empty batch")
         return out, n
 
-    def _check_shape(self, node: str, x: Tensor, pa: Mapping[str, Tensor], n: int, what: str) -> None:
-        shape = self._mechanisms[node].event_shape(pa, n)
-        if shape is not None and tuple(x.shape[1:]) != tuple(shape):
-            raise DataError(f"node {node!r} in {what}: rows have shape {tuple(x.shape[1:])}, the mechanism "
-                            f"gives {tuple(shape)}")
-        support = self._mechanisms[node].support(pa, n)
-        if support is not None and not support.check(x).all():
-            raise DataError(f"node {node!r} in {what}: values outside the mechanism's support {support}")
-
-    # ------------------------------------------------------------------------------ prediction
-    def _node_value(self, node: str, values: Mapping[str, Tensor], noise: dict[str, Tensor], n: int,
-                    natural: Tensor | None = None, ref: Tensor | None = None) -> Tensor:
-        """One node's value under this SCM's interventions; samples missing noise."""
-        m, iv = self._mechanisms[node], self._interventions.get(node)
-        if isinstance(iv, Hard):
-            base_pa = {p: values[p] for p in self._base_parents[node]}
-            self._check_support(node, iv, base_pa, n)
-            if ref is not None:
-                shape, dtype = tuple(ref.shape[1:]), ref.dtype
-            else:
-                shape = m.event_shape(base_pa, n)
-                dtype = m.value_dtype(base_pa, n) or _value_dtype(iv.value)
-            return intervene(node, iv, None, n, shape, dtype, self.device).clone()
-        if natural is None:
-            pa = {p: values[p] for p in self._parents[node]}
-            if node not in noise:
-                noise[node] = m.sample_noise(n, pa)
-            natural = m.forward(noise[node], pa)
-        if iv is None:
-            return natural
-        out = intervene(node, iv, natural, n, tuple(natural.shape[1:]), natural.dtype, self.device)
-        support = m.support({p: values[p] for p in self._parents[node]}, n)
-        if support is not None and support.is_discrete and not support.check(out).all():
-            raise InterventionError(f"node {node!r}: {iv!r} moves values outside the node's support {support}")
-        return out
-
-    def _require_fitted(self, nodes: Any) -> None:
-        for node in nodes:
-            m = self._mechanisms[node]
-            if not isinstance(self._interventions.get(node), Hard) and not m.is_fitted:
-                raise NotFittedError(f"node {node!r}: {type(m).__name__} is not fitted; call scm.fit(data)")
-
-    def predict(self, noise: Rows, do: Mapping[str, Any] | None = None, *, seed: int | None = None) -> Samples:
-        """Push exogenous noise through the (intervened) model: every node is recomputed."""
-        target = self.do(do) if do else self
-        if not isinstance(noise, Mapping):
-            raise DataError(f"noise must be a dict of node name -> tensor, got {type(noise).__name__}")
-        for k in noise:
-            self._require_node(k, "noise")
-        need = [v for v in self._order if not isinstance(target._interventions.get(v), Hard)]
-        missing = [v for v in need if v not in noise]
-        if missing:
-            raise DataError(f"noise lacks node(s) {missing}")
-        target._require_fitted(self._order)
-        u = {k: v.to(self.device) for k, v in noise.items()}
-        n = next(iter(u.values())).shape[0] if u else None
-        if n is None:
-            raise DataError("predict needs noise for at least one node")
-        values: dict[str, Tensor] = {}
-        with seeded(seed):
-            for node in self._order:
-                values[node] = target._node_value(node, values, u, n)
-        return Samples(values, f"predict{_fmt_do(target._interventions)}")
-
+    # ------------------------------------------------------------------------------ queries
     def sample(self, n: int, *, seed: int | None = None) -> Samples:
         """``n`` draws from the model (observational, or interventional on an intervened SCM)."""
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise DataError(f"n must be a positive integer, got {n!r}")
-        self._require_fitted(self._order)
-        values: dict[str, Tensor] = {}
-        noise: dict[str, Tensor] = {}
-        with seeded(seed), torch.no_grad():
-            for node in self._order:
-                values[node] = self._node_value(node, values, noise, n)
-        return Samples(values, "sample" + _fmt_do(self._interventions))
+        engine.require_fitted(self._s, self.nodes)
+        with seeded(seed), torch.no_grad(), engine.distribution_checks_off():
+            values = engine.execute(engine.plan_sample(self._s), n)
+        return Samples(values, "sample" + _fmt_do(self._s.interventions))
 
     def interventional_samples(self, n: int, do: Mapping[str, Any], *, seed: int | None = None) -> Samples:
         """``n`` draws from ``P(V | do(...))``."""
         return self.do(do).sample(n, seed=seed)
 
-    # ------------------------------------------------------------------------------ abduction
-    def _abduct_node(self, node: str, x: Tensor, pa: Mapping[str, Tensor]) -> Tensor:
-        m, iv = self._mechanisms[node], self._interventions.get(node)
-        if isinstance(iv, Shift):
-            x = x - torch.as_tensor(iv.delta, dtype=x.dtype, device=x.device)
-        return m.abduct(x, pa)
-
-    def _check_observed(self, data: Mapping[str, Tensor], n: int, what: str) -> None:
-        """Every (non hard-intervened) node's rows have the shape and support its mechanism gives,
-        checked in topological order so the first bad node is the one named."""
-        for node in self._order:
-            if not isinstance(self._interventions.get(node), Hard):
-                pa = {p: data[p] for p in self._parents[node]}
-                self._check_shape(node, data[node], pa, n, what)
-
-    def _precheck_abduction(self, nodes: list[str], data: Mapping[str, Tensor], n: int) -> None:
-        """Refuse before any work if some node cannot be abducted."""
-        self._require_fitted(nodes)
-        for node in nodes:
-            m, iv = self._mechanisms[node], self._interventions.get(node)
-            pa = {p: data[p] for p in self._parents[node]}
-            if isinstance(iv, Transform):
-                raise AbductionError(f"node {node!r}: cannot abduct through the callable intervention "
-                                     "this SCM already carries")
-            if m.abduction(pa) is Abduction.IMPOSSIBLE:
-                why = m.why_not_abductable(pa) if isinstance(m, PyroMechanism) else m.why_not_abductable()
-                raise AbductionError(f"node {node!r} cannot be abducted: {why}")
+    def predict(self, noise: Rows, do: Mapping[str, Any] | None = None, *, seed: int | None = None) -> Samples:
+        """Push exogenous noise through the (intervened) model: every node is recomputed."""
+        plan = engine.plan_predict(self._s, self._parse_do(do))
+        if not isinstance(noise, Mapping):
+            raise DataError(f"noise must be a dict of node name -> tensor, got {type(noise).__name__}")
+        need = tuple(v for v in self.nodes if not plan.target.is_hard(v))
+        u, n = self._check_rows(noise, need, "the noise")
+        engine.require_fitted(plan.target, self.nodes)
+        with seeded(seed), torch.no_grad(), engine.distribution_checks_off():
+            values = engine.execute(plan, n, noise=u)
+        return Samples(values, "predict" + _fmt_do(plan.target.interventions))
 
     def abduct(self, data: Rows, *, seed: int | None = None) -> Samples:
         """Exogenous noise of every (non hard-intervened) node given observed rows."""
         rows, n = self._check_rows(data, None, "the observed rows")
-        nodes = [v for v in self._order if not isinstance(self._interventions.get(v), Hard)]
-        self._check_observed(rows, n, "the observed rows")
-        self._precheck_abduction(nodes, rows, n)
-        with seeded(seed), torch.no_grad():
-            u = {v: self._abduct_node(v, rows[v], {p: rows[p] for p in self._parents[v]}) for v in nodes}
+        nodes = engine.plan_abduct(self._s).abduct
+        conds = engine.Conditionals(self._s, rows, n)
+        engine.require_fitted(self._s, nodes)
+        with engine.distribution_checks_off():
+            engine.check_observed(conds, rows, nodes, "the observed rows")
+            engine.precheck_abduction(self._s, conds, nodes)
+            with seeded(seed), torch.no_grad():
+                u = engine.abduct_nodes(self._s, conds, rows, nodes)
         return Samples(u, "abducted noise")
 
     def counterfactual(self, factual: Rows, do: Mapping[str, Any], *, seed: int | None = None) -> Samples:
@@ -395,65 +284,57 @@ class SCM:
         """
         ivs = self._parse_do(do)
         rows, n = self._check_rows(factual, None, "the factual rows")
-        target = self.do(ivs)
-        changed: set[str] = set(ivs)
-        for node in ivs:
-            changed |= nx.descendants(self._graph, node)
-        recompute = [v for v in self._order if v in changed]
-        needs_noise = [v for v in recompute if v not in ivs or (
-            not isinstance(ivs[v], Hard) and any(p in changed for p in self._parents[v]))]
-        # 1. checks before any work: shapes, abduction capability, supports of hard values
-        self._check_observed(rows, n, "the factual rows")
-        self._precheck_abduction(needs_noise, rows, n)
-        target._require_fitted(recompute)
-        for node, iv in ivs.items():
-            if isinstance(iv, Hard):
-                target._check_support(node, iv, {p: rows[p] for p in self._base_parents[node]}, n)
-        with seeded(seed), torch.no_grad():
-            # 2. abduction under the factual parents
-            noise = {v: self._abduct_node(v, rows[v], {p: rows[p] for p in self._parents[v]})
-                     for v in needs_noise}
-            # 3. action + prediction, descendants only
-            values = dict(rows)
-            for v in recompute:
-                natural = rows[v] if v in ivs and v not in needs_noise else None
-                values[v] = target._node_value(v, values, noise, n, natural=natural, ref=rows[v])
+        plan = engine.plan_counterfactual(self._s, ivs)
+        conds = engine.Conditionals(self._s, rows, n)
+        engine.require_fitted(self._s, plan.abduct)
+        engine.require_fitted(plan.target, plan.recompute)
+        with engine.distribution_checks_off():
+            engine.check_observed(conds, rows, [v for v in self.nodes if not self._s.is_hard(v)], "the factual rows")
+            engine.precheck_abduction(self._s, conds, plan.abduct)
+            for node, iv in ivs.items():
+                if iv.cuts_edges:
+                    engine.check_hard_support(self._s, node, iv, rows, n)
+            with seeded(seed), torch.no_grad():
+                values = engine.execute(plan, n, rows=rows, factual=conds)
         return Samples(values, "counterfactual" + _fmt_do(ivs))
 
     # ------------------------------------------------------------------------------ learning
     def fit(self, data: Rows) -> "SCM":
         """Fit every learnable mechanism on its own, from its node's and its parents' columns."""
         rows, n = self._check_rows(data, None, "the training rows")
-        todo = [v for v in self._order if self._mechanisms[v].learnable
-                and not isinstance(self._interventions.get(v), Hard)]
-        for node in todo:
-            m = self._mechanisms[node]
-            pa = {p: rows[p] for p in self._parents[node]}
-            m.fit(rows[node], pa, parent_order=self._parents[node], desc=f"fit {node}")
+        for node in self.nodes:
+            m = self._s.mechanisms[node]
+            if m.learnable and not self._s.is_hard(node):
+                pa = {p: rows[p] for p in self._s.parents[node]}
+                m.fit(rows[node], pa, parent_order=self._s.parents[node], desc=f"fit {node}")
         return self
 
     def to(self, device: torch.device | str) -> "SCM":
         """Move every mechanism to ``device``; later queries run there."""
         device = torch.device(device)
-        for m in self._mechanisms.values():
+        for m in self._s.mechanisms.values():
             m.to(device)
-        self.device = device
+        self._s = engine.Structure(self._s.mechanisms, self._s.parents, self._s.base_parents, self._s.order,
+                                   self._s.interventions, device, self._s.descendants)
         return self
 
     # ------------------------------------------------------------------------------ pyro interop
     def model(self, n: int = 1) -> dict[str, Tensor]:
-        """A Pyro model with one sample site per node (use with ``pyro.poutine.do``/``condition``).
+        """A Pyro model with one sample site per node: pass ``scm.model`` (uncalled) to
+        ``pyro.poutine.do`` / ``condition`` or to Pyro inference; calling it runs the model once.
 
         Nodes whose mechanism has no tractable density are ``pyro.deterministic`` sites.
         """
+        plan = engine.plan_sample(self._s)
         values: dict[str, Tensor] = {}
+        conds = engine.Conditionals(self._s, values, n)
         with pyro.plate("rows", n):
-            for node in self._order:
-                m, iv = self._mechanisms[node], self._interventions.get(node)
-                pa = {p: values[p] for p in self._parents[node]}
-                d = None if iv is not None else m.pyro_distribution(pa, n)
+            for node in self.nodes:
+                iv = self._s.interventions.get(node)
+                pa = {p: values[p] for p in self._s.parents[node]}
+                d = None if iv is not None else self._s.mechanisms[node].pyro_distribution(pa, n)
                 if d is None:
-                    x = self._node_value(node, values, {}, n)
+                    x = engine.predict_node(plan, conds, node, values, {}, n, None)
                     values[node] = pyro.deterministic(node, x, event_dim=x.dim() - 1)
                 else:
                     values[node] = pyro.sample(node, d)
@@ -466,9 +347,27 @@ class SCM:
         save_scm(self, path)
 
 
-def _value_dtype(value: Any) -> torch.dtype:
-    t = torch.as_tensor(value)
-    return t.dtype if t.is_floating_point() else torch.get_default_dtype()
+def _as_column(node: str, v: Any, what: str, device: torch.device) -> Tensor:
+    if not isinstance(v, Tensor):
+        try:
+            v = torch.as_tensor(v)
+        except Exception as e:
+            raise DataError(f"node {node!r} in {what}: cannot convert {type(v).__name__} to a tensor") from e
+    if v.dim() == 0:
+        raise DataError(f"node {node!r} in {what}: expected a batch of shape (n, ...), got a scalar")
+    if v.dtype == torch.bool or v.is_complex():
+        raise DataError(f"node {node!r} in {what}: unsupported dtype {v.dtype}")
+    if v.is_floating_point() and not all_finite(v):
+        raise DataError(f"node {node!r} in {what}: contains NaN or Inf")
+    return v if v.device == device else v.to(device)
+
+
+def all_finite(x: Tensor) -> bool:
+    """Whether every entry of a floating tensor is finite: one reduction (a finite sum proves it),
+    the exact elementwise check only when the sum is not finite (NaN, Inf or overflow)."""
+    if x.numel() < 4096:  # small: the elementwise check is one kernel too
+        return bool(torch.isfinite(x).all())
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
 def _fmt_do(ivs: Mapping[str, Intervention]) -> str:

@@ -10,7 +10,7 @@ import torch
 
 import causaldiff as cd
 from causaldiff.interventions import (Hard, Shift, Transform, as_intervention, broadcast_value,
-                                      intervene, is_surgical)
+                                      intervene)
 
 F64 = torch.float64
 CPU = torch.device("cpu")
@@ -23,7 +23,17 @@ CPU = torch.device("cpu")
 def test_as_intervention_normalises_user_values(value, kind):
     iv = as_intervention("x", value)
     assert isinstance(iv, kind)
-    assert is_surgical(iv) == (kind is Hard)
+    assert iv.cuts_edges == (kind is Hard)
+    assert iv.invertible == (kind is Shift)
+
+
+def test_interventions_own_their_inverse():
+    x = torch.tensor([1.0, 2.0], dtype=F64)
+    assert torch.equal(Shift(0.5).invert("x", x), x - 0.5)
+    with pytest.raises(cd.AbductionError, match="callable"):
+        Transform(torch.sin).invert("x", x)
+    with pytest.raises(cd.AbductionError, match="hard"):
+        Hard(1.0).invert("x", x)
 
 
 def test_reprs_are_short():

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..errors import AbductionError, GraphError
 from ..registry import MECHANISMS
-from .base import Abduction, Mechanism, Parents
+from .base import Abduction, Conditional, Mechanism, Parents
 
 _LOC_SCALE = (tdist.Normal, tdist.Laplace, dist.Logistic, tdist.StudentT, tdist.Cauchy, tdist.Gumbel)
 
@@ -50,17 +50,14 @@ class _Codec:
 
 class _LocScale(_Codec):
     def __init__(self, d: tdist.Distribution):
-        self.loc, self.scale = d.loc, d.scale
-        shape = d.batch_shape
-        zero = torch.zeros((), dtype=self.loc.dtype, device=self.loc.device)
-        one = torch.ones_like(zero)
-        if isinstance(d, tdist.StudentT):
-            self.standard = tdist.StudentT(d.df, zero, one).expand(shape)
-        else:
-            self.standard = type(d)(zero, one).expand(shape)
+        self.d, self.loc, self.scale = d, d.loc, d.scale
 
     def sample(self) -> Tensor:
-        return self.standard.sample()
+        d = self.d
+        zero = torch.zeros((), dtype=self.loc.dtype, device=self.loc.device)
+        one = torch.ones_like(zero)
+        standard = tdist.StudentT(d.df, zero, one) if isinstance(d, tdist.StudentT) else type(d)(zero, one)
+        return standard.expand(d.batch_shape).sample()
 
     def forward(self, u: Tensor) -> Tensor:
         return self.loc + self.scale * u
@@ -241,6 +238,14 @@ def _params(d: tdist.Distribution) -> dict[str, Tensor]:
     return {k: d.__dict__[k] for k in names}
 
 
+def _event_shape(d: tdist.Distribution) -> tuple[int, ...]:
+    return tuple((d.batch_shape + d.event_shape)[1:])
+
+
+def _value_dtype(d: tdist.Distribution) -> torch.dtype | None:
+    return torch.long if isinstance(d, tdist.Categorical) else _float_dtype(d)
+
+
 # --------------------------------------------------------------------------------- the mechanism
 @MECHANISMS.register("pyro")
 class PyroMechanism(Mechanism):
@@ -274,6 +279,17 @@ class PyroMechanism(Mechanism):
                              "(no *args / **kwargs)")
         return list(sig.parameters)
 
+    def check_binding(self, node: str, parents: tuple[str, ...]) -> None:
+        """A raw distribution binds a root; a callable's parameter names must be the parents."""
+        super().check_binding(node, parents)
+        names = self.parameter_names()
+        if names is None and parents:
+            raise GraphError(f"node {node!r} has parents {list(parents)} but is bound to a raw "
+                             "distribution; bind a callable taking those parents by name")
+        if names is not None and set(names) != set(parents):
+            raise GraphError(f"node {node!r}: its callable takes {sorted(names)} but the node's "
+                             f"parents are {list(parents)}")
+
     def distribution(self, parents: Parents, n: int) -> tdist.Distribution:
         """The distribution of this node given its parents, with batch shape ``(n, ...)``."""
         if self.is_raw:
@@ -288,6 +304,14 @@ class PyroMechanism(Mechanism):
         return d
 
     # --------------------------------------------------------------------------- the contract
+    def given(self, parents: Parents, n: int) -> Conditional:
+        """The distribution and its codec built once; a subclass that overrides a method of the
+        contract gets the plain delegating :class:`Conditional`, so its override is what runs."""
+        cls = type(self)
+        if all(getattr(cls, m) is getattr(PyroMechanism, m) for m in _CONTRACT):
+            return _PyroConditional(self, parents, n)
+        return Conditional(self, parents, n)
+
     def abduction(self, parents: Parents | None = None) -> Abduction:
         return self._codec(parents or {}).capability
 
@@ -312,17 +336,13 @@ class PyroMechanism(Mechanism):
         return codec.abduct(x)
 
     def event_shape(self, parents: Parents, n: int) -> tuple[int, ...]:
-        d = self.distribution(parents, n)
-        return tuple((d.batch_shape + d.event_shape)[1:])
+        return _event_shape(self.distribution(parents, n))
 
     def support(self, parents: Parents, n: int) -> Any:
         return self.distribution(parents, n).support
 
     def value_dtype(self, parents: Parents, n: int) -> torch.dtype | None:
-        d = self.distribution(parents, n)
-        if isinstance(d, tdist.Categorical):
-            return torch.long
-        return _float_dtype(d)
+        return _value_dtype(self.distribution(parents, n))
 
     def pyro_distribution(self, parents: Parents, n: int) -> tdist.Distribution:
         d = self.distribution(parents, n)
@@ -361,3 +381,55 @@ class PyroMechanism(Mechanism):
         if self.is_raw:
             return f"PyroMechanism({self.spec})"
         return f"PyroMechanism({getattr(self.spec, '__name__', 'callable')}({', '.join(self.parameter_names() or [])}))"
+
+
+_CONTRACT = ("distribution", "abduction", "why_not_abductable", "sample_noise", "forward", "abduct",
+             "event_shape", "support", "value_dtype")
+
+
+class _PyroConditional(Conditional):
+    """A Pyro node given its parents: the distribution and its noise codec are built once."""
+
+    def __init__(self, mechanism: PyroMechanism, parents: Parents, n: int) -> None:
+        super().__init__(mechanism, parents, n)
+        self._d: tdist.Distribution | None = None
+        self._codec: _Codec | None = None
+
+    @property
+    def distribution(self) -> tdist.Distribution:
+        if self._d is None:
+            self._d = self.mechanism.distribution(self.parents, self.n)
+        return self._d
+
+    @property
+    def codec(self) -> _Codec:
+        if self._codec is None:
+            self._codec = codec_for(self.distribution)
+        return self._codec
+
+    @property
+    def abduction(self) -> Abduction:
+        return self.codec.capability
+
+    def why_not_abductable(self) -> str:
+        return self.codec.reason
+
+    def sample_noise(self) -> Tensor:
+        return self.codec.sample()
+
+    def forward(self, noise: Tensor) -> Tensor:
+        return self.codec.forward(noise)
+
+    def abduct(self, x: Tensor) -> Tensor:
+        if self.codec.capability is Abduction.IMPOSSIBLE:
+            raise AbductionError(f"node {self.mechanism.node!r}: {self.codec.reason}")
+        return self.codec.abduct(x)
+
+    def event_shape(self) -> tuple[int, ...]:
+        return _event_shape(self.distribution)
+
+    def support(self) -> Any:
+        return self.distribution.support
+
+    def value_dtype(self) -> torch.dtype | None:
+        return _value_dtype(self.distribution)

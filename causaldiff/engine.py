@@ -1,0 +1,313 @@
+"""The abduction–action–prediction engine: a :class:`Plan` built once per query, then executed.
+
+A query (sample, predict, abduct, counterfactual) is planned before any tensor work: which nodes are
+recomputed, which need their exogenous noise abducted from the rows, which intervened nodes keep
+their factual natural value. Execution then visits the planned nodes once each in topological
+order, and asks each node's mechanism for one :class:`~causaldiff.mechanisms.base.Conditional` per
+parent set (a Pyro callable builds its distribution once per query and node, not once per step).
+
+The engine knows mechanisms only through the base contract and interventions only through their
+own methods (``cuts_edges``, ``apply``, ``invert``): it imports no concrete class of either.
+
+Counterfactuals (Pearl's three steps) on an SCM ``M`` that may already carry interventions, under
+new interventions ``I``:
+
+1. abduction under ``M`` (its factual parents; a soft intervention already in ``M`` is inverted);
+2. action: ``M`` with ``I`` merged over its own interventions (graph surgery for hard ones);
+3. prediction of ``I``'s nodes and their descendants only; every other node is the factual tensor.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import torch
+from torch import Tensor
+from torch.distributions import constraints
+
+from .errors import AbductionError, DataError, InterventionError, NotFittedError
+from .interventions import Intervention
+from .mechanisms.base import Abduction, Conditional, Mechanism
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What a query needs to know of an SCM: bindings, parents before and after surgery, order,
+    interventions in force, device. :class:`~causaldiff.SCM` holds one."""
+
+    mechanisms: Mapping[str, Mechanism]
+    #: parents in the SCM's own (possibly surgered) graph, sorted
+    parents: Mapping[str, tuple[str, ...]]
+    #: parents in the graph before any surgery, sorted
+    base_parents: Mapping[str, tuple[str, ...]]
+    #: topological order of the graph before any surgery (valid for every intervened copy)
+    order: tuple[str, ...]
+    interventions: Mapping[str, Intervention]
+    device: torch.device
+    #: node -> strict descendants in this (surgered) graph
+    descendants: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def is_hard(self, node: str) -> bool:
+        iv = self.interventions.get(node)
+        return iv is not None and iv.cuts_edges
+
+    def merged(self, ivs: Mapping[str, Intervention]) -> "Structure":
+        """This structure with ``ivs`` merged over its interventions (graph surgery, no copies of
+        the mechanisms; a later intervention on a node replaces an earlier one)."""
+        merged = {**self.interventions, **ivs}
+        parents = {v: () if (v in merged and merged[v].cuts_edges) else self.base_parents[v]
+                   for v in self.order}
+        return Structure(self.mechanisms, parents, self.base_parents, self.order, merged, self.device,
+                         descendants_of(parents, self.order))
+
+
+def descendants_of(parents: Mapping[str, tuple[str, ...]], order: tuple[str, ...]) -> dict[str, frozenset[str]]:
+    """Strict descendants of every node, from a parent map in topological order."""
+    children: dict[str, list[str]] = {v: [] for v in order}
+    for v in order:
+        for p in parents[v]:
+            children[p].append(v)
+    out: dict[str, frozenset[str]] = {}
+    for v in reversed(order):
+        acc: set[str] = set()
+        for c in children[v]:
+            acc.add(c)
+            acc |= out[c]
+        out[v] = frozenset(acc)
+    return out
+
+
+def structure_of(graph: nx.DiGraph, mechanisms: Mapping[str, Mechanism],
+                 base_parents: Mapping[str, tuple[str, ...]], order: tuple[str, ...],
+                 interventions: Mapping[str, Intervention], device: torch.device) -> Structure:
+    parents = {v: tuple(sorted(graph.predecessors(v))) for v in order}
+    return Structure(mechanisms, parents, base_parents, order, dict(interventions), device,
+                     descendants_of(parents, order))
+
+
+# ==================================================================================== the plan
+@dataclass(frozen=True)
+class Plan:
+    """What one query computes; built once, before any tensor work."""
+
+    #: the structure prediction runs under (the factual one merged with the query's interventions)
+    target: Structure
+    #: nodes whose values are computed, in topological order
+    recompute: tuple[str, ...]
+    #: nodes whose exogenous noise is abducted from the rows (under the factual structure)
+    abduct: tuple[str, ...] = ()
+    #: intervened nodes whose natural value is the factual one (soft, with unchanged parents)
+    keep_natural: frozenset[str] = frozenset()
+
+
+def plan_sample(structure: Structure) -> Plan:
+    return Plan(structure, structure.order)
+
+
+def plan_predict(structure: Structure, ivs: Mapping[str, Intervention]) -> Plan:
+    return Plan(structure.merged(ivs), structure.order)
+
+
+def plan_abduct(structure: Structure) -> Plan:
+    return Plan(structure, (), tuple(v for v in structure.order if not structure.is_hard(v)))
+
+
+def plan_counterfactual(structure: Structure, ivs: Mapping[str, Intervention]) -> Plan:
+    """Recompute the intervened nodes and their descendants; abduct the noise of every recomputed
+    node except hard-intervened ones and soft-intervened ones whose parents keep their values."""
+    changed = set(ivs)
+    for node in ivs:
+        changed |= structure.descendants[node]
+    recompute = tuple(v for v in structure.order if v in changed)
+    keep, abduct = set(), []
+    for v in recompute:
+        iv = ivs.get(v)
+        if iv is not None and (iv.cuts_edges or not any(p in changed for p in structure.parents[v])):
+            if not iv.cuts_edges:
+                keep.add(v)
+            continue
+        abduct.append(v)
+    return Plan(structure.merged(ivs), recompute, tuple(abduct), frozenset(keep))
+
+
+# ==================================================================================== execution
+_validation_lock = threading.Lock()
+_validation_depth = 0
+_validation_saved = True
+
+
+@contextmanager
+def distribution_checks_off() -> Iterator[None]:
+    """Turn off torch's argument validation of the distributions mechanisms build, for the span of a
+    query: the engine validates rows, noise and interventions itself, and validation would cost
+    two constraint checks (and host syncs) per node and parent set. Reentrant and thread-safe: the
+    default is restored when the last query running in any thread ends."""
+    global _validation_depth, _validation_saved
+    with _validation_lock:
+        if _validation_depth == 0:
+            _validation_saved = torch.distributions.Distribution._validate_args
+            torch.distributions.Distribution.set_default_validate_args(False)
+        _validation_depth += 1
+    try:
+        yield
+    finally:
+        with _validation_lock:
+            _validation_depth -= 1
+            if _validation_depth == 0:
+                torch.distributions.Distribution.set_default_validate_args(_validation_saved)
+
+
+class Conditionals:
+    """One :class:`Conditional` per node and parent set within a query (built on first use)."""
+
+    def __init__(self, structure: Structure, values: Mapping[str, Tensor], n: int) -> None:
+        self.structure, self.values, self.n = structure, values, n
+        self._cache: dict[str, Conditional] = {}
+
+    def __call__(self, node: str) -> Conditional:
+        cond = self._cache.get(node)
+        if cond is None:
+            pa = {p: self.values[p] for p in self.structure.parents[node]}
+            cond = self._cache[node] = self.structure.mechanisms[node].given(pa, self.n)
+        return cond
+
+    def release(self, node: str) -> None:
+        """Forget a node's conditional once the query no longer needs it (frees its tensors)."""
+        self._cache.pop(node, None)
+
+
+def require_fitted(structure: Structure, nodes: Any) -> None:
+    for node in nodes:
+        m = structure.mechanisms[node]
+        if not structure.is_hard(node) and not m.is_fitted:
+            raise NotFittedError(f"node {node!r}: {type(m).__name__} is not fitted; call scm.fit(data)")
+
+
+def check_observed(conds: Conditionals, rows: Mapping[str, Tensor], nodes: Any, what: str) -> None:
+    """Each node's rows have the shape and lie in the support its mechanism gives (first bad node
+    in topological order is the one named)."""
+    for node in nodes:
+        cond, x = conds(node), rows[node]
+        shape = cond.event_shape()
+        if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+            raise DataError(f"node {node!r} in {what}: rows have shape {tuple(x.shape[1:])}, the mechanism "
+                            f"gives {tuple(shape)}")
+        support = cond.support()
+        if _checkable(support) and not bool(support.check(x).all()):
+            raise DataError(f"node {node!r} in {what}: values outside the mechanism's support {support}")
+
+
+def _checkable(support: Any) -> bool:
+    """Whether a support constrains finite rows at all (the rows were checked finite already)."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support is not None and support is not constraints.real
+
+
+def precheck_abduction(structure: Structure, conds: Conditionals, nodes: Any) -> None:
+    """Refuse before any work if some node cannot be abducted (naming it and why)."""
+    require_fitted(structure, nodes)
+    for node in nodes:
+        iv = structure.interventions.get(node)
+        if iv is not None and not iv.invertible:
+            raise AbductionError(f"node {node!r}: cannot abduct through the {iv.label} intervention "
+                                 f"{iv!r} this SCM already carries (it has no known inverse)")
+        cond = conds(node)
+        if cond.abduction is Abduction.IMPOSSIBLE:
+            raise AbductionError(f"node {node!r} cannot be abducted: {cond.why_not_abductable()}")
+
+
+def abduct_nodes(structure: Structure, conds: Conditionals, rows: Mapping[str, Tensor],
+                 nodes: Any) -> dict[str, Tensor]:
+    """Exogenous noise of ``nodes`` from their rows under their factual parents."""
+    out = {}
+    for node in nodes:
+        x = rows[node]
+        iv = structure.interventions.get(node)
+        if iv is not None:
+            x = iv.invert(node, x)
+        out[node] = conds(node).abduct(x)
+    return out
+
+
+def check_hard_support(structure: Structure, node: str, iv: Intervention, values: Mapping[str, Tensor],
+                       n: int) -> None:
+    """A hard value must lie in a *discrete* node's support under its base parents."""
+    m = structure.mechanisms[node]
+    support = m.support({p: values[p] for p in structure.base_parents[node]}, n)
+    if support is None or not support.is_discrete:
+        return
+    if not bool(support.check(torch.as_tensor(iv.value)).all()):
+        raise InterventionError(f"node {node!r}: intervention value {iv.value!r} is outside the "
+                                f"node's support {support}")
+
+
+def predict_node(plan: Plan, conds: Conditionals, node: str, values: dict[str, Tensor],
+                 noise: Mapping[str, Tensor], n: int, ref: Tensor | None) -> Tensor:
+    """One node's value under ``plan.target``; samples the noise it is not given."""
+    target = plan.target
+    iv = target.interventions.get(node)
+    if iv is not None and iv.cuts_edges:
+        return _hard_value(target, node, iv, values, n, ref)
+    if node in plan.keep_natural:
+        natural = ref
+    else:
+        cond = conds(node)
+        u = noise.get(node)
+        natural = cond.forward(cond.sample_noise() if u is None else u)
+    if iv is None:
+        return natural
+    out = iv.apply(node, natural, n, tuple(natural.shape[1:]), natural.dtype, target.device)
+    support = conds(node).support()
+    if support is not None and support.is_discrete and not bool(support.check(out).all()):
+        raise InterventionError(f"node {node!r}: {iv!r} moves values outside the node's support {support}")
+    return out
+
+
+def _hard_value(target: Structure, node: str, iv: Intervention, values: Mapping[str, Tensor], n: int,
+                ref: Tensor | None) -> Tensor:
+    if ref is not None:
+        shape, dtype = tuple(ref.shape[1:]), ref.dtype
+    else:
+        check_hard_support(target, node, iv, values, n)
+        base = target.mechanisms[node].given({p: values[p] for p in target.base_parents[node]}, n)
+        shape, dtype = base.event_shape(), base.value_dtype() or _value_dtype(iv.value)
+    return iv.apply(node, None, n, shape, dtype, target.device).clone()
+
+
+def _value_dtype(value: Any) -> torch.dtype:
+    t = torch.as_tensor(value)
+    return t.dtype if t.is_floating_point() else torch.get_default_dtype()
+
+
+def execute(plan: Plan, n: int, rows: Mapping[str, Tensor] | None = None,
+            noise: Mapping[str, Tensor] | None = None, factual: Conditionals | None = None) -> dict[str, Tensor]:
+    """Values of every node: the planned ones computed in order, the others taken from ``rows``.
+
+    With ``factual`` (the factual conditionals, already checked), each node of ``plan.abduct`` is
+    abducted just before it is predicted, and its conditionals are released as soon as they are
+    used, so a query holds a few nodes' tensors at a time rather than every node's.
+    """
+    values: dict[str, Tensor] = dict(rows or {})
+    conds = Conditionals(plan.target, values, n)
+    noise = dict(noise or {})
+    pending = set(plan.abduct) if factual is not None else set()
+    for node in plan.recompute:
+        if node in pending:
+            noise[node] = abduct_nodes(factual.structure, factual, rows, (node,))[node]
+            factual.release(node)
+        ref = rows[node] if rows is not None else None
+        values[node] = predict_node(plan, conds, node, values, noise, n, ref)
+        conds.release(node)
+        noise.pop(node, None)
+    return values
+
+
+__all__ = ["Structure", "Plan", "plan_sample", "plan_predict", "plan_abduct", "plan_counterfactual",
+           "Conditionals", "execute", "abduct_nodes", "check_observed", "precheck_abduction",
+           "require_fitted", "check_hard_support", "descendants_of", "structure_of"]
