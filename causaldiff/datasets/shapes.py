@@ -158,7 +158,11 @@ class ShapesSCM(GroundTruth):
         return out
 
     def abduct_parents(self, parents: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Exact abduction of the parent noise: ``u = (x - mean(pa)) / scale``."""
+        """Exact abduction of the parent noise: ``u = (x - mean(pa)) / scale`` (up to float rounding).
+
+        It rebuilds a draw's exogenous from observed parents and image factors alone:
+        ``Draw(values, {**factors, **scm.abduct_parents(values)})``.
+        """
         self._check_parents(parents)
         c = self.config
         return {
