@@ -1,8 +1,28 @@
-"""Data sets: synthetic tabular SCMs with ground truth, procedural image SCMs, MNIST."""
+"""Data sets, each registered in ``causaldiff.registry.DATASETS`` with a frozen ``Config``:
 
-from .ladder import ladder_scm
-from .images import ShapesConfig, ShapesSCM
-from .mnist import load_mnist
-from .tabular import TABULAR_SCMS, TabularSCM, get_tabular_scm
+* ``"tabular"``: :class:`TabularSCM`, the DCM SCMs and the ladder (ground truth);
+* ``"shapes"``: :class:`ShapesSCM`, a procedural image SCM (ground truth);
+* ``"mnist"``: :class:`MNIST`, digits and images (no ground truth).
 
-__all__ = ["ShapesConfig", "ShapesSCM", "load_mnist", "TABULAR_SCMS", "TabularSCM", "get_tabular_scm", "ladder_scm"]
+``DATASETS.get(kind)(Config.model_validate(options)).load(split, n, seed)`` gives a :class:`Draw`;
+``isinstance(ds, GroundTruth)`` says whether ``counterfactual(draw, do)`` exists.
+"""
+
+from .base import SPLITS as SPLITS
+from .base import DataSet as DataSet
+from .base import Draw as Draw
+from .base import GroundTruth as GroundTruth
+from .base import split_seed as split_seed
+from .ladder import LADDER_SUPER_EDGES as LADDER_SUPER_EDGES
+from .ladder import ladder_equations as ladder_equations
+from .mnist import MNIST as MNIST
+from .mnist import MNISTConfig as MNISTConfig
+from .mnist import load_mnist as load_mnist
+from .shapes import ShapesConfig as ShapesConfig
+from .shapes import ShapesSCM as ShapesSCM
+from .structural import StructuralEquations as StructuralEquations
+from .tabular import TABULAR_NAMES as TABULAR_NAMES
+from .tabular import TABULAR_SCMS as TABULAR_SCMS
+from .tabular import TabularConfig as TabularConfig
+from .tabular import TabularSCM as TabularSCM
+from .tabular import get_tabular_scm as get_tabular_scm

@@ -1,18 +1,21 @@
 """The DCM "ladder" SCM: 10 nodes of 3 dimensions each with random one-hidden-layer mechanisms.
 
 As in DCM's public experiments (Chao et al., TMLR 2024): the super-graph over ``x1..x10`` has
-edges 1->2, 1->3, 2->4, 3->4, 3->5, 4->6, 5->6, 5->7, 6->8, 7->8, 7->9, 8->10, 9->10 (so node i
-has parents i-1 and i-2, except x2 whose only parent is x1); every node is 3-dimensional. Each
-non-root node i draws ``W1_i ~ U(-1, 1)^{16 x (d_in + o)}`` and ``W2_i ~ U(-1, 1)^{3 x 16}``
-(``d_in = 3 * #parents``, ``o = 1`` for the non-additive kind) and, with ``pa`` the parents
-concatenated in numeric order and ``u_i ~ N(0, I_3)``:
+edges 1->2, 1->3, 2->4, 3->4, 3->5, 4->6, 5->6, 5->7, 6->8, 7->8, 7->9, 8->10, 9->10: two rails
+(odd nodes ``x1 -> x3 -> x5 -> x7 -> x9``, even nodes ``x2 -> x4 -> x6 -> x8 -> x10``) joined by
+the rungs ``x(2k-1) -> x(2k)``. So ``x1`` is the root, ``x2`` has the single parent ``x1``, an odd
+node ``i >= 3`` has the single parent ``i - 2``, and an even node ``i >= 4`` has the parents
+``i - 2`` and ``i - 1``; every node is 3-dimensional. Each non-root node i draws
+``W1_i ~ U(-1, 1)^{16 x (d_in + o)}`` and ``W2_i ~ U(-1, 1)^{3 x 16}`` (``d_in = 3 * #parents``,
+``o = 1`` for the non-additive kind) and, with ``pa`` the parents concatenated in numeric order
+and ``u_i ~ N(0, I_3)``:
 
 * nonlinear (additive noise):  ``x_i = 0.75 * W2_i silu(W1_i pa) + u_i``
 * nonadditive:                 ``x_i[j] = 0.75 * (W2_i silu(W1_i [u_i[j], pa]))[j]``, j = 1..3
 
 The root ``x1 = u1``. The weights are drawn from ``seed`` (DCM redraws them per seed). DCM
 intervenes on a coordinate of super-nodes 1 and 2; here the vector nodes ``x1`` and ``x2`` are
-the intervention nodes.
+the intervention nodes. The data set is ``TabularSCM(name="ladder-<kind>", mechanism_seed=seed)``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from causaldiff.datasets.tabular import KINDS, TabularSCM
+from .structural import KINDS, Equation, StructuralEquations, root_equation
 
 LADDER_SUPER_EDGES: tuple[tuple[int, int], ...] = (
     (1, 2), (1, 3), (2, 4), (3, 4), (3, 5), (4, 6), (5, 6), (5, 7), (6, 8), (7, 8), (7, 9),
@@ -32,7 +35,7 @@ LADDER_HIDDEN = 16
 LADDER_OUT_SCALE = 0.75
 
 
-def _ladder_equation(kind: str, parents: tuple[str, ...], w1: Tensor, w2: Tensor):
+def _ladder_equation(kind: str, parents: tuple[str, ...], w1: Tensor, w2: Tensor) -> Equation:
     """The mechanism of one ladder node; ``parents`` in numeric order."""
 
     def equation(p: Mapping[str, Tensor], u: Tensor) -> Tensor:
@@ -50,7 +53,7 @@ def _ladder_equation(kind: str, parents: tuple[str, ...], w1: Tensor, w2: Tensor
     return equation
 
 
-def ladder_scm(kind: str = "nonlinear", seed: int = 0) -> TabularSCM:
+def ladder_equations(kind: str = "nonlinear", seed: int = 0) -> StructuralEquations:
     """The ladder SCM of DCM with mechanisms drawn from ``seed``; see the module docstring."""
     if kind not in KINDS:
         raise ValueError(f"ladder kind must be one of {KINDS}, got {kind!r}")
@@ -58,17 +61,20 @@ def ladder_scm(kind: str = "nonlinear", seed: int = 0) -> TabularSCM:
     nodes = tuple(f"x{i}" for i in range(1, 11))
     edges = tuple((f"x{a}", f"x{b}") for a, b in LADDER_SUPER_EDGES)
     offset = 1 if kind == "nonadditive" else 0
-    equations = {}
+    equations: dict[str, Equation] = {}
     for i in range(1, 11):
         parents = tuple(f"x{a}" for a, b in LADDER_SUPER_EDGES if b == i)
         if not parents:
-            equations[f"x{i}"] = lambda p, u: u.clone()
+            equations[f"x{i}"] = root_equation
             continue
         d_in = LADDER_DIM * len(parents)
         w1 = torch.rand((LADDER_HIDDEN, d_in + offset), generator=gen, dtype=torch.float64) * 2 - 1
         w2 = torch.rand((LADDER_DIM, LADDER_HIDDEN), generator=gen, dtype=torch.float64) * 2 - 1
         equations[f"x{i}"] = _ladder_equation(kind, parents, w1, w2)
-    return TabularSCM(name=f"ladder-{kind}", graph_name="ladder", kind=kind, nodes=nodes,
-                      edges=edges, equations=equations,
-                      event_shapes={v: (LADDER_DIM,) for v in nodes},
-                      intervention_nodes=("x1", "x2"))
+    return StructuralEquations(name=f"ladder-{kind}", graph_name="ladder", kind=kind, nodes=nodes,
+                               edges=edges, equations=equations,
+                               event_shapes={v: (LADDER_DIM,) for v in nodes},
+                               intervention_nodes=("x1", "x2"))
+
+
+__all__ = ["LADDER_SUPER_EDGES", "LADDER_DIM", "LADDER_HIDDEN", "LADDER_OUT_SCALE", "ladder_equations"]

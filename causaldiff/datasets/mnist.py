@@ -10,6 +10,9 @@ Where the files are looked for, first match wins:
 
 In each folder the files may also sit in ``MNIST/raw/`` (torchvision's layout). Nothing is
 downloaded unless ``download=True`` is passed, and then only through torchvision.
+
+:class:`MNIST` is the registered data set ``"mnist"``: a data set *without* ground truth whose
+rows are ``digit -> image``.
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from ..errors import DataError
+from ..registry import DATASETS
+from .base import DataSet, Draw, split_seed
 
 ENV_VAR = "CAUSALDIFF_MNIST_DIR"
 
@@ -81,6 +88,12 @@ def _locate(split: str, dirs: list[Path]) -> tuple[Path, Path] | None:
         if all(found):
             return found[0], found[1]
     return None
+
+
+def locate(split: str, root: str | os.PathLike | None = None) -> tuple[Path, Path] | None:
+    """The (images, labels) files of ``split`` in the first folder of :func:`candidate_dirs`
+    that holds both, or ``None`` when no folder does."""
+    return _locate(split, candidate_dirs(root))
 
 
 def _missing_message(split: str, dirs: list[Path]) -> str:
@@ -177,3 +190,32 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "train", n: i
     x = torch.from_numpy(images[index].copy()).float().div_(127.5).sub_(1).unsqueeze(1)
     y = torch.from_numpy(labels[index].astype(np.int64))
     return x, y
+
+
+class MNISTConfig(BaseModel):
+    """Options of the ``"mnist"`` data set."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    root: str | None = Field(None, description="folder of the IDX files (None: the search path "
+                                               f"of load_mnist: {ENV_VAR}, ../shared/data/mnist, ...)")
+
+
+@DATASETS.register("mnist")
+class MNIST(DataSet):
+    """MNIST digits and images (no ground truth): ``digit -> image``; images float32
+    ``(n, 1, 28, 28)`` in ``[-1, 1]``, digits long ``(n,)``."""
+
+    Config = MNISTConfig
+
+    def graph(self) -> nx.DiGraph:
+        return nx.DiGraph([("digit", "image")])
+
+    def load(self, split: str, n: int, seed: int = 0) -> Draw:
+        """``n`` rows of ``split`` drawn without replacement with the seed ``split_seed(seed, split)``."""
+        images, labels = load_mnist(self.config.root, split=split, n=n, seed=split_seed(seed, split))
+        return Draw({"digit": labels, "image": images})
+
+
+__all__ = ["ENV_VAR", "FILES", "SHA256", "SIZES", "MNIST", "MNISTConfig", "candidate_dirs", "locate",
+           "load_mnist", "read_idx", "verify"]

@@ -2,275 +2,38 @@
 
 Eight SCMs (chain, triangle, diamond, Y; each "nonlinear" with additive noise and "nonadditive"),
 written exactly as in ``BENCHMARKS.md`` section 2, with exogenous noise ``u_i ~ N(0, 1)`` and
-roots ``x = u``. Because the true noise is known, ground truth for every rung is the SCM itself:
+roots ``x = u``, plus the DCM ladder (:mod:`.ladder`). Each is the registered data set
+``"tabular"``: ``TabularSCM(name="chain-nonlinear")``, ``TabularSCM(name="ladder-nonadditive",
+mechanism_seed=seed)``. Because the true noise is known, ground truth for every rung is the SCM:
 
-* observational rows:      ``scm.simulate(scm.sample_noise(n, g))``
-* interventional samples:  ``scm.simulate(scm.sample_noise(n, g), do={...})`` (fresh noise)
-* counterfactuals:         ``scm.simulate(noise_of_the_factual_rows, do={...})`` (same noise)
-
-Each SCM is a frozen :class:`TabularSCM`; :data:`TABULAR_SCMS` maps ``"chain-nonlinear"`` etc. to
-them. The DCM "ladder" SCM (vector nodes, random MLP mechanisms) lives in
-:mod:`causaldiff.datasets.ladder` and uses the same class.
+* observational rows:      ``scm.sample(n, g)`` (a :class:`Draw`: values and their noise)
+* interventional samples:  ``scm.sample(n, g, do={...})`` (fresh noise)
+* counterfactuals:         ``scm.counterfactual(draw, do={...})`` = ``scm.simulate(draw.exogenous, do)``
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import networkx as nx
 import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
-from causaldiff.errors import InterventionError
-
-#: ``f(parents, u) -> x``: a vectorised structural equation; ``parents`` maps names to tensors.
-Equation = Callable[[Mapping[str, Tensor], Tensor], Tensor]
-
-KINDS = ("nonlinear", "nonadditive")
-
-
-@dataclass(frozen=True, eq=False)
-class TabularSCM:
-    """A fully known SCM ``x_i = f_i(pa_i, u_i)`` with independent ``u_i ~ N(0, I)``.
-
-    Attributes:
-        name: registry key, e.g. ``"chain-nonlinear"``.
-        graph_name: ``"chain"``, ``"triangle"``, ``"diamond"``, ``"Y"`` or ``"ladder"``.
-        kind: ``"nonlinear"`` (additive noise) or ``"nonadditive"``.
-        nodes: node names in a topological order.
-        edges: directed edges ``(parent, child)``.
-        equations: node -> structural equation ``f(parents, u)``; roots are ``x = u``.
-        event_shapes: node -> per-row shape (``()`` for scalar nodes).
-        intervention_nodes: the nodes the benchmark intervenes on (default: every node with
-            descendants, sorted).
-    """
-
-    name: str
-    graph_name: str
-    kind: str
-    nodes: tuple[str, ...]
-    edges: tuple[tuple[str, str], ...]
-    equations: Mapping[str, Equation]
-    event_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-    intervention_nodes: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"SCM {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-        g = nx.DiGraph()
-        g.add_nodes_from(self.nodes)
-        for a, b in self.edges:
-            if a not in g or b not in g:
-                raise ValueError(f"SCM {self.name!r}: edge {a}->{b} names an unknown node")
-            g.add_edge(a, b)
-        if not nx.is_directed_acyclic_graph(g):
-            raise ValueError(f"SCM {self.name!r}: the edges contain a cycle")
-        order = {v: i for i, v in enumerate(self.nodes)}
-        for a, b in self.edges:
-            if order[a] >= order[b]:
-                raise ValueError(f"SCM {self.name!r}: nodes are not topologically ordered ({a}->{b})")
-        if set(self.equations) != set(self.nodes):
-            raise ValueError(f"SCM {self.name!r}: equations must cover exactly the nodes {self.nodes}")
-        shapes = {v: tuple(self.event_shapes.get(v, ())) for v in self.nodes}
-        object.__setattr__(self, "event_shapes", MappingProxyType(shapes))
-        object.__setattr__(self, "equations", MappingProxyType(dict(self.equations)))
-        if not self.intervention_nodes:
-            inter = tuple(sorted(v for v in self.nodes if nx.descendants(g, v)))
-            object.__setattr__(self, "intervention_nodes", inter)
-        object.__setattr__(self, "_graph", g)
-
-    # ----------------------------------------------------------------------------- structure
-    def as_networkx(self) -> nx.DiGraph:
-        """A fresh ``nx.DiGraph`` of the SCM (no mechanisms attached)."""
-        return self._graph.copy()
-
-    def parents(self, node: str) -> tuple[str, ...]:
-        """Parents of ``node`` in causaldiff's order (``sorted``)."""
-        self._check_node(node)
-        return tuple(sorted(self._graph.predecessors(node)))
-
-    def descendants(self, node: str) -> tuple[str, ...]:
-        """Strict descendants of ``node``, in topological order."""
-        self._check_node(node)
-        desc = nx.descendants(self._graph, node)
-        return tuple(v for v in self.nodes if v in desc)
-
-    @property
-    def roots(self) -> tuple[str, ...]:
-        return tuple(v for v in self.nodes if self._graph.in_degree(v) == 0)
-
-    def _check_node(self, node: str) -> None:
-        if node not in self.event_shapes:
-            raise KeyError(f"SCM {self.name!r} has no node {node!r}; nodes are {self.nodes}")
-
-    # ----------------------------------------------------------------------------- sampling
-    def sample_noise(self, n: int, generator: torch.Generator | None = None, *,
-                     dtype: torch.dtype = torch.float64,
-                     device: torch.device | str | None = None) -> dict[str, Tensor]:
-        """Draw ``n`` rows of exogenous noise ``u_i ~ N(0, I)``, node by node in ``self.nodes`` order.
-
-        The draws are made on the CPU (where ``generator`` lives) and then moved to ``device``.
-        """
-        if int(n) < 1:
-            raise ValueError(f"n must be a positive integer, got {n}")
-        out = {}
-        for v in self.nodes:
-            u = torch.randn((int(n), *self.event_shapes[v]), generator=generator, dtype=dtype)
-            out[v] = u.to(device) if device is not None else u
-        return out
-
-    def simulate(self, noise: Mapping[str, Tensor],
-                 do: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
-        """Push ``noise`` through the SCM, optionally under hard interventions ``do``.
-
-        Graph surgery: an intervened node takes the given value (a scalar, a per-row tensor of
-        shape ``(n, *event)``, or a per-row-constant tensor of shape ``event``) whatever its
-        parents and noise; every other node is recomputed in topological order from its own
-        noise, so with the factual rows' noise this is the exact counterfactual.
-        """
-        do = dict(do or {})
-        missing = [v for v in self.nodes if v not in noise]
-        if missing:
-            raise KeyError(f"SCM {self.name!r}: noise is missing nodes {missing}")
-        unknown = [v for v in do if v not in self.event_shapes]
-        if unknown:
-            raise InterventionError(f"SCM {self.name!r}: cannot intervene on unknown nodes {unknown}; "
-                                    f"nodes are {self.nodes}")
-        ref = noise[self.nodes[0]]
-        n = ref.shape[0]
-        for v in self.nodes:
-            want = (n, *self.event_shapes[v])
-            if tuple(noise[v].shape) != want:
-                raise ValueError(f"SCM {self.name!r}: noise of {v!r} has shape {tuple(noise[v].shape)}, "
-                                 f"expected {want}")
-        values: dict[str, Tensor] = {}
-        for v in self.nodes:
-            if v in do:
-                values[v] = self._intervened_value(v, do[v], n, ref)
-            else:
-                pa = {p: values[p] for p in self.parents(v)}
-                values[v] = self.equations[v](pa, noise[v])
-        return values
-
-    def _intervened_value(self, node: str, value: Any, n: int, ref: Tensor) -> Tensor:
-        shape = (n, *self.event_shapes[node])
-        val = torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
-        if val.shape not in (torch.Size(()), torch.Size(shape), torch.Size(shape[1:])):
-            raise InterventionError(
-                f"SCM {self.name!r}: do({node}) value has shape {tuple(val.shape)}; expected a scalar, "
-                f"{shape[1:]} or {shape}")
-        return val.expand(shape).clone()
-
-    def sample(self, n: int, generator: torch.Generator | None = None, *,
-               do: Mapping[str, Any] | None = None, dtype: torch.dtype = torch.float64,
-               device: torch.device | str | None = None) -> dict[str, Tensor]:
-        """Observational (or, with ``do``, interventional) samples from fresh noise."""
-        return self.simulate(self.sample_noise(n, generator, dtype=dtype, device=device), do=do)
-
-    def quantile_grid(self, node: str, num: int = 20, *, n_draws: int = 5000,
-                      generator: torch.Generator | None = None, low: float = 0.1,
-                      high: float = 0.9) -> Tensor:
-        """``num`` intervention values ``linspace(q_low, q_high)`` of ``node``'s true marginal.
-
-        The quantiles come from ``n_draws`` observational draws (float64). Scalar nodes give a
-        ``(num,)`` tensor; vector nodes get the grid per coordinate, ``(num, *event)``.
-        """
-        self._check_node(node)
-        if not 0.0 <= low < high <= 1.0:
-            raise ValueError(f"need 0 <= low < high <= 1, got low={low}, high={high}")
-        x = self.sample(n_draws, generator)[node].reshape(n_draws, -1)
-        q = torch.quantile(x, torch.tensor([low, high], dtype=x.dtype), dim=0)  # (2, d)
-        w = torch.linspace(0.0, 1.0, num, dtype=x.dtype).unsqueeze(-1)  # (num, 1)
-        grid = q[0] + w * (q[1] - q[0])
-        return grid.reshape(num, *self.event_shapes[node])
-
-    # ----------------------------------------------------------------------------- Pyro binding
-    def additive_parts(self, node: str) -> tuple[Callable[..., Tensor], float]:
-        """For an additive-noise node ``x = loc(pa) + scale * u``: ``(loc, scale)``.
-
-        ``loc`` takes the parents as keyword arguments. Both parts are read off the true
-        equation: ``loc(pa) = f(pa, 0)`` and ``scale = f(pa, 1) - f(pa, 0)``.
-        """
-        if self.kind != "nonlinear":
-            raise ValueError(f"SCM {self.name!r} is {self.kind}: its noise is not additive")
-        self._check_node(node)
-        f = self.equations[node]
-        parents = self.parents(node)
-        if not parents:
-            return (lambda: torch.zeros(())), 1.0
-        probe = {p: torch.zeros((1, *self.event_shapes[p]), dtype=torch.float64) for p in parents}
-        zero = torch.zeros((1, *self.event_shapes[node]), dtype=torch.float64)
-        scale = (f(probe, zero + 1.0) - f(probe, zero)).reshape(-1)
-        if not torch.allclose(scale, scale[:1].expand_as(scale)):
-            raise ValueError(f"SCM {self.name!r}: node {node!r} has a non-constant noise scale")
-
-        def loc(**pa: Tensor) -> Tensor:
-            first = pa[parents[0]]
-            shape = (first.shape[0], *self.event_shapes[node]) if first.dim() else self.event_shapes[node]
-            return f(pa, torch.zeros(shape, dtype=first.dtype, device=first.device))
-
-        return loc, float(scale[0])
-
-    def to_pyro_scm(self):
-        """A ``causaldiff.SCM`` whose nodes are bound to Pyro distributions of the TRUE equations.
-
-        Roots get ``dist.Normal(0., 1.)``; a non-root ``x = loc(pa) + scale * u`` gets a callable
-        whose parameter names are its parents, returning ``dist.Normal(loc(pa), scale)``. Only for
-        additive-noise (``"nonlinear"``) scalar SCMs.
-        """
-        import pyro.distributions as dist
-
-        import causaldiff as cd
-
-        if self.kind != "nonlinear":
-            raise ValueError(f"SCM {self.name!r} is {self.kind}: only additive-noise SCMs bind to "
-                             "location-scale Pyro distributions")
-        if any(self.event_shapes[v] for v in self.nodes):
-            raise ValueError(f"SCM {self.name!r} has vector nodes; to_pyro_scm needs scalar nodes")
-        g = self.as_networkx()
-        for v in self.nodes:
-            parents = self.parents(v)
-            if not parents:
-                g.nodes[v]["mechanism"] = dist.Normal(0.0, 1.0)
-            else:
-                loc, scale = self.additive_parts(v)
-                g.nodes[v]["mechanism"] = _named_callable(
-                    parents, lambda _loc=loc, _s=scale, **pa: dist.Normal(_loc(**pa), _s),
-                    name=f"{self.name}:{v}")
-        return cd.SCM(g)
-
-    def __repr__(self) -> str:
-        return (f"TabularSCM({self.name!r}, nodes={list(self.nodes)}, "
-                f"edges={[f'{a}->{b}' for a, b in self.edges]})")
-
-
-def _named_callable(names: tuple[str, ...], body: Callable[..., Any], *, name: str) -> Callable[..., Any]:
-    """A function whose signature is exactly ``(*names)`` (positional or keyword), calling
-    ``body(**{name: value})``: how parents are named for causaldiff's callable mechanisms."""
-    sig = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                             for p in names])
-
-    def fn(*args: Any, **kwargs: Any) -> Any:
-        bound = sig.bind(*args, **kwargs)
-        return body(**bound.arguments)
-
-    fn.__signature__ = sig  # type: ignore[attr-defined]
-    fn.__name__ = fn.__qualname__ = f"mechanism[{name}]"
-    return fn
-
+from ..errors import InterventionError
+from ..interventions import Hard, as_intervention, intervene
+from ..registry import DATASETS
+from .base import Draw, GroundTruth, split_seed
+from .ladder import ladder_equations
+from .structural import KINDS, Equation, StructuralEquations, root_equation
 
 # --------------------------------------------------------------------------------- the equations
 # Written as in BENCHMARKS.md section 2 (DCM, Chao et al., TMLR 2024). ``p`` = parents, ``u`` = noise.
 _exp, _abs, _sqrt = torch.exp, torch.abs, torch.sqrt
-
-
-def _root(p: Mapping[str, Tensor], u: Tensor) -> Tensor:
-    return u.clone()
-
 
 _EQUATIONS: dict[tuple[str, str], dict[str, Equation]] = {
     ("chain", "nonlinear"): {
@@ -318,29 +81,292 @@ _GRAPHS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
 }
 
 
-def _build(graph_name: str, kind: str) -> TabularSCM:
+def _dcm(graph_name: str, kind: str) -> StructuralEquations:
     nodes, edges = _GRAPHS[graph_name]
     eqs = _EQUATIONS[(graph_name, kind)]
     parented = {b for _, b in edges}
-    equations = {v: (eqs[v] if v in parented else _root) for v in nodes}
-    return TabularSCM(name=f"{graph_name.lower()}-{kind}", graph_name=graph_name, kind=kind,
-                      nodes=nodes, edges=edges, equations=equations)
+    equations = {v: (eqs[v] if v in parented else root_equation) for v in nodes}
+    return StructuralEquations(name=f"{graph_name.lower()}-{kind}", graph_name=graph_name, kind=kind,
+                               nodes=nodes, edges=edges, equations=equations)
+
+
+_DCM = {d.name: d for d in (_dcm(g, k) for g in _GRAPHS for k in KINDS)}
+#: name -> ``definition(mechanism_seed)``; only the ladder's mechanisms depend on the seed.
+_DEFINITIONS: Mapping[str, Callable[[int], StructuralEquations]] = MappingProxyType({
+    **{name: (lambda seed, _d=d: _d) for name, d in _DCM.items()},
+    **{f"ladder-{k}": partial(ladder_equations, k) for k in KINDS}})
+#: every name :class:`TabularConfig` accepts (lower case; the config lower-cases what it is given)
+TABULAR_NAMES: tuple[str, ...] = tuple(sorted(_DEFINITIONS))
+
+
+class TabularConfig(BaseModel):
+    """Options of the ``"tabular"`` data set."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="the SCM, e.g. 'chain-nonlinear' or 'ladder-nonadditive' "
+                                  "(case-insensitive)")
+    mechanism_seed: int = Field(0, description="seed of the ladder's random mechanisms "
+                                               "(the DCM SCMs have none)")
+    dtype: Literal["float32", "float64"] = Field("float32", description="dtype of load()'s rows")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name.lower() not in _DEFINITIONS:
+            raise ValueError(f"unknown tabular SCM {name!r}; known: {', '.join(TABULAR_NAMES)}")
+        return name.lower()
+
+
+@DATASETS.register("tabular")
+class TabularSCM(GroundTruth):
+    """A fully known SCM ``x_i = f_i(pa_i, u_i)`` with independent ``u_i ~ N(0, I)``.
+
+    Built from a :class:`TabularConfig` (or its fields as keywords); its equations are
+    :attr:`definition` (a :class:`StructuralEquations`). ``Draw.exogenous`` holds the noise of
+    every node.
+    """
+
+    Config = TabularConfig
+
+    def __init__(self, config: TabularConfig | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.definition = _DEFINITIONS[self.config.name](self.config.mechanism_seed)
+
+    # ----------------------------------------------------------------------------- structure
+    scm_name = property(lambda self: self.definition.name, doc="e.g. 'chain-nonlinear'")
+    graph_name = property(lambda self: self.definition.graph_name, doc="e.g. 'chain'")
+    kind = property(lambda self: self.definition.kind, doc="'nonlinear' or 'nonadditive'")
+    nodes = property(lambda self: self.definition.nodes, doc="nodes in topological order")
+    edges = property(lambda self: self.definition.edges, doc="edges (parent, child)")
+    equations = property(lambda self: self.definition.equations, doc="node -> f(parents, u)")
+    event_shapes = property(lambda self: self.definition.event_shapes, doc="node -> row shape")
+
+    @property
+    def intervention_nodes(self) -> tuple[str, ...]:
+        return self.definition.intervention_nodes
+
+    def graph(self) -> nx.DiGraph:
+        """A fresh ``nx.DiGraph`` of the SCM (no mechanisms attached)."""
+        return self.definition.graph.copy()
+
+    as_networkx = graph  # the name the benchmark scripts use
+
+    def parents(self, node: str) -> tuple[str, ...]:
+        """Parents of ``node`` in causaldiff's order (``sorted``)."""
+        self._check_node(node)
+        return self.definition.parents(node)
+
+    def descendants(self, node: str) -> tuple[str, ...]:
+        """Strict descendants of ``node``, in topological order."""
+        self._check_node(node)
+        desc = nx.descendants(self.definition.graph, node)
+        return tuple(v for v in self.nodes if v in desc)
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        return tuple(v for v in self.nodes if not self.definition.parents(v))
+
+    def _check_node(self, node: str) -> None:
+        if node not in self.event_shapes:
+            raise KeyError(f"SCM {self.scm_name!r} has no node {node!r}; nodes are {self.nodes}")
+
+    # ----------------------------------------------------------------------------- sampling
+    def sample_noise(self, n: int, generator: torch.Generator | None = None, *,
+                     dtype: torch.dtype = torch.float64,
+                     device: torch.device | str | None = None) -> dict[str, Tensor]:
+        """Draw ``n`` rows of exogenous noise ``u_i ~ N(0, I)``, node by node in ``self.nodes`` order.
+
+        The draws are made on the CPU (where ``generator`` lives) and then moved to ``device``.
+        """
+        if int(n) < 1:
+            raise ValueError(f"n must be a positive integer, got {n}")
+        out = {}
+        for v in self.nodes:
+            u = torch.randn((int(n), *self.event_shapes[v]), generator=generator, dtype=dtype)
+            out[v] = u.to(device) if device is not None else u
+        return out
+
+    def simulate(self, noise: Mapping[str, Tensor],
+                 do: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
+        """Push ``noise`` through the SCM, optionally under interventions ``do``.
+
+        Graph surgery: a hard intervention (a scalar, a per-row tensor of shape ``(n, *event)``,
+        or a per-row-constant tensor of shape ``event``) sets the node whatever its parents and
+        noise; ``Shift`` and callables act on the node's natural value under the same noise.
+        Every other node is recomputed in topological order from its own noise, so with the
+        factual rows' noise this is the exact counterfactual.
+        """
+        ivs = self._interventions(do)
+        n, ref = self._check_noise(noise)
+        values: dict[str, Tensor] = {}
+        for v in self.nodes:
+            iv = ivs.get(v)
+            if isinstance(iv, Hard):
+                values[v] = self._hard_value(v, iv.value, n, ref)
+                continue
+            natural = self.equations[v]({p: values[p] for p in self.parents(v)}, noise[v])
+            values[v] = natural if iv is None else intervene(
+                v, iv, natural, n, self.event_shapes[v], natural.dtype, natural.device)
+        return values
+
+    def _interventions(self, do: Mapping[str, Any] | None) -> dict[str, Any]:
+        unknown = [v for v in (do or {}) if v not in self.event_shapes]
+        if unknown:
+            raise InterventionError(f"SCM {self.scm_name!r}: cannot intervene on unknown nodes "
+                                    f"{unknown}; nodes are {self.nodes}")
+        return {v: as_intervention(v, x) for v, x in (do or {}).items()}
+
+    def _check_noise(self, noise: Mapping[str, Tensor]) -> tuple[int, Tensor]:
+        missing = [v for v in self.nodes if v not in noise]
+        if missing:
+            raise KeyError(f"SCM {self.scm_name!r}: noise is missing nodes {missing}")
+        ref = noise[self.nodes[0]]
+        n = ref.shape[0]
+        for v in self.nodes:
+            want = (n, *self.event_shapes[v])
+            if tuple(noise[v].shape) != want:
+                raise ValueError(f"SCM {self.scm_name!r}: noise of {v!r} has shape "
+                                 f"{tuple(noise[v].shape)}, expected {want}")
+        return n, ref
+
+    def _hard_value(self, node: str, value: Any, n: int, ref: Tensor) -> Tensor:
+        shape = (n, *self.event_shapes[node])
+        val = torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
+        if val.shape not in (torch.Size(()), torch.Size(shape), torch.Size(shape[1:])):
+            raise InterventionError(
+                f"SCM {self.scm_name!r}: do({node}) value has shape {tuple(val.shape)}; expected a "
+                f"scalar, {shape[1:]} or {shape}")
+        return val.expand(shape).clone()
+
+    def sample(self, n: int, generator: torch.Generator | None = None, *,
+               do: Mapping[str, Any] | None = None, dtype: torch.dtype = torch.float64,
+               device: torch.device | str | None = None) -> Draw:
+        """Observational (or, with ``do``, interventional) rows from fresh noise, with the noise."""
+        noise = self.sample_noise(n, generator, dtype=dtype, device=device)
+        return Draw(self.simulate(noise, do=do), noise)
+
+    def load(self, split: str, n: int, seed: int = 0) -> Draw:
+        """``n`` rows of ``split`` in ``config.dtype``, from the generator seeded ``split_seed``."""
+        gen = torch.Generator().manual_seed(split_seed(seed, split))
+        return self.sample(n, gen, dtype=getattr(torch, self.config.dtype))
+
+    def counterfactual(self, draw: Draw, do: Mapping[str, Any]) -> dict[str, Tensor]:
+        """The exact counterfactual: ``draw``'s noise pushed through the SCM under ``do``."""
+        return self.simulate(draw.exogenous, do=do)
+
+    def quantile_grid(self, node: str, num: int = 20, *, n_draws: int = 5000,
+                      generator: torch.Generator | None = None, low: float = 0.1,
+                      high: float = 0.9) -> Tensor:
+        """``num`` intervention values ``linspace(q_low, q_high)`` of ``node``'s true marginal.
+
+        The quantiles come from ``n_draws`` observational draws (float64). Scalar nodes give a
+        ``(num,)`` tensor; vector nodes get the grid per coordinate, ``(num, *event)``.
+        """
+        self._check_node(node)
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"need 0 <= low < high <= 1, got low={low}, high={high}")
+        x = self.sample(n_draws, generator).values[node].reshape(n_draws, -1)
+        q = torch.quantile(x, torch.tensor([low, high], dtype=x.dtype), dim=0)  # (2, d)
+        w = torch.linspace(0.0, 1.0, num, dtype=x.dtype).unsqueeze(-1)  # (num, 1)
+        grid = q[0] + w * (q[1] - q[0])
+        return grid.reshape(num, *self.event_shapes[node])
+
+    # ----------------------------------------------------------------------------- Pyro binding
+    def additive_parts(self, node: str) -> tuple[Callable[..., Tensor], float]:
+        """For an additive-noise node ``x = loc(pa) + scale * u``: ``(loc, scale)``.
+
+        ``loc`` takes the parents as keyword arguments. Both parts are read off the true
+        equation: ``loc(pa) = f(pa, 0)`` and ``scale = f(pa, 1) - f(pa, 0)``.
+        """
+        if self.kind != "nonlinear":
+            raise ValueError(f"SCM {self.scm_name!r} is {self.kind}: its noise is not additive")
+        self._check_node(node)
+        f = self.equations[node]
+        parents = self.parents(node)
+        if not parents:
+            return (lambda: torch.zeros(())), 1.0
+        probe = {p: torch.zeros((1, *self.event_shapes[p]), dtype=torch.float64) for p in parents}
+        zero = torch.zeros((1, *self.event_shapes[node]), dtype=torch.float64)
+        scale = (f(probe, zero + 1.0) - f(probe, zero)).reshape(-1)
+        if not torch.allclose(scale, scale[:1].expand_as(scale)):
+            raise ValueError(f"SCM {self.scm_name!r}: node {node!r} has a non-constant noise scale")
+
+        def loc(**pa: Tensor) -> Tensor:
+            first = pa[parents[0]]
+            shape = (first.shape[0], *self.event_shapes[node]) if first.dim() else self.event_shapes[node]
+            return f(pa, torch.zeros(shape, dtype=first.dtype, device=first.device))
+
+        return loc, float(scale[0])
+
+    def true_mechanisms(self) -> dict[str, Any]:
+        """Pyro mechanisms of the TRUE equations, for additive-noise (``"nonlinear"``) SCMs of
+        scalar nodes (``{}`` for the others): roots ``dist.Normal(0., 1.)``; a non-root
+        ``x = loc(pa) + scale * u`` a callable of its parents returning ``dist.Normal(loc(pa), scale)``.
+        """
+        import pyro.distributions as dist
+
+        if self.kind != "nonlinear" or any(self.event_shapes[v] for v in self.nodes):
+            return {}
+        mechanisms: dict[str, Any] = {}
+        for v in self.nodes:
+            parents = self.parents(v)
+            if not parents:
+                mechanisms[v] = dist.Normal(0.0, 1.0)
+                continue
+            loc, scale = self.additive_parts(v)
+            mechanisms[v] = _named_callable(
+                parents, lambda _loc=loc, _s=scale, **pa: dist.Normal(_loc(**pa), _s),
+                name=f"{self.scm_name}:{v}")
+        return mechanisms
+
+    def scm_graph(self) -> nx.DiGraph:
+        """:meth:`graph` with every node bound to its true mechanism: ``cd.SCM(scm.scm_graph())``
+        is the true model (additive-noise SCMs of scalar nodes only)."""
+        mechanisms = self.true_mechanisms()
+        if not mechanisms:
+            raise ValueError(f"SCM {self.scm_name!r} ({self.kind}, event shapes "
+                             f"{dict(self.event_shapes)}) has no Pyro form: only additive-noise "
+                             "SCMs of scalar nodes bind to location-scale distributions")
+        g = self.graph()
+        nx.set_node_attributes(g, mechanisms, "mechanism")
+        return g
+
+    def __repr__(self) -> str:
+        return (f"TabularSCM({self.scm_name!r}, nodes={list(self.nodes)}, "
+                f"edges={[f'{a}->{b}' for a, b in self.edges]})")
+
+
+def _named_callable(names: tuple[str, ...], body: Callable[..., Any], *, name: str) -> Callable[..., Any]:
+    """A function whose signature is exactly ``(*names)`` (positional or keyword), calling
+    ``body(**{name: value})``: how parents are named for causaldiff's callable mechanisms."""
+    sig = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                             for p in names])
+
+    def fn(*args: Any, **kwargs: Any) -> Any:
+        bound = sig.bind(*args, **kwargs)
+        return body(**bound.arguments)
+
+    fn.__signature__ = sig  # type: ignore[attr-defined]
+    fn.__name__ = fn.__qualname__ = f"mechanism[{name}]"
+    return fn
 
 
 #: The eight SCMs of the DCM benchmark, keyed ``"<graph>-<kind>"`` (graph names lower-case).
 TABULAR_SCMS: Mapping[str, TabularSCM] = MappingProxyType(
-    {s.name: s for s in (_build(g, k) for g in _GRAPHS for k in KINDS)})
+    {name: TabularSCM(name=name) for name in _DCM})
 
 
 def get_tabular_scm(name: str, seed: int = 0) -> TabularSCM:
-    """An SCM by name (case-insensitive): one of :data:`TABULAR_SCMS`, or ``"ladder-<kind>"`` whose random
-    mechanisms are drawn from ``seed`` (:func:`causaldiff.datasets.ladder.ladder_scm`)."""
+    """``TabularSCM(name=name, mechanism_seed=seed)``; one of :data:`TABULAR_SCMS` for the DCM names.
+
+    Raises ``KeyError`` naming the known SCMs for an unknown name (as it always has)."""
     key = name.lower()
     if key in TABULAR_SCMS:
         return TABULAR_SCMS[key]
-    if key.startswith("ladder-"):
-        from causaldiff.datasets.ladder import ladder_scm
+    if key not in _DEFINITIONS:
+        raise KeyError(f"unknown tabular SCM {name!r}; known: {', '.join(TABULAR_NAMES)}")
+    return TabularSCM(name=key, mechanism_seed=seed)
 
-        return ladder_scm(key.removeprefix("ladder-"), seed=seed)
-    raise KeyError(f"unknown tabular SCM {name!r}; known: {sorted(TABULAR_SCMS)} and "
-                   "'ladder-nonlinear', 'ladder-nonadditive'")
+
+__all__ = ["TabularConfig", "TabularSCM", "TABULAR_SCMS", "TABULAR_NAMES", "get_tabular_scm", "KINDS"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 
@@ -11,12 +12,14 @@ import pytest
 import torch
 
 from causaldiff.datasets import mnist
-from causaldiff.datasets.mnist import ENV_VAR, load_mnist, read_idx
+from causaldiff.datasets.base import DataSet, GroundTruth
+from causaldiff.datasets.mnist import ENV_VAR, MNIST, MNISTConfig, load_mnist, locate, read_idx
 from causaldiff.errors import DataError
+from causaldiff.registry import DATASETS
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
+SHARED = Path(os.environ.get(ENV_VAR) or Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist")
 needs_mnist = pytest.mark.skipif(not (SHARED / "t10k-labels-idx1-ubyte.gz").is_file(),
-                                 reason=f"MNIST not present in {SHARED}")
+                                 reason=f"MNIST not present in {SHARED} (set {ENV_VAR})")
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -105,3 +108,27 @@ def test_wrong_shapes_are_refused(tmp_path):
         load_mnist(tmp_path, split="test")
     with pytest.raises(DataError, match="unexpected shapes"):
         load_mnist(tmp_path, split="test", verify_checksums=False)
+
+
+def test_registered_data_set_without_truth(tmp_path):
+    assert DATASETS.get("mnist") is MNIST
+    ds = MNIST(MNISTConfig.model_validate({}))
+    assert isinstance(ds, DataSet) and not isinstance(ds, GroundTruth)
+    assert set(ds.graph().edges) == {("digit", "image")}
+    with pytest.raises(DataError, match="not found"):
+        MNIST(root=str(tmp_path)).load("test", 4)
+    assert locate("test", tmp_path) is None
+
+
+@needs_mnist
+def test_load_equals_the_spec_path_of_before():
+    """``load`` gives what ``causaldiff.build.load_rows`` gave: ``load_mnist(root, split, n,
+    seed=seed + (0 train | 1 test))`` as ``{"digit": labels, "image": images}``."""
+    ds = DATASETS.get("mnist")(MNISTConfig.model_validate({"root": str(SHARED)}))
+    for split, offset in (("train", 0), ("test", 1)):
+        images, labels = load_mnist(str(SHARED), split=split, n=30, seed=4 + offset)
+        draw = ds.load(split, 30, seed=4)
+        assert draw.exogenous == {} and set(draw.values) == {"digit", "image"}
+        assert torch.equal(draw.values["digit"], labels) and torch.equal(draw.values["image"], images)
+        assert draw.values["image"].dtype == torch.float32 and draw.values["digit"].dtype == torch.long
+    assert locate("test", SHARED) is not None

@@ -1,4 +1,5 @@
-"""The DCM tabular SCMs: equations as in BENCHMARKS.md section 2, surgery, grids, Pyro binding."""
+"""The DCM tabular SCMs: equations as in BENCHMARKS.md section 2, surgery, grids, Pyro binding,
+the registered data set's rows and counterfactuals."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ import networkx as nx
 import pytest
 import torch
 
-from causaldiff.datasets.ladder import LADDER_SUPER_EDGES, ladder_scm
-from causaldiff.datasets.tabular import TABULAR_SCMS, TabularSCM, get_tabular_scm
+from pydantic import ValidationError
+
+from causaldiff.datasets.base import Draw
+from causaldiff.datasets.ladder import LADDER_SUPER_EDGES
+from causaldiff.datasets.tabular import TABULAR_NAMES, TABULAR_SCMS, TabularConfig, TabularSCM, get_tabular_scm
 from causaldiff.errors import InterventionError
+from causaldiff.interventions import Shift
+from causaldiff.registry import DATASETS
 
 ALL = sorted(TABULAR_SCMS)
-LADDERS = [ladder_scm("nonlinear", 0), ladder_scm("nonadditive", 0)]
+LADDERS = [TabularSCM(name="ladder-nonlinear"), TabularSCM(name="ladder-nonadditive")]
 
 
 def _sig(z: float) -> float:
@@ -53,6 +59,18 @@ def test_registry_has_the_eight_scms():
     assert get_tabular_scm("Y-nonlinear") is TABULAR_SCMS["y-nonlinear"]
     with pytest.raises(KeyError, match="unknown tabular SCM"):
         get_tabular_scm("square-nonlinear")
+    assert get_tabular_scm("ladder-nonlinear", seed=2).config == TabularConfig(name="ladder-nonlinear",
+                                                                               mechanism_seed=2)
+
+
+def test_config_validates_the_name_and_lists_the_known_ones():
+    assert DATASETS.get("tabular") is TabularSCM
+    assert TabularConfig(name="Y-Nonlinear").name == "y-nonlinear"
+    assert len(TABULAR_NAMES) == 10 and "ladder-nonadditive" in TABULAR_NAMES
+    with pytest.raises(ValidationError, match="unknown tabular SCM 'square'.*chain-nonlinear.*ladder-nonadditive"):
+        TabularSCM(name="square")
+    with pytest.raises(ValidationError, match="seed"):
+        TabularConfig(name="chain-nonlinear", seed=1)
 
 
 @pytest.mark.parametrize("key", sorted(SPOT), ids=lambda k: f"{k[0]}:{k[1]}")
@@ -79,16 +97,16 @@ def test_every_non_root_is_spot_checked_and_roots_are_their_noise():
 @pytest.mark.parametrize("name", ALL)
 def test_graph_and_intervention_nodes(name):
     scm = TABULAR_SCMS[name]
-    g = scm.as_networkx()
+    g = scm.graph()
     assert isinstance(g, nx.DiGraph) and set(g.edges) == set(scm.edges)
     assert list(scm.nodes) == [v for v in nx.topological_sort(g) if v in scm.nodes] or \
         all(scm.nodes.index(a) < scm.nodes.index(b) for a, b in scm.edges)
     assert scm.intervention_nodes == tuple(sorted(v for v in scm.nodes if nx.descendants(g, v)))
     g.add_edge("x1", "zz")  # a copy: the SCM's graph is untouched
-    assert "zz" not in scm.as_networkx()
+    assert "zz" not in scm.graph() and "zz" not in scm.as_networkx()
 
 
-@pytest.mark.parametrize("scm", [TABULAR_SCMS[n] for n in ALL] + LADDERS, ids=lambda s: s.name)
+@pytest.mark.parametrize("scm", [TABULAR_SCMS[n] for n in ALL] + LADDERS, ids=lambda s: s.scm_name)
 def test_do_is_effective_and_leaves_non_descendants_unchanged(scm: TabularSCM):
     gen = torch.Generator().manual_seed(1)
     noise = scm.sample_noise(64, gen)
@@ -129,8 +147,12 @@ def test_sampling_is_seeded_and_interventional_uses_fresh_noise():
     scm = TABULAR_SCMS["diamond-nonadditive"]
     a = scm.sample(10, torch.Generator().manual_seed(3))
     b = scm.sample(10, torch.Generator().manual_seed(3))
-    assert all(torch.equal(a[v], b[v]) for v in scm.nodes)
-    assert a["x1"].dtype == torch.float64
+    assert isinstance(a, Draw) and all(torch.equal(a.values[v], b.values[v]) for v in scm.nodes)
+    assert a.values["x1"].dtype == torch.float64
+    noise = scm.sample_noise(10, torch.Generator().manual_seed(3))
+    assert all(torch.equal(a.exogenous[v], noise[v]) for v in scm.nodes)
+    c = scm.sample(10, torch.Generator().manual_seed(3), do={"x2": 0.5})
+    assert torch.equal(c.values["x1"], a.values["x1"]) and (c.values["x2"] == 0.5).all()
 
 
 def test_quantile_grid_matches_the_true_marginal():
@@ -144,21 +166,26 @@ def test_quantile_grid_matches_the_true_marginal():
     steps = grid.diff()
     torch.testing.assert_close(steps, steps[:1].expand_as(steps))
     # the grid uses the quantiles of exactly those draws
-    draws = scm.sample(5000, torch.Generator().manual_seed(0))["x2"]
+    draws = scm.sample(5000, torch.Generator().manual_seed(0)).values["x2"]
     grid2 = scm.quantile_grid("x2", 3, generator=torch.Generator().manual_seed(0))
     q = torch.quantile(draws, torch.tensor([0.1, 0.9], dtype=torch.float64))
     torch.testing.assert_close(grid2, torch.stack([q[0], q.mean(), q[1]]), rtol=1e-12, atol=1e-12)
 
 
 def test_ladder_structure_and_mechanisms():
-    scm = ladder_scm("nonlinear", seed=0)
+    scm = TabularSCM(name="ladder-nonlinear", mechanism_seed=0)
     assert scm.nodes == tuple(f"x{i}" for i in range(1, 11))
     assert len(scm.edges) == len(LADDER_SUPER_EDGES) == 13
     assert scm.roots == ("x1",)
     assert all(scm.event_shapes[v] == (3,) for v in scm.nodes)
     assert scm.parents("x4") == ("x2", "x3") and scm.parents("x10") == ("x8", "x9")
+    # as the module docstring says: x2 <- x1; odd i >= 3 <- i-2; even i >= 4 <- i-2, i-1
+    assert scm.parents("x2") == ("x1",)
+    for i in range(3, 11):
+        want = (f"x{i - 2}",) if i % 2 else tuple(sorted((f"x{i - 2}", f"x{i - 1}")))
+        assert scm.parents(f"x{i}") == want, i
     assert scm.intervention_nodes == ("x1", "x2")
-    x = scm.sample(7, torch.Generator().manual_seed(0))
+    x = scm.sample(7, torch.Generator().manual_seed(0)).values
     assert all(x[v].shape == (7, 3) for v in scm.nodes)
     # additive noise: x_i - u_i depends on the parents only
     noise = scm.sample_noise(7, torch.Generator().manual_seed(1))
@@ -168,13 +195,13 @@ def test_ladder_structure_and_mechanisms():
     assert scale == pytest.approx(1.0)
     torch.testing.assert_close(vals["x5"], loc(**pa) + noise["x5"])
     # seeds draw different mechanisms; the same seed the same ones
-    n1 = ladder_scm("nonlinear", seed=1).simulate(noise)
-    n0 = ladder_scm("nonlinear", seed=0).simulate(noise)
+    n1 = TabularSCM(name="ladder-nonlinear", mechanism_seed=1).simulate(noise)
+    n0 = TabularSCM(name="ladder-nonlinear", mechanism_seed=0).simulate(noise)
     assert torch.equal(n0["x10"], vals["x10"]) and not torch.equal(n1["x10"], vals["x10"])
 
 
 def test_ladder_nonadditive_coordinates_use_their_own_noise():
-    scm = ladder_scm("nonadditive", seed=0)
+    scm = TabularSCM(name="ladder-nonadditive", mechanism_seed=0)
     noise = scm.sample_noise(5, torch.Generator().manual_seed(0))
     base = scm.simulate(noise)
     bumped = dict(noise)
@@ -202,20 +229,13 @@ def test_additive_parts_rebuild_the_nonlinear_equations():
             torch.testing.assert_close(loc(**pa) + scale * noise[v], vals[v], rtol=1e-12, atol=1e-12)
 
 
-def _pyro_scm_available() -> bool:
-    try:
-        import causaldiff as cd
-
-        return hasattr(cd, "SCM")
-    except ImportError:
-        return False
-
-
-@pytest.mark.skipif(not _pyro_scm_available(), reason="causaldiff.SCM has not landed yet")
 @pytest.mark.parametrize("name", [n for n in ALL if TABULAR_SCMS[n].kind == "nonlinear"])
 def test_pyro_binding_counterfactuals_equal_the_truth(name):
+    import causaldiff as cd
+
     scm = TABULAR_SCMS[name]
-    model = scm.to_pyro_scm()
+    model = cd.SCM(scm.scm_graph())
+    assert set(scm.true_mechanisms()) == set(scm.nodes)
     noise = scm.sample_noise(200, torch.Generator().manual_seed(5))
     factual = scm.simulate(noise)
     for node in scm.intervention_nodes:
@@ -224,3 +244,51 @@ def test_pyro_binding_counterfactuals_equal_the_truth(name):
         cf = model.counterfactual(factual, do={node: float(value)})
         for v in scm.nodes:
             torch.testing.assert_close(cf[v].to(torch.float64), truth[v], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("scm", [TABULAR_SCMS["chain-nonadditive"]] + LADDERS, ids=lambda s: s.scm_name)
+def test_no_pyro_form_without_additive_scalar_noise(scm):
+    assert scm.true_mechanisms() == {}
+    with pytest.raises(ValueError, match="no Pyro form"):
+        scm.scm_graph()
+
+
+@pytest.mark.parametrize("name", ["chain-nonlinear", "Y-nonadditive", "ladder-nonlinear", "ladder-nonadditive"])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_load_rows_equal_the_spec_path_of_before(name, seed):
+    """The rows ``causaldiff.build.load_rows`` gave before the data sets were registered, written
+    out: mechanisms from ``seed``, a generator seeded ``seed + (0 train | 1 test)``, float32 noise
+    drawn node by node in order, pushed through the equations."""
+    ds = DATASETS.get("tabular")(TabularConfig.model_validate({"name": name, "mechanism_seed": seed}))
+    for split, offset, n in (("train", 0, 50), ("test", 1, 20)):
+        gen = torch.Generator().manual_seed(seed + offset)
+        noise = {v: torch.randn((n, *ds.event_shapes[v]), generator=gen, dtype=torch.float32) for v in ds.nodes}
+        values: dict = {}
+        for v in ds.nodes:
+            values[v] = ds.equations[v]({p: values[p] for p in ds.parents(v)}, noise[v])
+        draw = ds.load(split, n, seed)
+        for v in ds.nodes:
+            assert draw.values[v].dtype == torch.float32 and torch.equal(draw.values[v], values[v]), (split, v)
+            assert torch.equal(draw.exogenous[v], noise[v])
+    assert TabularSCM(name=name, dtype="float64").load("train", 3).values["x1"].dtype == torch.float64
+
+
+def test_counterfactual_is_the_simulation_of_the_draws_noise():
+    scm = TABULAR_SCMS["diamond-nonlinear"]
+    draw = scm.sample(30, torch.Generator().manual_seed(4))
+    for do in ({"x2": 0.3}, {"x1": draw.values["x1"].flip(0), "x3": -0.2}):
+        cf = scm.counterfactual(draw, do)
+        truth = scm.simulate(draw.exogenous, do)
+        assert all(torch.equal(cf[v], truth[v]) for v in scm.nodes)
+
+
+def test_soft_interventions_act_on_the_natural_value():
+    scm = TABULAR_SCMS["triangle-nonadditive"]
+    draw = scm.sample(20, torch.Generator().manual_seed(7))
+    shifted = scm.counterfactual(draw, {"x2": Shift(0.25)})
+    hard = scm.counterfactual(draw, {"x2": draw.values["x2"] + 0.25})
+    assert all(torch.equal(shifted[v], hard[v]) for v in scm.nodes)
+    doubled = scm.counterfactual(draw, {"x1": lambda x: 2 * x})
+    torch.testing.assert_close(doubled["x1"], 2 * draw.values["x1"], rtol=0, atol=0)
+    with pytest.raises(InterventionError, match="x9"):
+        scm.counterfactual(draw, {"x9": 1.0})

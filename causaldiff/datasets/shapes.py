@@ -31,10 +31,15 @@ model trained on samples can know it; a smooth model carries position over and d
 near its canonical orientation. The default range is therefore kept small (+-15 degrees): over
 do(shape) counterfactuals, an oracle that knows every other factor and draws the canonical
 orientation scores an MSE of 0.16 of the unchanged image's (0.42 at +-30 degrees, where a diffusion
-node trained 4x longer still stayed at 0.71). Because the project renders the
-images, :meth:`ShapesSCM.true_counterfactual` returns the exact counterfactual of any batch under
-any intervention on the parents: the parent chain is re-run with the same abducted parent noise
-under graph surgery, and the image is re-rendered with the same exogenous image factors.
+node trained 4x longer still stayed at 0.71).
+
+:class:`ShapesSCM` is the registered data set ``"shapes"`` (a :class:`GroundTruth`; its ``Config``
+is :class:`ShapesConfig`). ``sample`` returns a :class:`Draw` whose ``values`` are ``shape``,
+``size``, ``intensity`` and ``image`` and whose ``exogenous`` are the image factors ``pos_x``,
+``pos_y``, ``rotation`` and the parent noise ``u_size``, ``u_intensity``. Because the project
+renders the images, :meth:`ShapesSCM.counterfactual` returns the exact counterfactual of any draw
+under any intervention on the parents: the parent chain is re-run with the draw's parent noise
+under graph surgery, and the image is re-rendered with the draw's image factors.
 
 Everything is vectorised over the batch and runs on the device of its inputs.
 """
@@ -43,7 +48,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
@@ -54,6 +58,8 @@ from torch import Tensor
 
 from ..errors import DataError, InterventionError
 from ..interventions import Hard, as_intervention, intervene
+from ..registry import DATASETS
+from .base import Draw, GroundTruth
 
 #: Names of the shape categories, by index.
 SHAPE_NAMES: tuple[str, ...] = ("square", "triangle", "cross")
@@ -65,6 +71,9 @@ FACTORS: tuple[str, ...] = ("pos_x", "pos_y", "rotation")
 NOISES: tuple[str, ...] = ("u_size", "u_intensity")
 #: The image node's name in :meth:`ShapesSCM.graph`.
 IMAGE = "image"
+#: The causal edges (the image has every parent as a parent).
+EDGES: tuple[tuple[str, str], ...] = (("shape", "size"), ("size", "intensity"), ("shape", IMAGE),
+                                      ("size", IMAGE), ("intensity", IMAGE))
 
 
 class ShapesConfig(BaseModel):
@@ -100,55 +109,15 @@ class ShapesConfig(BaseModel):
         return self
 
 
-@dataclass(frozen=True)
-class ShapesBatch:
-    """Rows of the shapes SCM: parents, image, exogenous image factors and parent noise.
+@DATASETS.register("shapes")
+class ShapesSCM(GroundTruth):
+    """The shapes SCM: sampling, rendering, exact abduction of the parents, true counterfactuals.
 
-    ``parents``: ``shape`` (n,) long, ``size`` and ``intensity`` (n,) float; ``image``
-    (n, 1, R, R) in ``[-1, 1]``; ``factors``: ``pos_x``, ``pos_y``, ``rotation`` (n,);
-    ``noise``: ``u_size``, ``u_intensity`` (n,).
+    Built from a :class:`ShapesConfig` or its fields as keywords: ``ShapesSCM(resolution=28)``.
     """
 
-    parents: dict[str, Tensor]
-    image: Tensor
-    factors: dict[str, Tensor]
-    noise: dict[str, Tensor]
-
-    def __len__(self) -> int:
-        return self.image.shape[0]
-
-    def values(self) -> dict[str, Tensor]:
-        """The observed rows as an SCM data dict: ``shape``, ``size``, ``intensity``, ``image``."""
-        return {**self.parents, IMAGE: self.image}
-
-    def __getitem__(self, index: Any) -> "ShapesBatch":
-        """Select rows (an int, slice, index tensor or boolean mask); always stays batched."""
-        if isinstance(index, int):
-            index = slice(index, index + 1 if index != -1 else None)
-
-        def pick(d: dict[str, Tensor]) -> dict[str, Tensor]:
-            return {k: v[index] for k, v in d.items()}
-
-        return ShapesBatch(pick(self.parents), self.image[index], pick(self.factors),
-                           pick(self.noise))
-
-    def to(self, device: torch.device | str) -> "ShapesBatch":
-        def move(d: dict[str, Tensor]) -> dict[str, Tensor]:
-            return {k: v.to(device) for k, v in d.items()}
-
-        return ShapesBatch(move(self.parents), self.image.to(device), move(self.factors),
-                           move(self.noise))
-
-
-class ShapesSCM:
-    """The shapes SCM: sampling, rendering, exact abduction of the parents, true counterfactuals."""
-
+    Config = ShapesConfig
     num_shapes = len(SHAPE_NAMES)
-
-    def __init__(self, config: ShapesConfig | None = None, **overrides: Any):
-        if config is not None and overrides:
-            raise TypeError("pass either a ShapesConfig or keyword overrides, not both")
-        self.config = config if config is not None else ShapesConfig(**overrides)
 
     def __repr__(self) -> str:
         return f"ShapesSCM(resolution={self.config.resolution})"
@@ -189,7 +158,11 @@ class ShapesSCM:
         return out
 
     def abduct_parents(self, parents: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Exact abduction of the parent noise: ``u = (x - mean(pa)) / scale``."""
+        """Exact abduction of the parent noise: ``u = (x - mean(pa)) / scale`` (up to float rounding).
+
+        It rebuilds a draw's exogenous from observed parents and image factors alone:
+        ``Draw(values, {**factors, **scm.abduct_parents(values)})``.
+        """
         self._check_parents(parents)
         c = self.config
         return {
@@ -200,9 +173,12 @@ class ShapesSCM:
 
     # ------------------------------------------------------------------------------ sampling
     def sample(self, n: int, generator: torch.Generator | None = None,
-               device: torch.device | str | None = None) -> ShapesBatch:
-        """Draw ``n`` rows. Randomness comes from ``generator`` (CPU), so a seed gives the same
-        rows on every device; the rows are then moved to ``device``."""
+               device: torch.device | str | None = None) -> Draw:
+        """Draw ``n`` rows with their exogenous variables (see the module docstring).
+
+        Randomness comes from ``generator`` (CPU), so a seed gives the same rows on every
+        device; the rows are then moved to ``device``.
+        """
         if not isinstance(n, int) or n < 1:
             raise DataError(f"n must be a positive integer, got {n!r}")
         c = self.config
@@ -220,7 +196,7 @@ class ShapesSCM:
             noise = {k: v.to(device) for k, v in noise.items()}
             factors = {k: v.to(device) for k, v in factors.items()}
         parents = self.parent_chain(shape, noise)
-        return ShapesBatch(parents, self.render(parents, factors), factors, noise)
+        return Draw({**parents, IMAGE: self.render(parents, factors)}, {**factors, **noise})
 
     # ------------------------------------------------------------------------------ rendering
     def render(self, parents: Mapping[str, Tensor], factors: Mapping[str, Tensor]) -> Tensor:
@@ -255,21 +231,14 @@ class ShapesSCM:
         return (-1 + 2 * intensity * alpha).unsqueeze(1)
 
     # ------------------------------------------------------------------------------ counterfactuals
-    def true_counterfactual(self, factual: ShapesBatch | Mapping[str, Tensor],
-                            do: Mapping[str, Any]) -> ShapesBatch:
-        """The exact counterfactual of ``factual`` under ``do``.
+    def counterfactual(self, draw: Draw, do: Mapping[str, Any]) -> dict[str, Tensor]:
+        """The exact counterfactual values of ``draw`` under ``do``.
 
-        Pearl's three steps with the true mechanisms: abduct the parent noise exactly from the
-        factual parents, re-run the parent chain under ``do`` (hard values: a scalar or a per-row
-        tensor; ``cd.Shift``; a callable of the factual value), and re-render with the *same*
-        image factors. ``factual`` is a :class:`ShapesBatch` or a mapping holding the parents and
-        the image factors.
+        Pearl's three steps with the true mechanisms: the draw's parent noise (``u_size``,
+        ``u_intensity``) is pushed through the parent chain under ``do`` (hard values: a scalar or
+        a per-row tensor; ``cd.Shift``; a callable of the factual value), and the image is
+        re-rendered with the draw's *same* image factors.
         """
-        if isinstance(factual, ShapesBatch):
-            parents, factors = factual.parents, factual.factors
-        else:
-            parents = {k: factual[k] for k in PARENTS if k in factual}
-            factors = {k: factual[k] for k in FACTORS if k in factual}
         if not isinstance(do, Mapping) or not do:
             raise InterventionError("do must be a non-empty mapping node -> intervention")
         unknown = [k for k in do if k not in PARENTS]
@@ -277,14 +246,24 @@ class ShapesSCM:
             hint = " (the image itself is not intervenable here)" if IMAGE in unknown else ""
             raise InterventionError(
                 f"cannot intervene on {unknown}{hint}; intervenable nodes: {list(PARENTS)}")
-        noise = self.abduct_parents(parents)
-        cf_parents = self.parent_chain(parents["shape"], noise, do)
-        return ShapesBatch(cf_parents, self.render(cf_parents, factors), dict(factors), noise)
+        missing = [k for k in (*FACTORS, *NOISES) if k not in draw.exogenous]
+        if missing:
+            raise DataError(f"the draw lacks the exogenous variables {missing}; counterfactuals "
+                            "need the draw ShapesSCM.sample returned")
+        if "shape" not in draw.values:
+            raise DataError("missing parent values ['shape']")
+        parents = self.parent_chain(draw.values["shape"], draw.exogenous, do)
+        return {**parents, IMAGE: self.render(parents, draw.exogenous)}
 
     # ------------------------------------------------------------------------------ causaldiff SCM
-    def mechanisms(self) -> dict[str, Any]:
+    def graph(self) -> nx.DiGraph:
+        """The causal DAG (no mechanisms bound)."""
+        return nx.DiGraph(EDGES)
+
+    def true_mechanisms(self) -> dict[str, Any]:
         """Pyro mechanisms of the parents for ``cd.SCM`` (exactly abductable: Normal
-        location-scale on ``size`` and ``intensity``; Gumbel-max on the root ``shape``)."""
+        location-scale on ``size`` and ``intensity``; Gumbel-max on the root ``shape``); the
+        image has none."""
         c = self.config
         size_means = torch.tensor(c.size_means)
 
@@ -299,13 +278,11 @@ class ShapesSCM:
         return {"shape": dist.Categorical(probs=torch.tensor(c.shape_probs)),
                 "size": size, "intensity": intensity}
 
-    def graph(self, image_mechanism: Any = None) -> nx.DiGraph:
-        """The causal DAG with the parents' Pyro mechanisms bound; the image node gets
+    def scm_graph(self, image_mechanism: Any = None) -> nx.DiGraph:
+        """:meth:`graph` with the parents' true mechanisms bound; the image node gets
         ``image_mechanism`` (e.g. a diffusion mechanism) when given, else stays unbound."""
-        g = nx.DiGraph([("shape", "size"), ("size", "intensity"), ("shape", IMAGE),
-                        ("size", IMAGE), ("intensity", IMAGE)])
-        for node, mech in self.mechanisms().items():
-            g.nodes[node]["mechanism"] = mech
+        g = self.graph()
+        nx.set_node_attributes(g, self.true_mechanisms(), "mechanism")
         if image_mechanism is not None:
             g.nodes[IMAGE]["mechanism"] = image_mechanism
         return g
@@ -357,3 +334,6 @@ def _cross(x: Tensor, y: Tensor, s: Tensor) -> Tensor:
     arm, half_width = s, 0.35 * s
     return torch.minimum(torch.maximum(ax - arm, ay - half_width),
                          torch.maximum(ax - half_width, ay - arm))
+
+
+__all__ = ["ShapesConfig", "ShapesSCM", "SHAPE_NAMES", "PARENTS", "FACTORS", "NOISES", "IMAGE", "EDGES"]
