@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import nn
 
 from ..training import TrainConfig, fit_model
 from ..training.loop import LossFn, SampleBatch

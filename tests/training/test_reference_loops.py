@@ -150,7 +150,7 @@ def test_the_sample_batch_hook_is_bit_identical_to_the_old_loop():
 
     cfg = MetricTrainConfig(steps=10, batch_size=4, seed=8)
     torch.manual_seed(0)
-    a, b = nn.Linear(3, 3), None
+    a = nn.Linear(3, 3)
     b = copy.deepcopy(a)
     fit_metric_model(a, lambda net, idx, _: (net(x[idx]) - x[idx]).pow(2).mean(), 30, cfg,
                      desc="t", sample_batch=hook)
