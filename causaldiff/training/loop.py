@@ -151,8 +151,9 @@ def _optimise(run: _Run, net: nn.Module, loss_fn: LossFn, draw: SampleBatch, con
                               enabled=config.bf16 and device.type == "cuda")
     run.model.train()
     running = torch.zeros((), device=device)
-    bar = progress(range(run.step, config.steps), total=config.steps - run.step, desc=desc)
-    for _ in bar:
+    steps = range(run.step, config.steps)
+    bar = progress(steps, total=len(steps), desc=desc) if strategy.is_main else None  # one bar
+    for _ in steps if bar is None else bar:
         idx = strategy.shard(draw(run.generator, config.batch_size).to(device))
         with autocast:
             loss = loss_fn(net, idx, run.generator)
@@ -161,7 +162,8 @@ def _optimise(run: _Run, net: nn.Module, loss_fn: LossFn, draw: SampleBatch, con
         if run.step % config.log_every == 0:  # one host sync per log window
             run.losses.append(float(strategy.reduce(running)) / config.log_every)
             running.zero_()
-            bar.set_postfix(loss=f"{run.losses[-1]:.4f}")
+            if bar is not None:
+                bar.set_postfix(loss=f"{run.losses[-1]:.4f}")
         if checkpointer is not None and checkpointer.due(run.step):
             checkpointer.save(run.state(fp), strategy)
         if callback is not None:
