@@ -1,4 +1,4 @@
-"""Diffusion building blocks: schedules, DDIM, guidance, networks and training.
+"""Diffusion building blocks: schedules, DDIM, guidance, networks and training objectives.
 
 The node-level API is :class:`causaldiff.mechanisms.diffusion.DiffusionMechanism`; these pieces
 are usable on their own (any callable ``eps(x_t, t, cond)`` is a denoiser).
@@ -10,7 +10,8 @@ from .guidance import (AntiCausalGuidance, ClassifierFreeGuidance, ParentHead, P
 from .nets import (DiT, DiTConfig, ImagePredictor, ImagePredictorConfig, MLPConfig, MLPDenoiser,
                    MLPPredictor, MLPPredictorConfig, UNet, UNetConfig, build_denoiser, build_predictor)
 from .schedule import NoiseSchedule, ScheduleConfig, cosine_betas, linear_betas
-from .train import TrainConfig, TrainResult, train, train_denoiser, train_predictor
+from .train import (TrainConfig, TrainResult, denoiser_loss, predictor_loss, train_denoiser,
+                    train_predictor)
 
 __all__ = [
     "DDIMConfig", "DDIMOutput", "DDIMSampler", "DDIMStepOutput", "Denoiser", "ddim_timesteps",
@@ -19,5 +20,5 @@ __all__ = [
     "DiT", "DiTConfig", "ImagePredictor", "ImagePredictorConfig", "MLPConfig", "MLPDenoiser",
     "MLPPredictor", "MLPPredictorConfig", "UNet", "UNetConfig", "build_denoiser", "build_predictor",
     "NoiseSchedule", "ScheduleConfig", "cosine_betas", "linear_betas",
-    "TrainConfig", "TrainResult", "train", "train_denoiser", "train_predictor",
+    "TrainConfig", "TrainResult", "denoiser_loss", "predictor_loss", "train_denoiser", "train_predictor",
 ]

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from ..errors import DataError, NotFittedError
-from ..progress import progress
 from ..registry import MECHANISMS
+from ..training import TrainConfig, fit_model
 from .base import Abduction, Mechanism, Parents
 
 
@@ -135,7 +135,8 @@ class AdditiveNoiseMechanism(Mechanism):
         self.fitted_parents = tuple(parent_order)
 
     def _train(self, net: nn.Module, zin: Tensor, zy: Tensor, gen: torch.Generator, desc: str) -> Tensor:
-        """Adam on MSE with a cosine learning rate; keeps the weights best on held-out rows.
+        """AdamW on MSE with torch's cosine annealing (``CosineAnnealingLR``, kept for its exact
+        learning rates) through the training loop; keeps the weights best on held-out rows.
 
         Returns the standardised residuals on the held-out rows (all rows if none are held out).
         """
@@ -143,24 +144,27 @@ class AdditiveNoiseMechanism(Mechanism):
         perm = torch.randperm(n, generator=gen).to(zin.device)
         n_val = int(n * cfg.val_fraction) if n >= 20 else 0
         val, tr = perm[:n_val], perm[n_val:]
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
-        best, best_state = math.inf, None
-        bs = min(cfg.batch_size, len(tr))
-        for step in progress(range(cfg.steps), desc=desc or "fit additive noise"):
-            idx = tr[torch.randint(len(tr), (bs,), generator=gen).to(zin.device)]
-            loss = (net(zin[idx]) - zy[idx]).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if n_val and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+        best: dict[str, Any] = {"loss": math.inf, "state": None}
+
+        def keep_best(step: int, model: nn.Module) -> None:
+            if n_val and (step % cfg.eval_every == 0 or step == cfg.steps):
                 with torch.no_grad():
-                    v = (net(zin[val]) - zy[val]).pow(2).mean().item()
-                if v < best:
-                    best, best_state = v, copy.deepcopy(net.state_dict())
-        if best_state is not None:
-            net.load_state_dict(best_state)
+                    v = (model(zin[val]) - zy[val]).pow(2).mean().item()
+                if v < best["loss"]:
+                    best.update(loss=v, state=copy.deepcopy(model.state_dict()))
+
+        def loss(model: nn.Module, idx: Tensor, _: torch.Generator) -> Tensor:
+            rows = tr[idx]
+            return (model(zin[rows]) - zy[rows]).pow(2).mean()
+
+        train = TrainConfig(steps=cfg.steps, batch_size=min(cfg.batch_size, len(tr)), lr=cfg.lr,
+                            weight_decay=cfg.weight_decay, grad_clip=None, ema_decay=None,
+                            seed=cfg.seed, bf16=False)
+        fit_model(net, loss, len(tr), train, callback=keep_best, generator=gen,
+                  scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps),
+                  desc=desc or "fit additive noise")
+        if best["state"] is not None:
+            net.load_state_dict(best["state"])
         rows = val if n_val else tr
         with torch.no_grad():
             return zy[rows] - net(zin[rows])

@@ -4,7 +4,6 @@ Per-row functions return ``(n,)`` float64 tensors (average with ``.mean()``); ``
 and ``mmd2`` return scalars. Images are batch-first ``(n, 1, H, W)`` in ``[-1, 1]``.
 """
 
-from ._training import TrainConfig
 from .autoencoders import AutoencoderConfig, AutoencoderSet, im1, im2, train_autoencoders
 from .axioms import CounterfactualFn, composition, reversibility
 from .classifier import ClassifierConfig, ImageClassifier, effectiveness, predict, train_classifier
@@ -13,7 +12,6 @@ from .distances import counterfactual_error, l1_distance, minimality, mse, psnr
 from .mmd import median_heuristic_gamma, mmd2
 
 __all__ = [
-    "TrainConfig",
     "AutoencoderConfig", "AutoencoderSet", "train_autoencoders", "im1", "im2",
     "VAEConfig", "TrainedVAE", "train_vae", "cld", "cld_from_posteriors", "CLD_UNCHANGED",
     "ClassifierConfig", "ImageClassifier", "train_classifier", "effectiveness", "predict",

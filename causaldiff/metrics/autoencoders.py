@@ -23,10 +23,12 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ..errors import DataError
-from ._training import TrainConfig, build, check_images, check_labels, resolve_device, train_loop
+from ..training import seeded_module
+from ._checks import check_images, check_labels, resolve_device
+from ._fit import MetricTrainConfig, fit_metric_model, with_seed
 
 
-class AutoencoderConfig(TrainConfig):
+class AutoencoderConfig(MetricTrainConfig):
     """Hyperparameters of the IM1/IM2 autoencoders and their training."""
 
     hidden: int = Field(16, ge=1)
@@ -77,7 +79,7 @@ class AutoencoderSet:
     global_ae: nn.Module
     num_classes: int
     value_range: tuple[float, float] = (-1.0, 1.0)
-    #: training loss histories (every 50 steps), by network
+    #: training loss histories (the mean of each ``log_every`` window), by network
     history: dict[str, list[float]] = field(default_factory=dict)
 
     def to_unit(self, images: Tensor) -> Tensor:
@@ -103,14 +105,15 @@ class _PerClass(nn.Module):
 
 def train_autoencoders(images: Tensor, labels: Tensor, *, num_classes: int | None = None,
                        config: AutoencoderConfig | None = None,
-                       device: torch.device | str | None = None, seed: int = 0,
+                       device: torch.device | str | None = None, seed: int | None = None,
                        value_range: tuple[float, float] = (-1.0, 1.0)) -> AutoencoderSet:
     """Train the per-class and the global autoencoders (MSE on ``[0, 1]`` images).
 
     Each step draws ``batch_size`` images of every class for the class autoencoders and
-    ``batch_size`` images of any class for the global one.
+    ``batch_size`` images of any class for the global one. The class autoencoders are seeded
+    with ``seed`` (default ``config.seed``), the global one with ``seed + 1``.
     """
-    config = config or AutoencoderConfig()
+    config = with_seed(config or AutoencoderConfig(), seed)
     factor = 2 ** max(config.class_downsamples, config.global_downsamples)
     check_images(images, "train_autoencoders", multiple_of=factor)
     k = check_labels(labels, images.shape[0], num_classes, "train_autoencoders")
@@ -121,10 +124,12 @@ def train_autoencoders(images: Tensor, labels: Tensor, *, num_classes: int | Non
     dev = resolve_device(device, images)
     lo, hi = value_range
     x = ((images - lo) / (hi - lo)).to(dev, torch.float32)
-    cls = build(lambda: GroupedConvAutoencoder(k, config.hidden, config.class_latent_channels,
-                                               config.class_downsamples), seed, dev)
-    glob = build(lambda: GroupedConvAutoencoder(1, config.hidden, config.global_latent_channels,
-                                                config.global_downsamples), seed + 1, dev)
+    global_config = with_seed(config, config.seed + 1)
+    cls = seeded_module(lambda: GroupedConvAutoencoder(
+        k, config.hidden, config.class_latent_channels, config.class_downsamples), config.seed, dev)
+    glob = seeded_module(lambda: GroupedConvAutoencoder(
+        1, config.hidden, config.global_latent_channels, config.global_downsamples),
+        global_config.seed, dev)
     order = torch.argsort(labels.cpu(), stable=True)
     starts = torch.cumsum(counts, 0) - counts
 
@@ -133,20 +138,20 @@ def train_autoencoders(images: Tensor, labels: Tensor, *, num_classes: int | Non
         offs = (torch.rand(b, k, generator=g, dtype=torch.float64) * counts).long()
         return order[starts + offs.clamp_max(counts - 1)]
 
-    def class_loss(idx: Tensor) -> Tensor:
+    def class_loss(net: nn.Module, idx: Tensor, _: torch.Generator) -> Tensor:
         batch = x[idx].squeeze(2)  # (b, k, H, W)
         # sum over classes of each autoencoder's own mean squared error
-        return (cls(batch) - batch).pow(2).mean(dim=(0, 2, 3)).sum()
+        return (net(batch) - batch).pow(2).mean(dim=(0, 2, 3)).sum()
 
-    def global_loss(idx: Tensor) -> Tensor:
+    def global_loss(net: nn.Module, idx: Tensor, _: torch.Generator) -> Tensor:
         batch = x[idx]
-        return (glob(batch) - batch).pow(2).mean()
+        return (net(batch) - batch).pow(2).mean()
 
     history = {
-        "class": train_loop(cls, class_loss, len(x), config, seed=seed, desc="class autoencoders",
-                            sample_batch=class_batch),
-        "global": train_loop(glob, global_loss, len(x), config, seed=seed + 1,
-                             desc="global autoencoder"),
+        "class": fit_metric_model(cls, class_loss, len(x), config, desc="class autoencoders",
+                                  sample_batch=class_batch),
+        "global": fit_metric_model(glob, global_loss, len(x), global_config,
+                                   desc="global autoencoder"),
     }
     return AutoencoderSet(_PerClass(cls).eval(), glob.eval(), k, (float(lo), float(hi)), history)
 

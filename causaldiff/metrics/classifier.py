@@ -14,10 +14,12 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ..errors import DataError
-from ._training import TrainConfig, build, check_images, check_labels, resolve_device, train_loop
+from ..training import seeded_module
+from ._checks import check_images, check_labels, resolve_device
+from ._fit import MetricTrainConfig, fit_metric_model, with_seed
 
 
-class ClassifierConfig(TrainConfig):
+class ClassifierConfig(MetricTrainConfig):
     """Hyperparameters of the effectiveness classifier and its training."""
 
     hidden: int = Field(32, ge=1)
@@ -40,7 +42,8 @@ class ImageClassifier(nn.Module):
             nn.Conv2d(2 * h, 2 * h, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
             nn.Flatten(), nn.Linear(2 * h, num_classes))
         self.num_classes, self.value_range = num_classes, value_range
-        #: training cross-entropy every 50 steps (filled by :func:`train_classifier`)
+        #: mean training cross-entropy of each ``log_every`` window (filled by
+        #: :func:`train_classifier`)
         self.history: list[float] = []
 
     def forward(self, images: Tensor) -> Tensor:
@@ -70,17 +73,18 @@ def predict(classifier: Callable[[Tensor], Tensor], images: Tensor, batch_size: 
 
 def train_classifier(images: Tensor, labels: Tensor, *, num_classes: int | None = None,
                      config: ClassifierConfig | None = None,
-                     device: torch.device | str | None = None, seed: int = 0,
+                     device: torch.device | str | None = None, seed: int | None = None,
                      value_range: tuple[float, float] = (-1.0, 1.0)) -> ImageClassifier:
-    """Train an :class:`ImageClassifier` with cross-entropy on ``(images, labels)``."""
-    config = config or ClassifierConfig()
+    """Train an :class:`ImageClassifier` with cross-entropy on ``(images, labels)``; ``seed``
+    (initial weights and batches) replaces ``config.seed`` when given."""
+    config = with_seed(config or ClassifierConfig(), seed)
     check_images(images, "train_classifier")
     k = check_labels(labels, images.shape[0], num_classes, "train_classifier")
     dev = resolve_device(device, images)
     x, y = images.to(dev, torch.float32), labels.to(dev).long()
-    model = build(lambda: ImageClassifier(k, config.hidden, value_range), seed, dev)
-    model.history = train_loop(model, lambda idx: F.cross_entropy(model(x[idx]), y[idx]),
-                               len(x), config, seed=seed, desc="effectiveness classifier")
+    model = seeded_module(lambda: ImageClassifier(k, config.hidden, value_range), config.seed, dev)
+    model.history = fit_metric_model(model, lambda net, idx, _: F.cross_entropy(net(x[idx]), y[idx]),
+                                     len(x), config, desc="effectiveness classifier")
     return model.eval()
 
 

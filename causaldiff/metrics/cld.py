@@ -24,13 +24,15 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ..errors import DataError
-from ._training import TrainConfig, build, check_images, check_labels, resolve_device, train_loop
+from ..training import seeded_module
+from ._checks import check_images, check_labels, resolve_device
+from ._fit import MetricTrainConfig, fit_metric_model, with_seed
 
 #: CLD of an unchanged image: ``log(exp(0) + exp(1))``.
 CLD_UNCHANGED = math.log(1 + math.e)
 
 
-class VAEConfig(TrainConfig):
+class VAEConfig(MetricTrainConfig):
     """Hyperparameters of the CLD VAE and its training (Bernoulli decoder on ``[0, 1]`` pixels)."""
 
     latent_dim: int = Field(16, ge=1)
@@ -73,7 +75,7 @@ class TrainedVAE(nn.Module):
                  history: list[float] | None = None):
         super().__init__()
         self.vae, self.value_range = vae, value_range
-        #: training loss (negative ELBO per image) every 50 steps
+        #: training loss (negative ELBO per image), the mean of each ``log_every`` window
         self.history = list(history or [])
 
     @torch.no_grad()
@@ -92,25 +94,26 @@ class TrainedVAE(nn.Module):
 
 
 def train_vae(images: Tensor, *, config: VAEConfig | None = None,
-              device: torch.device | str | None = None, seed: int = 0,
+              device: torch.device | str | None = None, seed: int | None = None,
               value_range: tuple[float, float] = (-1.0, 1.0)) -> TrainedVAE:
-    """Train the CLD VAE by maximising the ELBO (Bernoulli likelihood, ``beta``-weighted KL)."""
-    config = config or VAEConfig()
+    """Train the CLD VAE by maximising the ELBO (Bernoulli likelihood, ``beta``-weighted KL);
+    ``seed`` (initial weights, batches, posterior samples) replaces ``config.seed`` when given."""
+    config = with_seed(config or VAEConfig(), seed)
     check_images(images, "train_vae", multiple_of=4)
     dev = resolve_device(device, images)
     lo, hi = value_range
     x = ((images - lo) / (hi - lo)).clamp(0, 1).to(dev, torch.float32)
     h, w = x.shape[-2:]
-    vae = build(lambda: ConvVAE(h, w, config.latent_dim, config.hidden), seed, dev)
+    vae = seeded_module(lambda: ConvVAE(h, w, config.latent_dim, config.hidden), config.seed, dev)
 
-    def loss(idx: Tensor) -> Tensor:
+    def loss(net: nn.Module, idx: Tensor, _: torch.Generator) -> Tensor:
         batch = x[idx]
-        logits, mu, logvar = vae(batch)
+        logits, mu, logvar = net(batch)
         rec = F.binary_cross_entropy_with_logits(logits, batch, reduction="sum")
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum()
         return (rec + config.beta * kl) / len(batch)
 
-    history = train_loop(vae, loss, len(x), config, seed=seed, desc="CLD VAE")
+    history = fit_metric_model(vae, loss, len(x), config, desc="CLD VAE")
     return TrainedVAE(vae.eval(), (float(lo), float(hi)), history)
 
 

@@ -15,7 +15,8 @@ import torch
 
 from causaldiff.diffusion.nets import MLPDenoiser
 from causaldiff.diffusion.schedule import NoiseSchedule
-from causaldiff.diffusion.train import TrainConfig, load_checkpoint, train_denoiser
+from causaldiff.diffusion.train import train_denoiser
+from causaldiff.training import TrainConfig, load_checkpoint
 
 STEPS, EVERY = 200, 20
 
@@ -23,7 +24,8 @@ SCRIPT = textwrap.dedent("""
     import sys, time, torch
     from causaldiff.diffusion.nets import MLPDenoiser
     from causaldiff.diffusion.schedule import NoiseSchedule
-    from causaldiff.diffusion.train import TrainConfig, train_denoiser
+    from causaldiff.diffusion.train import train_denoiser
+    from causaldiff.training import TrainConfig
     from causaldiff.progress import set_progress
     set_progress(False)
     torch.set_num_threads(1)

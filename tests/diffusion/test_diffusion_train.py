@@ -8,8 +8,9 @@ import torch
 from causaldiff.diffusion.guidance import ParentHead
 from causaldiff.diffusion.nets import MLPDenoiser, MLPPredictor
 from causaldiff.diffusion.schedule import NoiseSchedule
-from causaldiff.diffusion.train import TrainConfig, load_checkpoint, train_denoiser, train_predictor
+from causaldiff.diffusion.train import train_denoiser, train_predictor
 from causaldiff.errors import SerializationError
+from causaldiff.training import TrainConfig, load_checkpoint, lr_factor
 
 SCHED = NoiseSchedule(kind="linear", num_train_timesteps=100, beta_end=0.1)
 
@@ -121,8 +122,6 @@ def test_cuda_training_uses_bf16_autocast_and_resumes(tmp_path):
 
 
 def test_lr_factor_warms_up_then_decays_on_a_half_cosine():
-    from causaldiff.diffusion.train import lr_factor
-
     const = TrainConfig(steps=100, warmup_steps=10)
     assert [lr_factor(const, s) for s in (0, 4, 9, 10, 99)] == [0.1, 0.5, 1.0, 1.0, 1.0]
     cos = const.model_copy(update={"lr_schedule": "cosine"})

@@ -31,7 +31,8 @@ def test_train_classifier_smoke():
     images[labels == 0, :, 4:] = 1.0
     images += 0.1 * torch.randn(images.shape, generator=g)
     model = train_classifier(images[:150], labels[:150],
-                             config=ClassifierConfig(iterations=40, batch_size=32, hidden=8, lr=3e-3))
+                             config=ClassifierConfig(steps=40, batch_size=32, hidden=8, lr=3e-3,
+                                                     log_every=10))
     assert model.history[-1] < model.history[0]
     assert effectiveness(model, images[150:], labels[150:]).item() == 1.0
     assert model.predict(images[150:]).dtype == torch.long

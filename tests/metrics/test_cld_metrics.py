@@ -65,7 +65,7 @@ def test_train_vae_smoke_and_unchanged_images():
     labels = torch.arange(48) % 3
     images = (labels.float()[:, None, None, None] - 1) * 0.6 + 0.1 * torch.randn(
         48, 1, 16, 16, generator=g)
-    vae = train_vae(images.clamp(-1, 1), config=VAEConfig(iterations=60, batch_size=16,
+    vae = train_vae(images.clamp(-1, 1), config=VAEConfig(steps=60, batch_size=16, log_every=10,
                                                           latent_dim=4, hidden=8), seed=0)
     assert vae.history[-1] < vae.history[0]
     mu, logvar = vae.posterior(images)

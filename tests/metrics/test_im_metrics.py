@@ -76,7 +76,7 @@ def test_train_autoencoders_smoke():
     labels = torch.arange(40) % 2
     images = (torch.where(labels == 0, -0.6, 0.6)[:, None, None, None]
               + 0.05 * torch.randn(40, 1, 16, 16, generator=g))
-    cfg = AutoencoderConfig(iterations=60, batch_size=8, hidden=4, lr=3e-3)
+    cfg = AutoencoderConfig(steps=60, batch_size=8, hidden=4, lr=3e-3, log_every=10)
     aes = train_autoencoders(images, labels, config=cfg, seed=0)
     assert aes.history["class"][-1] < 0.5 * aes.history["class"][0]
     assert aes.history["global"][-1] < 0.5 * aes.history["global"][0]

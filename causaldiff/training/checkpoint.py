@@ -1,0 +1,118 @@
+"""Training checkpoints: written atomically, by the main process only, resumed bit-identically.
+
+A checkpoint holds the model, its EMA, the optimizer and LR scheduler, the step, the loss
+history and every RNG state (the batch generator, the global CPU RNG and the device's CUDA
+RNG), so a run resumed after a kill ends with exactly the weights of an uninterrupted one. A
+fingerprint of what must not change (config, parameter shapes, data, kind of model) guards
+against resuming another run's checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import SerializationError
+from .config import TrainConfig
+from .strategy import Strategy
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+#: config fields a resumed run may change
+_RESUMABLE = {"steps", "checkpoint_every", "checkpoint_dir", "log_every"}
+#: layout of the saved state (2: with the LR scheduler's state); older checkpoints are refused
+_FORMAT = 2
+
+
+def fingerprint(config: TrainConfig, model: nn.Module, data: Sequence[Tensor], tag: str) -> str:
+    """Hash of what must not change between a checkpoint and its resumption."""
+    cfg = config.model_dump(mode="json", exclude=_RESUMABLE)
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    stats = [[list(d.shape), str(d.dtype), float(d.double().sum())] for d in data]
+    blob = json.dumps([cfg, shapes, stats, tag, _FORMAT], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def save_atomic(state: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(state)`` to ``path`` through a temporary sibling file, fsync and
+    ``os.replace``: a kill or an error leaves either the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(directory: str | os.PathLike) -> dict | None:
+    """The checkpoint in ``directory`` (read with ``weights_only=True``), or None if there is none."""
+    path = Path(directory) / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or not a checkpoint
+        raise SerializationError(f"cannot read training checkpoint {path}: {exc}") from exc
+
+
+class Checkpointer:
+    """Checkpoints of one run in ``directory``: resumed if present, saved every ``every`` steps
+    (``every=None``: only resumed, never written)."""
+
+    def __init__(self, directory: str | os.PathLike, every: int | None = None) -> None:
+        if every is not None and every < 1:
+            raise ValueError(f"Checkpointer: every must be >= 1, got {every}")
+        self.directory, self.every = Path(directory), every
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, desc: str = "train") -> "Checkpointer | None":
+        """The checkpointer ``config.checkpoint_dir`` / ``checkpoint_every`` ask for, if any."""
+        if config.checkpoint_dir is None:
+            if config.checkpoint_every is not None:
+                raise ValueError(f"{desc}: checkpoint_every needs a checkpoint_dir")
+            return None
+        return cls(config.checkpoint_dir, config.checkpoint_every)
+
+    @property
+    def path(self) -> Path:
+        return self.directory / CHECKPOINT_NAME
+
+    def due(self, step: int) -> bool:
+        """Whether a checkpoint is written after ``step`` optimiser steps."""
+        return self.every is not None and step % self.every == 0
+
+    def load(self, expected_fingerprint: str, desc: str = "train") -> dict | None:
+        """The saved state, or None; refuses one written for another model, data or config."""
+        state = load_checkpoint(self.directory)
+        if state is not None and state.get("fingerprint") != expected_fingerprint:
+            raise SerializationError(
+                f"{desc}: checkpoint {self.path} was written for another model, data or "
+                "training config; delete it or use another checkpoint_dir")
+        return state
+
+    def save(self, state: dict, strategy: Strategy) -> None:
+        """Write ``state`` atomically on the main process, then wait for every process."""
+        if strategy.is_main:
+            save_atomic(state, self.path)
+        strategy.barrier()
+
+    def __repr__(self) -> str:
+        return f"Checkpointer({str(self.directory)!r}, every={self.every})"
+
+
+__all__ = ["CHECKPOINT_NAME", "Checkpointer", "fingerprint", "load_checkpoint", "save_atomic"]

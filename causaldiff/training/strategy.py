@@ -1,0 +1,72 @@
+"""Execution strategies: where a distributed run differs from a single process.
+
+The training loop routes every such difference through a :class:`Strategy`: it trains
+``strategy.wrap(model)``, keeps this process's share ``strategy.shard(indices)`` of each global
+minibatch (every process draws the same global batch from the same seeded generator), averages
+the logged loss with ``strategy.reduce``, writes checkpoints only where ``strategy.is_main`` and
+waits at ``strategy.barrier()`` after each. :class:`LocalStrategy` is the single process.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from torch import Tensor, nn
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """How one training process relates to the others (rank ``rank`` of ``world_size``)."""
+
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files (checkpoints, results) and reports progress."""
+        ...
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The module the loss is computed with (e.g. a ``DistributedDataParallel`` wrapper)."""
+        ...
+
+    def shard(self, indices: Tensor) -> Tensor:
+        """This process's rows of a global minibatch of ``indices`` (split along dim 0)."""
+        ...
+
+    def reduce(self, tensor: Tensor) -> Tensor:
+        """The mean of ``tensor`` over every process."""
+        ...
+
+    def barrier(self) -> None:
+        """Wait until every process has reached this point."""
+        ...
+
+
+class LocalStrategy:
+    """One process: rank 0 of 1; every hook is the identity."""
+
+    rank = 0
+    world_size = 1
+
+    @property
+    def is_main(self) -> bool:
+        return True
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def shard(self, indices: Tensor) -> Tensor:
+        return indices
+
+    def reduce(self, tensor: Tensor) -> Tensor:
+        return tensor
+
+    def barrier(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "LocalStrategy()"
+
+
+__all__ = ["Strategy", "LocalStrategy"]
