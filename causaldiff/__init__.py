@@ -12,8 +12,7 @@ from .interventions import Hard, Shift, Transform
 from .mechanisms import (Abduction, AdditiveNoiseMechanism, CategoricalMechanism, DiffusionMechanism,
                          Mechanism, PyroMechanism)
 from .progress import set_progress
-from .scm import SCM, Samples
-from .serialization import load
+from .scm import SCM, Samples, load
 
 __all__ = [
     "SCM", "Samples", "load", "Hard", "Shift", "Transform", "Mechanism", "Abduction",

@@ -1,83 +1,70 @@
-"""Turn a :class:`~causaldiff.spec.GraphSpec` into rows and an SCM (used by the CLI and benchmarks)."""
+"""Turn a :class:`~causaldiff.spec.GraphSpec` into rows and an SCM: lookups in the registries.
+
+Used by the CLI and the benchmarks. Adding a mechanism kind or a data set needs no change here:
+both are found by name in :data:`~causaldiff.registry.MECHANISMS` and
+:data:`~causaldiff.registry.DATASETS`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-import pyro.distributions as dist
-import torch
 from torch import Tensor
 
+from .datasets.base import DataSet, Draw, GroundTruth
 from .errors import GraphError
-from .mechanisms.base import Mechanism
-from .mechanisms.categorical import CategoricalMechanism
-from .mechanisms.neural import AdditiveNoiseConfig, AdditiveNoiseMechanism
+from .registry import DATASETS, MECHANISMS
 from .scm import SCM
-from .spec import DatasetSpec, GraphSpec
+from .spec import TRUTH, DatasetSpec, GraphSpec
 
 
-@dataclass
+@dataclass(frozen=True)
 class Rows:
-    """A split of a dataset: the SCM's columns plus what the dataset knows beyond them."""
+    """A split of a data set: the SCM's columns, the data set (with its truth, if it has one) and
+    the draw they came from (its exogenous variables give exact counterfactuals)."""
 
     values: dict[str, Tensor]
-    truth: Any = None  # the dataset's true model (ShapesSCM / TabularSCM), when it has one
-    extra: Any = None  # e.g. ShapesBatch (image factors) or the tabular noise
+    dataset: DataSet
+    draw: Draw
+
+    @property
+    def truth(self) -> GroundTruth | None:
+        """The data set when it knows the true SCM, else None."""
+        return self.dataset if isinstance(self.dataset, GroundTruth) else None
 
 
-def load_rows(ds: DatasetSpec, split: str) -> Rows:
-    """Rows of ``split`` ("train" or "test") of a spec's dataset."""
-    n = ds.n_train if split == "train" else ds.n_test
-    seed = ds.seed + (0 if split == "train" else 1)
-    gen = torch.Generator().manual_seed(seed)
-    if ds.kind == "mnist":
-        from .datasets.mnist import load_mnist
-
-        images, labels = load_mnist(ds.root, split=split, n=n, seed=seed)
-        return Rows({"digit": labels, "image": images})
-    if ds.kind == "shapes":
-        from .datasets.images import ShapesConfig, ShapesSCM
-
-        truth = ShapesSCM(ShapesConfig(resolution=ds.resolution or 16))
-        batch = truth.sample(n, gen)
-        return Rows(batch.values(), truth=truth, extra=batch)
-    from .datasets.tabular import get_tabular_scm
-
-    truth = get_tabular_scm(ds.name, seed=ds.seed)
-    noise = truth.sample_noise(n, gen, dtype=torch.float32)
-    return Rows(truth.simulate(noise), truth=truth, extra=noise)
+def build_dataset(ds: DatasetSpec) -> DataSet:
+    """The registered data set of a spec, built from its validated options."""
+    return DATASETS.get(ds.kind)(ds.config())
 
 
-def _mechanism(spec: GraphSpec, node: str, truth: Any) -> Mechanism | Any:
+def load_rows(ds: DatasetSpec, split: str, n: int | None = None) -> Rows:
+    """Rows of ``split`` ("train" or "test"); ``n`` defaults to the spec's split size."""
+    dataset = build_dataset(ds)
+    size = n if n is not None else (ds.n_train if split == "train" else ds.n_test)
+    draw = dataset.load(split, size, ds.seed)
+    return Rows(draw.values, dataset, draw)
+
+
+def build_mechanism(spec: GraphSpec, node: str, dataset: DataSet | None = None) -> Any:
+    """The unfitted mechanism of ``node``: its registered kind built from its options, or the
+    data set's true mechanism for ``mechanism = "truth"``."""
     ns = spec.nodes[node]
-    opts = dict(ns.options)
-    if ns.mechanism == "categorical":
-        return CategoricalMechanism(**opts)
-    if ns.mechanism == "additive_noise":
-        return AdditiveNoiseMechanism(AdditiveNoiseConfig.model_validate(opts))
-    if ns.mechanism == "normal":
-        extra = set(opts) - {"loc", "scale"}
-        if extra or ns.parents:
-            raise GraphError(f"node {node!r}: a 'normal' mechanism is a root with options loc and scale")
-        return dist.Normal(float(opts.get("loc", 0.0)), float(opts.get("scale", 1.0)))
-    if ns.mechanism == "diffusion":
-        from .mechanisms.diffusion import DiffusionConfig, DiffusionMechanism
-
-        return DiffusionMechanism(DiffusionConfig.model_validate(opts))
-    # "truth": the dataset's own mechanism
-    if truth is None:
-        raise GraphError(f"node {node!r}: mechanism 'truth' needs a dataset that knows its mechanisms")
-    if hasattr(truth, "mechanisms"):
-        mechs = truth.mechanisms()
-        if node not in mechs:
-            raise GraphError(f"node {node!r}: the dataset has no true mechanism for it")
-        return mechs[node]
-    return truth.to_pyro_scm().mechanisms[node]
+    if ns.mechanism == TRUTH:
+        known = dataset.true_mechanisms() if isinstance(dataset, GroundTruth) else {}
+        if node not in known:
+            what = f"data set {spec.dataset.kind!r}"
+            raise GraphError(f"node {node!r}: mechanism 'truth' needs a true mechanism of the node, and the "
+                             f"{what} has {'none' if not known else 'only ' + str(sorted(known))}")
+        return known[node]
+    cls = MECHANISMS.get(ns.mechanism)
+    return cls.from_config(cls.Config.model_validate(ns.options))
 
 
-def build_scm(spec: GraphSpec, truth: Any = None) -> SCM:
+def build_scm(spec: GraphSpec, dataset: DataSet | None = None) -> SCM:
     """An unfitted SCM with the spec's graph and mechanisms."""
-    g = spec.graph()
-    mechs = {node: _mechanism(spec, node, truth) for node in spec.nodes}
-    return SCM(g, mechs)
+    return SCM(spec.graph(), {node: build_mechanism(spec, node, dataset) for node in spec.nodes})
+
+
+__all__ = ["Rows", "build_dataset", "load_rows", "build_mechanism", "build_scm"]

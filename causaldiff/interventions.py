@@ -155,8 +155,11 @@ def broadcast_value(node: str, value: Any, n: int, event_shape: tuple[int, ...] 
 
     Accepted shapes: ``()``, ``event_shape`` (one value for every row), ``(n, *event_shape)``.
     """
-    t = torch.as_tensor(value, device=device)
-    t = t.to(dtype) if not (dtype == torch.long and t.is_floating_point()) else t
+    if isinstance(value, Number) and not (dtype == torch.long and isinstance(value, float)):
+        t = torch.tensor(value, dtype=dtype, device=device)  # a Python number: no float32 round trip
+    else:
+        t = torch.as_tensor(value, device=device)
+        t = t.to(dtype) if not (dtype == torch.long and t.is_floating_point()) else t
     if event_shape is None:
         event_shape = tuple(t.shape[1:]) if t.dim() > 0 and t.shape[0] == n else tuple(t.shape)
     full = (n, *event_shape)

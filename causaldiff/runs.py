@@ -16,12 +16,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .build import Rows, build_scm, load_rows
+from .build import Rows, build_mechanism, build_scm, load_rows
 from .errors import DataError, GraphError
+from .evaluation.report import now, write_json, write_text
 from .progress import progress
 from .scm import SCM
 from .serialization import load
-from .spec import GraphSpec, load_spec
+from .spec import TRUTH, GraphSpec, load_spec, parse_spec
 
 
 def draw_graph(spec: GraphSpec, out: Path) -> None:
@@ -47,26 +48,6 @@ def draw_graph(spec: GraphSpec, out: Path) -> None:
     plt.close(fig)
 
 
-def _quick(spec: GraphSpec) -> GraphSpec:
-    """A seconds-long version of a spec (small data, short training) for tests."""
-    raw = spec.model_dump()
-    raw["dataset"].update(n_train=min(spec.dataset.n_train, 300), n_test=min(spec.dataset.n_test, 64))
-    for ns in raw["nodes"].values():
-        if ns["mechanism"] == "additive_noise":
-            ns["options"]["steps"] = 100
-        if ns["mechanism"] == "diffusion":
-            opts = ns["options"]
-            for key in ("train", "predictor_train"):  # 30 steps of at most 32 rows
-                train = opts.get(key, {})
-                opts[key] = {**train, "steps": 30, "batch_size": min(train.get("batch_size", 32), 32)}
-            opts["sampler"] = {**opts.get("sampler", {}), "num_inference_steps": 5}
-            for key in ("net", "predictor"):  # image networks at most 16 channels wide
-                net = opts.get(key)
-                if isinstance(net, dict) and net.get("kind") in ("unet", "image"):
-                    opts[key] = {**net, "base_channels": min(net.get("base_channels", 16), 16)}
-    return GraphSpec.model_validate(raw)
-
-
 def _quick_classifier(run: Path) -> Any:
     """A short effectiveness-classifier training for runs fitted with ``--quick`` (else None)."""
     from .metrics import ClassifierConfig
@@ -78,25 +59,23 @@ def _quick_classifier(run: Path) -> Any:
 
 def fit_run(spec_path: str | Path, out: Path, quick: bool = False,
             device: torch.device | str | None = None) -> SCM:
-    """Fit a spec's SCM to its dataset's training rows on ``device`` (default: the CPU) and save
+    """Fit a spec's SCM to its data set's training rows on ``device`` (default: the CPU) and save
     the run (spec, weights, timing) to ``out``; the saved weights are device-free."""
     spec = load_spec(spec_path)
     if quick:
-        spec = _quick(spec)
+        spec = spec.quick()
     rows = load_rows(spec.dataset, "train")
-    scm = build_scm(spec, rows.truth)
+    scm = build_scm(spec, rows.dataset)
     if device is not None:
         scm = scm.to(device)  # fit moves the rows to the SCM's device
     t0 = time.perf_counter()
     scm.fit(rows.values)
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
-    (out / "spec.json").write_text(spec.model_dump_json(indent=2))
+    write_text(out / "spec.json", spec.model_dump_json(indent=2))
     scm.save(out / "scm")
-    (out / "fit.json").write_text(json.dumps({"seconds": seconds, "n_train": len(next(iter(rows.values.values()))),
-                                              "date": _now(), "torch": torch.__version__, "quick": quick,
-                                              "device": str(scm.device)},
-                                             indent=2))
+    write_json(out / "fit.json", {"seconds": seconds, "n_train": len(rows.draw), "date": now(),
+                                  "torch": torch.__version__, "quick": quick, "device": str(scm.device)})
     print(f"fitted {spec.name} on {spec.dataset.n_train} rows in {seconds:.1f} s on {scm.device} -> {out}")
     return scm
 
@@ -105,13 +84,14 @@ def load_run(run: Path) -> tuple[GraphSpec, SCM, Rows]:
     """The spec, the fitted SCM, and the test rows of a run directory."""
     if not (run / "spec.json").is_file():
         raise FileNotFoundError(f"{run} is not a run directory (no spec.json); create one with `causaldiff fit`")
-    spec = GraphSpec.model_validate_json((run / "spec.json").read_text())
+    try:
+        raw = json.loads((run / "spec.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GraphError(f"{run / 'spec.json'}: not a JSON spec written by `causaldiff fit`: {e}") from None
+    spec = parse_spec(raw, str(run / "spec.json"))
     rows = load_rows(spec.dataset, "test")
-    truth_nodes = [n for n, ns in spec.nodes.items() if ns.mechanism == "truth"]
-    rebind = {}
-    if truth_nodes:
-        fresh = build_scm(spec, rows.truth).mechanisms
-        rebind = {n: fresh[n] for n in truth_nodes}
+    truth_nodes = [n for n, ns in spec.nodes.items() if ns.mechanism == TRUTH]
+    rebind = {n: build_mechanism(spec, n, rows.dataset) for n in truth_nodes}
     return spec, load(run / "scm", mechanisms=rebind), rows
 
 
@@ -168,14 +148,14 @@ def counterfactual_run(run: Path, do: dict[str, Any], n: int = 16, out: str | No
     if img is not None:
         path = Path(out or run / f"counterfactual_{'_'.join(f'{k}{v}' for k, v in do.items())}.png")
         grids, labels = [factual[img], cf[img]], ["factual", f"do({desc})"]
-        if rows.truth is not None and hasattr(rows.truth, "true_counterfactual"):
-            grids.append(rows.truth.true_counterfactual(rows.extra[:factual[img].shape[0]], do).image)
+        if rows.truth is not None:
+            grids.append(rows.truth.counterfactual(rows.draw[:factual[img].shape[0]], do)[img])
             labels.append("true cf")
         save_grid(grids, labels, path, title=f"{spec.name}: counterfactuals do({desc})")
         print(f"wrote {path}")
     else:
         path = Path(out or run / "counterfactual.json")
-        path.write_text(json.dumps({k: v.tolist() for k, v in cf.items()}))
+        write_json(path, {k: v.tolist() for k, v in cf.items()})
         print(f"wrote {path}")
     print(cf)
     return cf

@@ -32,6 +32,7 @@ from .errors import DataError, GraphError, InterventionError
 from .interventions import Intervention, as_intervention
 from .mechanisms.base import Mechanism
 from .mechanisms.pyro import PyroMechanism
+from .serialization import read_scm, save_scm
 
 Rows = Mapping[str, Tensor]
 
@@ -343,8 +344,15 @@ class SCM:
     # ------------------------------------------------------------------------------ persistence
     def save(self, path: Any) -> None:
         """Save graph and learnable mechanisms (JSON config + safetensors; no pickled code)."""
-        from .serialization import save_scm
         save_scm(self, path)
+
+
+def load(path: Any, mechanisms: Mapping[str, Any] | None = None,
+         map_location: str | torch.device = "cpu") -> SCM:
+    """Load an SCM saved by :meth:`SCM.save`; ``mechanisms`` rebinds nodes that were code (a Pyro
+    callable, a custom module), which is never saved."""
+    graph, bound = read_scm(path, mechanisms, map_location)
+    return SCM(graph, bound)
 
 
 def _as_column(node: str, v: Any, what: str, device: torch.device) -> Tensor:
@@ -376,4 +384,4 @@ def _fmt_do(ivs: Mapping[str, Intervention]) -> str:
     return " do(" + ", ".join(f"{k}={v!r}" for k, v in ivs.items()) + ")"
 
 
-__all__ = ["SCM", "Samples", "seeded"]
+__all__ = ["SCM", "Samples", "load", "seeded"]

@@ -9,7 +9,6 @@ code (a Pyro callable, a custom module) is recorded by name only and must be pas
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from importlib.metadata import PackageNotFoundError, version
+
 from .errors import SerializationError
 from .registry import MECHANISMS
 
@@ -77,16 +77,22 @@ def save_scm(scm: Any, path: str | Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     weights = path / WEIGHTS_FILE
     save_file(tensors, str(weights), metadata={"format": FORMAT})
-    meta = SavedSCM(format=FORMAT, causaldiff_version=__version__, nodes=nodes,
+    meta = SavedSCM(format=FORMAT, causaldiff_version=_version(), nodes=nodes,
                     weights_sha256=_sha256(weights))
     (path / CONFIG_FILE).write_text(meta.model_dump_json(indent=2))
 
 
-def load(path: str | Path, mechanisms: Mapping[str, Any] | None = None,
-         map_location: str | torch.device = "cpu") -> Any:
-    """Load an SCM saved by :meth:`SCM.save`; ``mechanisms`` rebinds nodes that were code."""
-    from .scm import SCM
+def _version() -> str:
+    try:
+        return version("causaldiff")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
 
+
+def read_scm(path: str | Path, mechanisms: Mapping[str, Any] | None = None,
+             map_location: str | torch.device = "cpu") -> tuple[nx.DiGraph, dict[str, Any]]:
+    """The graph and the bound mechanisms of an SCM saved by :func:`save_scm` (``cd.load`` builds
+    the SCM from them); ``mechanisms`` rebinds nodes that were code."""
     path = Path(path)
     cfg_file, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
     for f in (cfg_file, weights):
@@ -132,9 +138,4 @@ def load(path: str | Path, mechanisms: Mapping[str, Any] | None = None,
         except (KeyError, ValueError, RuntimeError, ValidationError) as e:
             raise SerializationError(f"node {n.name!r}: saved {n.mechanism} mechanism does not match "
                                      f"its weights: {e}") from e
-    return SCM(g, bound)
-
-
-def save_json(obj: Any, path: str | Path) -> None:
-    """Write a JSON file with sorted keys (results, metrics)."""
-    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    return g, bound

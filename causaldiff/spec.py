@@ -1,64 +1,101 @@
 """Declarative SCM specs (``graphs/*.toml``): validated, frozen, and unable to run code.
 
-A spec names its dataset, its nodes with their parents, and each node's mechanism type from a
-fixed registry with its hyperparameters::
+A spec names its data set and its nodes with their parents; each node names a mechanism kind
+registered in :data:`causaldiff.registry.MECHANISMS` and gives its options, which are validated
+against that kind's ``Config`` *when the spec is loaded*; the data set's kind and options are
+validated against :data:`causaldiff.registry.DATASETS` the same way. Every problem is reported at
+once, naming the node (or the data set) and the key::
 
-    name = "mnist"
+    name = "shapes"
     [dataset]
-    kind = "mnist"
-    n_train = 60000
-    [nodes.digit]
+    kind = "shapes"           # a registered data set; keys other than kind / n_train /
+    resolution = 16           # n_test / seed are that data set's options
+    n_train = 20000
+    [nodes.shape]
     mechanism = "categorical"
     [nodes.image]
-    parents = ["digit"]
+    parents = ["shape"]
     mechanism = "diffusion"
-    options = { net = "unet", base_channels = 64 }
+    options = { guidance = "conditional", sampler = { num_inference_steps = 20 } }
 
-Mechanism types: ``categorical`` (learned root class frequencies), ``additive_noise`` (MLP
-additive-noise model), ``diffusion`` (a diffusion mechanism), ``normal`` (a fixed Normal root:
-``options = {loc, scale}``), ``truth`` (the dataset's own true mechanism, for datasets that
-know it). Nothing in a spec is imported or evaluated.
+``mechanism = "truth"`` (reserved) binds the node to the data set's own true mechanism, for data
+sets with ground truth that know one. Nothing in a spec is imported or evaluated.
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from . import datasets as _datasets  # noqa: F401  (registers the built-in data sets)
+from . import mechanisms as _mechanisms  # noqa: F401  (registers the built-in mechanisms)
 from .errors import GraphError
+from .registry import DATASETS, MECHANISMS
 
-MechanismType = Literal["categorical", "additive_noise", "diffusion", "normal", "truth"]
+#: the reserved mechanism name: the data set's own true mechanism of the node
+TRUTH = "truth"
+#: dataset keys common to every data set (the others are the data set's options)
+DATASET_KEYS = ("kind", "n_train", "n_test", "seed", "options")
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class DatasetSpec(_Frozen):
-    """Where the rows come from."""
+def _errors(exc: ValidationError, where: str) -> list[str]:
+    """One readable line per pydantic error, prefixed by where the options live."""
+    out = []
+    for err in exc.errors():
+        key = ".".join(str(x) for x in err["loc"])
+        out.append(f"{where}{'.' + key if key else ''}: {err['msg']}")
+    return out
 
-    kind: Literal["mnist", "shapes", "tabular"]
-    name: str | None = Field(None, description="tabular SCM name, e.g. 'chain-nonlinear'")
+
+def validate_options(registry: Any, kind: str, options: dict[str, Any], where: str) -> list[str]:
+    """The problems of ``options`` for the registered ``kind`` (empty when they are valid)."""
+    if kind not in registry:
+        return [f"{where}: unknown {registry.kind} {kind!r}; registered: {', '.join(registry.names())}"]
+    try:
+        registry.get(kind).Config.model_validate(options)
+    except ValidationError as e:
+        return _errors(e, f"{where}.options")
+    return []
+
+
+class DatasetSpec(_Frozen):
+    """Where the rows come from: a registered data set, its options, split sizes and seed."""
+
+    kind: str
     n_train: int = Field(5000, ge=1)
     n_test: int = Field(1000, ge=1)
-    root: str | None = Field(None, description="MNIST folder (default: CAUSALDIFF_MNIST_DIR or ../shared/data/mnist)")
-    resolution: int | None = Field(None, ge=8, le=256, description="shapes: image size in pixels")
     seed: int = 0
+    #: the data set's options (validated against its registered Config)
+    options: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _check(self) -> "DatasetSpec":
-        if self.kind == "tabular" and not self.name:
-            raise ValueError("a tabular dataset needs `name` (e.g. 'chain-nonlinear')")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_options(cls, raw: Any) -> Any:
+        """Keys other than the common ones are the data set's options (the flat TOML form)."""
+        if not isinstance(raw, dict):
+            return raw
+        extra = {k: v for k, v in raw.items() if k not in DATASET_KEYS}
+        if not extra:
+            return raw
+        common = {k: v for k, v in raw.items() if k in DATASET_KEYS}
+        return {**common, "options": {**dict(common.get("options") or {}), **extra}}
+
+    def config(self) -> BaseModel:
+        """The validated Config of the data set."""
+        return DATASETS.get(self.kind).Config.model_validate(self.options)
 
 
 class NodeSpec(_Frozen):
     parents: tuple[str, ...] = ()
-    mechanism: MechanismType
+    mechanism: str
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -72,17 +109,24 @@ class GraphSpec(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "GraphSpec":
+        problems = validate_options(DATASETS, self.dataset.kind, self.dataset.options, "dataset")
         if not self.nodes:
-            raise ValueError("a spec needs at least one node")
+            problems.append("nodes: a spec needs at least one node")
         for node, ns in self.nodes.items():
             unknown = [p for p in ns.parents if p not in self.nodes]
             if unknown:
-                raise ValueError(f"node {node!r}: unknown parent(s) {unknown}")
+                problems.append(f"nodes.{node}.parents: unknown parent(s) {unknown}")
             if node in ns.parents:
-                raise ValueError(f"node {node!r} lists itself as a parent")
-        g = self.graph()
-        if not nx.is_directed_acyclic_graph(g):
-            raise ValueError(f"the spec's graph has a cycle: {nx.find_cycle(g)}")
+                problems.append(f"nodes.{node}.parents: the node lists itself as a parent")
+            if ns.mechanism == TRUTH:
+                if ns.options:
+                    problems.append(f"nodes.{node}.options: mechanism 'truth' takes no options")
+            else:
+                problems += validate_options(MECHANISMS, ns.mechanism, ns.options, f"nodes.{node}")
+        if not problems and not nx.is_directed_acyclic_graph(self.graph()):
+            problems.append(f"nodes: the graph has a cycle: {nx.find_cycle(self.graph())}")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     def graph(self) -> nx.DiGraph:
@@ -90,22 +134,63 @@ class GraphSpec(_Frozen):
         g = nx.DiGraph()
         g.add_nodes_from(self.nodes)
         for node, ns in self.nodes.items():
-            g.add_edges_from((p, node) for p in ns.parents)
+            g.add_edges_from((p, node) for p in ns.parents if p in self.nodes)
         return g
 
+    def quick(self, n_train: int = 300, n_test: int = 64) -> "GraphSpec":
+        """A seconds-long version (small data; each registered kind's ``quick`` setting)."""
+        ds = self.dataset
+        ds_cls = DATASETS.get(ds.kind)
+        dataset = {"kind": ds.kind, "n_train": min(ds.n_train, n_train), "n_test": min(ds.n_test, n_test),
+                   "seed": ds.seed, "options": _dump(ds_cls.quick(ds.config()))}
+        nodes = {}
+        for node, ns in self.nodes.items():
+            options = ns.options
+            if ns.mechanism != TRUTH:
+                cls = MECHANISMS.get(ns.mechanism)
+                options = _dump(cls.quick(cls.Config.model_validate(options)))
+            nodes[node] = {"parents": ns.parents, "mechanism": ns.mechanism, "options": options}
+        return GraphSpec.model_validate({"name": self.name, "description": self.description,
+                                         "dataset": dataset, "nodes": nodes})
 
-def load_spec(path: str | Path) -> GraphSpec:
-    """Read and validate a ``.toml`` spec; errors name the file and the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no spec file at {path}")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise GraphError(f"{path}: invalid TOML: {e}") from e
+
+def _dump(config: BaseModel) -> dict[str, Any]:
+    """A Config as the options dict a spec holds (only what differs from the defaults)."""
+    return config.model_dump(mode="json", exclude_defaults=True)
+
+
+def format_validation_error(exc: ValidationError, where: str) -> str:
+    """A ValidationError of a spec as one block: a line per problem."""
+    lines = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        loc = ".".join(str(x) for x in err["loc"])
+        lines += [f"  {loc + ': ' if loc else ''}{line}" for line in msg.splitlines()]
+    return f"{where}: invalid spec:\n" + "\n".join(lines)
+
+
+def parse_spec(raw: Any, where: str = "spec") -> GraphSpec:
+    """Validate a spec given as a dict (a parsed TOML or JSON file)."""
     try:
         return GraphSpec.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise GraphError(f"{path}: {where}: {first['msg']}") from e
+        raise GraphError(format_validation_error(e, where)) from None
+
+
+def load_spec(path: str | Path) -> GraphSpec:
+    """Read and validate a ``.toml`` spec; errors name the file, the node or field, and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise GraphError(f"no spec file at {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise GraphError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise GraphError(f"{path}: invalid TOML: {e}") from None
+    except OSError as e:
+        raise GraphError(f"{path}: cannot read the spec: {e.strerror}") from None
+    return parse_spec(raw, str(path))
+
+
+__all__ = ["TRUTH", "DatasetSpec", "NodeSpec", "GraphSpec", "load_spec", "parse_spec", "validate_options"]

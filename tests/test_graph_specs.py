@@ -10,11 +10,10 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from causaldiff.build import build_scm, load_rows
+from causaldiff.build import build_dataset, build_scm
 from causaldiff.cli import main
 from causaldiff.datasets.mnist import candidate_dirs
 from causaldiff.mechanisms.diffusion import DiffusionMechanism
-from causaldiff.runs import _quick
 from causaldiff.spec import load_spec
 
 GRAPHS = Path(__file__).resolve().parents[1] / "graphs"
@@ -34,8 +33,7 @@ def test_the_image_specs_exist():
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_spec_validates_and_builds(path):
     spec = load_spec(path)
-    scm = build_scm(spec, truth=None if spec.dataset.kind != "shapes" else load_rows(
-        spec.dataset.model_copy(update={"n_train": 2}), "train").truth)
+    scm = build_scm(spec, build_dataset(spec.dataset))
     assert set(scm.nodes) == set(spec.nodes)
     assert nx.utils.edges_equal(scm.graph.edges, spec.graph().edges)
     for node, ns in spec.nodes.items():
@@ -64,7 +62,7 @@ def test_mnist_spec_is_diff_scm():
 
 
 def test_quick_shrinks_image_networks():
-    quick = _quick(load_spec(GRAPHS / "mnist.toml"))
+    quick = load_spec(GRAPHS / "mnist.toml").quick()
     opts = quick.nodes["image"].options
     assert opts["net"]["base_channels"] <= 16 and opts["predictor"]["base_channels"] <= 16
     assert opts["train"]["steps"] == 30 and opts["train"]["batch_size"] <= 32
