@@ -1,14 +1,11 @@
 """Tabular counterfactual benchmark on the DCM protocol (BENCHMARKS.md section 2), three systems.
 
-The protocol is :mod:`causaldiff.evaluation.dcm` (intervention grids, counterfactual MSE over the
-descendants, interventional MMD, mean ± std over seeds x100); the systems are
-:mod:`causaldiff.evaluation.systems`, all fitted on the same rows and queried on the same factual
-rows and values:
+The protocol is :mod:`causaldiff.evaluation.dcm`, the systems :mod:`causaldiff.evaluation.systems`,
+all fitted on the same rows and queried on the same factual rows and values:
 
 * ``diffusion``: causaldiff, DCM-style diffusion mechanisms on every non-root node;
 * ``anm``: causaldiff, additive-noise MLP mechanisms;
-* ``dowhy``: DoWhy gcm with auto-assigned mechanisms (quality GOOD); optional (``pip install
-  causaldiff[bench]``), skipped with a message when DoWhy is not installed.
+* ``dowhy``: DoWhy gcm, auto-assigned mechanisms (quality GOOD); skipped when DoWhy is not installed.
 
 Usage::
 
@@ -36,45 +33,30 @@ from causaldiff.diffusion.nets import MLPConfig
 from causaldiff.diffusion.schedule import ScheduleConfig
 from causaldiff.diffusion.train import TrainConfig
 from causaldiff.evaluation import dcm, report
-from causaldiff.evaluation.systems import CausaldiffSystem, DowhySystem, dowhy_version
+from causaldiff.evaluation.systems import (DOWHY_MISSING, CausaldiffSystem, DowhySystem, configure_dowhy,
+                                           dowhy_version)
 from causaldiff.mechanisms.diffusion import DiffusionMechanism
 from causaldiff.mechanisms.neural import AdditiveNoiseConfig, AdditiveNoiseMechanism
 from causaldiff.progress import progress, progress_enabled
 
 ALL_SYSTEMS = ("diffusion", "anm", "dowhy")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-#: DoWhy 0.14 measured with this protocol (BENCHMARKS.md section 2), x100:
-#: (graph, node) -> kind -> (CF MSE mean, CF MSE std, MMD).
-DOWHY_ANCHOR: dict[tuple[str, str], dict[str, tuple[float, float, float]]] = {
-    ("chain", "x1"): {"nonlinear": (2.65, 1.08, 1.55), "nonadditive": (117.82, 3.36, 2.13)},
-    ("chain", "x2"): {"nonlinear": (2.79, 2.46, 1.96), "nonadditive": (16.37, 0.95, 10.76)},
-    ("triangle", "x1"): {"nonlinear": (1.34, 0.09, 1.42), "nonadditive": (51.18, 7.12, 8.24)},
-    ("triangle", "x2"): {"nonlinear": (19.07, 5.13, 4.65), "nonadditive": (79.27, 11.76, 2.20)},
-    ("diamond", "x1"): {"nonlinear": (0.75, 0.05, 1.22), "nonadditive": (10.64, 0.88, 4.20)},
-    ("diamond", "x2"): {"nonlinear": (1.48, 0.17, 1.40), "nonadditive": (6.52, 0.50, 3.58)},
-    ("diamond", "x3"): {"nonlinear": (11.98, 3.42, 4.15), "nonadditive": (1.06, 0.05, 2.40)},
-    ("Y", "x1"): {"nonlinear": (2.22, 0.11, 1.33), "nonadditive": (34.20, 2.03, 2.17)},
-    ("Y", "x2"): {"nonlinear": (2.07, 0.07, 1.54), "nonadditive": (69.82, 2.51, 3.06)},
-    ("Y", "x3"): {"nonlinear": (0.72, 0.09, 1.95), "nonadditive": (99.73, 4.94, 11.44)},
-}
 
 
-def anm_config(a: argparse.Namespace) -> dict[str, Any]:
-    return {"hidden": list(a.anm_hidden), "steps": a.anm_steps, "batch_size": a.anm_batch, "lr": a.anm_lr}
-
-
-def diffusion_config(a: argparse.Namespace) -> dict[str, Any]:
-    """The diffusion mechanism's hyperparameters as recorded in the results."""
-    return {"num_train_timesteps": a.diff_T, "beta_start": a.diff_beta_start, "beta_end": a.diff_beta_end,
-            "hidden": a.diff_hidden, "num_layers": a.diff_layers, "time_embedding": a.diff_time_embedding,
-            "steps": a.diff_steps, "batch_size": a.diff_batch, "lr": a.diff_lr, "ema_decay": a.diff_ema,
-            "ddim_steps": a.diff_ddim_steps or a.diff_T, "roots": a.diff_roots}
+def mechanism_settings(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The hyperparameters of the two causaldiff mechanisms, as recorded in the results."""
+    return {"diffusion": {
+        "num_train_timesteps": a.diff_T, "beta_start": a.diff_beta_start, "beta_end": a.diff_beta_end,
+        "hidden": a.diff_hidden, "num_layers": a.diff_layers, "time_embedding": a.diff_time_embedding,
+        "steps": a.diff_steps, "batch_size": a.diff_batch, "lr": a.diff_lr, "ema_decay": a.diff_ema,
+        "ddim_steps": a.diff_ddim_steps or a.diff_T, "roots": a.diff_roots},
+        "anm": {"hidden": list(a.anm_hidden), "steps": a.anm_steps, "batch_size": a.anm_batch, "lr": a.anm_lr}}
 
 
 def factories(a: argparse.Namespace) -> dict[str, Any]:
     """``make_mechanism(node, is_root, seed)`` per causaldiff system. Diffusion: a conditional MLP
     denoiser on ``[x, parents, t/T]``, linear betas, DDIM inversion and generation."""
-    c, m = diffusion_config(a), anm_config(a)
+    c, m = mechanism_settings(a).values()
 
     def anm(node: str, is_root: bool, seed: int):
         return AdditiveNoiseMechanism(AdditiveNoiseConfig(hidden=tuple(m["hidden"]), steps=m["steps"],
@@ -103,6 +85,7 @@ def make_systems(names: Sequence[str], a: argparse.Namespace, device: torch.devi
 
 
 def parser() -> argparse.ArgumentParser:
+    _list = lambda text: [t.strip() for t in text.split(",") if t.strip()]  # noqa: E731
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true", help="CI setting: 1 seed, one SCM per kind, 500 rows, "
@@ -115,11 +98,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="output file stem (default tabular_dcm[_quick])")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's)")
-    for flag, what in (("rows", "training rows (5000)"), ("values", "intervention values per node (20)"),
-                       ("quantile-draws", "draws for the grid (5000)")):
-        p.add_argument(f"--{flag}", type=int, default=None, help=what)
-    p.add_argument("--n-cf", type=int, default=100, help="factual rows per value")
-    p.add_argument("--n-int", type=int, default=100, help="interventional samples per value")
+    for flag, default, what in (("rows", None, "training rows (5000)"), ("values", None, "values per node (20)"),
+                                ("quantile-draws", None, "draws for the grid (5000)"),
+                                ("n-cf", 100, "factual rows per value"), ("n-int", 100, "samples per value")):
+        p.add_argument(f"--{flag}", type=int, default=default, help=what)
     p.add_argument("--dowhy-jobs", type=int, default=1, help="DoWhy/joblib workers (1: as the anchor)")
     g = p.add_argument_group("diffusion mechanism (DCM: T=100, betas 1e-4..0.1, MLP 64-128, SiLU)")
     for flag, typ, default in (("T", int, 100), ("beta-start", float, 1e-4), ("beta-end", float, 0.1),
@@ -135,8 +117,8 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("additive-noise mechanism")
     g.add_argument("--anm-hidden", type=int, nargs="+", default=[64, 64])
     g.add_argument("--anm-steps", type=int, default=None, help="optimiser steps (1000)")
-    g.add_argument("--anm-batch", type=int, default=256)
-    g.add_argument("--anm-lr", type=float, default=3e-3)
+    for flag, typ, default in (("batch", int, 256), ("lr", float, 3e-3)):
+        g.add_argument(f"--anm-{flag}", type=typ, default=default)
     return p
 
 
@@ -146,10 +128,6 @@ def _seeds(text: str) -> list[int]:
     if not seeds:
         raise argparse.ArgumentTypeError(f"no seeds in {text!r}")
     return seeds
-
-
-def _list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def resolve(a: argparse.Namespace) -> argparse.Namespace:
@@ -180,58 +158,40 @@ def to_markdown(res: dict[str, Any]) -> str:
               "Additive-noise mechanism: " + json.dumps(st["anm"]), ""]
     if res["skipped"]:
         lines += ["Skipped: " + "; ".join(f"{k}: {v}" for k, v in res["skipped"].items()), ""]
-    lines += ["All scores x100, mean ± std over seeds. CF = counterfactual MSE over all descendants; MMD = "
-              "interventional biased MMD^2 (RBF, median heuristic). `floor` = the MMD of two independent true "
-              "samples of the same size. `anchor` = DoWhy 0.14 as measured in BENCHMARKS.md section 2 "
-              "(10 seeds).", ""]
-    for kind in ("nonlinear", "nonadditive"):
-        if rows := [r for r in res["rows"] if r["kind"] == kind]:
-            lines += [f"## {kind}", "", dcm.dcm_table(rows, res["systems"]), ""]
-    lines += ["## Timings", "", "Fit time per seed (s); time per 100 counterfactuals and per 100 "
-              "interventional samples (ms), mean over calls.", "",
-              dcm.timings_table(res["timings"], res["systems"]), ""]
+    lines += dcm.markdown_body(res["rows"], res["timings"], res["systems"])
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = resolve(parser().parse_args(argv))
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    torch.set_num_threads(a.threads or torch.get_num_threads())
     device, skipped = torch.device(a.device), {}
     if "dowhy" in a.systems and dowhy_version() is None:
-        skipped["dowhy"] = "DoWhy is not installed (pip install 'causaldiff[bench]')"
+        skipped["dowhy"] = DOWHY_MISSING
+        print(f"[tabular_dcm] skipped system 'dowhy': {DOWHY_MISSING}", file=sys.stderr)
     elif "dowhy" in a.systems:
-        from dowhy import gcm
-
-        (gcm.config.enable_progress_bars if progress_enabled() else gcm.config.disable_progress_bars)()
-        gcm.config.set_default_n_jobs(a.dowhy_jobs)
-    names = [s for s in a.systems if s not in skipped]
-    settings = dcm.DCMSettings(rows=a.rows, values=a.values, n_cf=a.n_cf, n_int=a.n_int,
-                               quantile_draws=a.quantile_draws)
+        configure_dowhy(a.dowhy_jobs, progress_enabled())
+    settings = dcm.DCMSettings(**{k: getattr(a, k) for k in ("rows", "values", "n_cf", "n_int", "quantile_draws")})
     res: dict[str, Any] = {
         "command": "python benchmarks/tabular_dcm.py " + " ".join(shlex.quote(x) for x in argv),
         "settings": {"quick": a.quick, "seeds": a.seeds, "scms": a.scms, **settings.model_dump(),
                      "scale": dcm.SCALE, "std": "population (ddof=0) over seeds", "model_dtype": "float32",
                      "truth_dtype": "float64", "threads": a.threads, "dowhy_jobs": a.dowhy_jobs,
-                     "device": a.device, "diffusion": diffusion_config(a), "anm": anm_config(a)},
+                     "device": a.device, **mechanism_settings(a)},
         "env": {**report.environment(device), "dowhy": dowhy_version()}, "systems": list(a.systems),
         "rows": [], "timings": {}, "skipped": skipped, "wall_s": 0.0}
     t_start = time.perf_counter()
     for scm_name in progress(a.scms, desc="SCMs"):
         scm0 = get_tabular_scm(scm_name, seed=a.seeds[0])
         out = dcm.run_dcm(lambda seed, n=scm_name: get_tabular_scm(n, seed=seed), a.seeds,
-                          make_systems(names, a, device), settings, device=device, label=scm_name,
-                          log=lambda msg: print(msg, flush=True))
-        for r in out["rows"]:
-            anchor = DOWHY_ANCHOR.get((scm0.graph_name, r["node"]), {}).get(scm0.kind)
-            res["rows"].append({"scm": scm_name, "label": scm0.graph_name, "kind": scm0.kind, **r, "anchor": None
-                                if anchor is None else dict(zip(("cf_mse_mean", "cf_mse_std", "mmd"), anchor))})
+                          make_systems([s for s in a.systems if s not in skipped], a, device), settings,
+                          device=device, label=scm_name, log=lambda msg: print(msg, flush=True))
+        res["rows"] += [{"scm": scm_name, "label": scm0.graph_name, "kind": scm0.kind, **r,
+                         "anchor": dcm.dowhy_anchor(scm0.graph_name, scm0.kind, r["node"])} for r in out["rows"]]
         res["timings"][scm_name] = out["timings"]
         res["wall_s"] = time.perf_counter() - t_start
         report.write_results(a.out, a.name, res, to_markdown(res))  # after every SCM: keep what is done
-    for name, why in skipped.items():
-        print(f"[tabular_dcm] skipped system {name!r}: {why}", file=sys.stderr)
     return res
 
 

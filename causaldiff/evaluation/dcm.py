@@ -38,6 +38,33 @@ from .systems import System
 #: Scores are reported x100, as in DCM's tables.
 SCALE = 100.0
 
+#: DoWhy 0.14 measured with this protocol (``BENCHMARKS.md`` section 2, 10 seeds), x100:
+#: (graph, node) -> kind -> (CF MSE mean, CF MSE std, MMD); see :func:`dowhy_anchor`.
+DOWHY_ANCHOR: Mapping[tuple[str, str], Mapping[str, tuple[float, float, float]]] = {
+    ("chain", "x1"): {"nonlinear": (2.65, 1.08, 1.55), "nonadditive": (117.82, 3.36, 2.13)},
+    ("chain", "x2"): {"nonlinear": (2.79, 2.46, 1.96), "nonadditive": (16.37, 0.95, 10.76)},
+    ("triangle", "x1"): {"nonlinear": (1.34, 0.09, 1.42), "nonadditive": (51.18, 7.12, 8.24)},
+    ("triangle", "x2"): {"nonlinear": (19.07, 5.13, 4.65), "nonadditive": (79.27, 11.76, 2.20)},
+    ("diamond", "x1"): {"nonlinear": (0.75, 0.05, 1.22), "nonadditive": (10.64, 0.88, 4.20)},
+    ("diamond", "x2"): {"nonlinear": (1.48, 0.17, 1.40), "nonadditive": (6.52, 0.50, 3.58)},
+    ("diamond", "x3"): {"nonlinear": (11.98, 3.42, 4.15), "nonadditive": (1.06, 0.05, 2.40)},
+    ("Y", "x1"): {"nonlinear": (2.22, 0.11, 1.33), "nonadditive": (34.20, 2.03, 2.17)},
+    ("Y", "x2"): {"nonlinear": (2.07, 0.07, 1.54), "nonadditive": (69.82, 2.51, 3.06)},
+    ("Y", "x3"): {"nonlinear": (0.72, 0.09, 1.95), "nonadditive": (99.73, 4.94, 11.44)},
+}
+
+#: How to read :func:`markdown_body`'s tables.
+TABLE_NOTE = ("All scores x100, mean ± std over seeds. CF = counterfactual MSE over all descendants; MMD = "
+              "interventional biased MMD^2 (RBF, median heuristic). `floor` = the MMD of two independent "
+              "true samples of the same size. `anchor` = DoWhy 0.14 as measured in BENCHMARKS.md section 2 "
+              "(10 seeds).")
+
+
+def dowhy_anchor(graph: str, kind: str, node: str) -> dict[str, float] | None:
+    """DoWhy's published figures for ``do(node)`` on a DCM SCM, as a table's ``anchor``, or None."""
+    got = DOWHY_ANCHOR.get((graph, node), {}).get(kind)
+    return None if got is None else dict(zip(("cf_mse_mean", "cf_mse_std", "mmd"), got, strict=True))
+
 
 class DCMSettings(BaseModel):
     """The protocol's sizes (defaults: the full protocol of ``BENCHMARKS.md`` section 2)."""
@@ -240,6 +267,19 @@ def timings_table(timings: Mapping[str, Mapping[str, Any]], systems: Sequence[st
     return markdown_table(["SCM", "system", "fit s", "CF ms / 100", "interventional ms / 100"], body)
 
 
-__all__ = ["SCALE", "DCMSettings", "truth_graph", "stack_nodes", "counterfactual_mse", "Query", "queries",
+def markdown_body(rows: Sequence[Mapping[str, Any]], timings: Mapping[str, Mapping[str, Any]],
+                  systems: Sequence[str]) -> list[str]:
+    """Markdown lines: :data:`TABLE_NOTE`, one :func:`dcm_table` per ``kind`` of the rows (in order
+    of appearance), then the :func:`timings_table`."""
+    lines = [TABLE_NOTE, ""]
+    for kind in dict.fromkeys(r.get("kind", "") for r in rows):
+        lines += [f"## {kind or 'results'}", "", dcm_table([r for r in rows if r.get("kind", "") == kind],
+                                                          systems), ""]
+    return lines + ["## Timings", "", "Fit time per seed (s); time per 100 counterfactuals and per 100 "
+                    "interventional samples (ms), mean over calls.", "", timings_table(timings, systems), ""]
+
+
+__all__ = ["SCALE", "DOWHY_ANCHOR", "TABLE_NOTE", "dowhy_anchor", "markdown_body", "DCMSettings", "truth_graph",
+           "stack_nodes", "counterfactual_mse", "Query", "queries",
            "query_seed", "SeedResult", "evaluate_seed", "summary", "stats", "run_dcm", "dcm_table",
            "timings_table"]

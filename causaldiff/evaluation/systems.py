@@ -61,14 +61,10 @@ class CausaldiffSystem:
     def _cast(self, values: Rows) -> dict[str, Tensor]:
         return {k: v.to(self.device, self.dtype) for k, v in values.items()}
 
-    def _do(self, do: Mapping[str, Any]) -> dict[str, Any]:
-        """Scalars as Python floats, tensors on the system's device and dtype."""
-        out = {}
-        for node, value in do.items():
-            if isinstance(value, Tensor):
-                value = float(value) if value.dim() == 0 else value.to(self.device, self.dtype)
-            out[node] = value
-        return out
+    def _do(self, do: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Values as tensors on the system's device and dtype (a Python float would be read as
+        float32 by the SCM, whatever the model's dtype)."""
+        return {node: torch.as_tensor(v).to(self.device, self.dtype) for node, v in do.items()}
 
     def _fitted(self) -> SCM:
         if self.model is None:
@@ -95,6 +91,16 @@ def dowhy_version() -> str | None:
     except ImportError:
         return None
     return getattr(dowhy, "__version__", "unknown")
+
+
+def configure_dowhy(n_jobs: int = 1, progress_bars: bool = False) -> None:
+    """DoWhy gcm's global settings: joblib workers and progress bars (DoWhy must be installed)."""
+    try:
+        from dowhy import gcm
+    except ImportError as e:
+        raise ImportError(DOWHY_MISSING) from e
+    (gcm.config.enable_progress_bars if progress_bars else gcm.config.disable_progress_bars)()
+    gcm.config.set_default_n_jobs(n_jobs)
 
 
 class _quiet(warnings.catch_warnings):
@@ -185,4 +191,4 @@ class DowhySystem:
         return self._unframe(out)
 
 
-__all__ = ["Rows", "System", "CausaldiffSystem", "DowhySystem", "dowhy_version", "DOWHY_MISSING"]
+__all__ = ["Rows", "System", "CausaldiffSystem", "DowhySystem", "dowhy_version", "configure_dowhy", "DOWHY_MISSING"]
