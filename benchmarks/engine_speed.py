@@ -12,16 +12,15 @@ from ``--seed``. The counterfactual ``do(x1 = v)`` of ``n`` factual rows by
   noise is ``ScipyDistribution(norm, loc=0, scale=s_i)`` with fixed parameters, ``gcm.fit`` on
   ``--fit-rows`` rows (nothing is estimated); optional, skipped when DoWhy is not installed.
 
-(a) == (b) to 1e-12 is checked at every size before timing. One torch thread; repeats
-interleaved (a, b, c, a, b, c, ...) after one warm-up call each; medians, (a)/(b) and (c)/(a).
-
-Usage: ``python benchmarks/engine_speed.py`` (n = 1 .. 1e5, results/engine_speed.{json,md}) or
-``--quick`` (seconds, the CI setting).
+(a) == (b) to 1e-12 is checked at every size before timing. One torch thread; repeats interleaved
+(a, b, c, a, b, c, ...) after one warm-up call each; medians, (a)/(b) and (c)/(a). Writes
+``results/engine_speed.{json,md}``; ``--quick`` (seconds) is the CI setting.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import statistics
 import sys
@@ -123,7 +122,7 @@ def measure(n: int, repeats: int, p: dict[str, list[float]], scm: cd.SCM, dowhy:
         ways["c"] = lambda: gcm.counterfactual_samples(model, {"x1": lambda x: v}, observed_data=frame)
     first = {k: fn() for k, fn in ways.items()}  # also the warm-up
     diff_ab = max(float((first["a"][k] - first["b"][k]).abs().max()) for k in NODES)
-    if not diff_ab <= 1e-12:
+    if not diff_ab <= 1e-12:  # the two must answer the same question before they are timed
         raise SystemExit(f"n={n}: (a) and (b) differ by {diff_ab:.3g} > 1e-12")
     out: dict[str, Any] = {"n": n, "repeats": repeats, "max_abs_diff_a_b": diff_ab}
     if "c" in first:
@@ -154,7 +153,8 @@ def to_markdown(res: dict[str, Any]) -> str:
         f"# Engine speed: exact counterfactual on a 10-node chain{' (quick)' if res['settings']['quick'] else ''}",
         "", f"Command: `{res['command']}`", "",
         f"Date {env['date']}; device {env['device_name']}; commit {env['git_commit']}; torch {env['torch']}; "
-        f"DoWhy {dowhy}; {env['threads']} torch thread(s).", "",
+        f"DoWhy {dowhy}; {env['threads']} torch thread(s); load average after the run (1, 5, 15 min) "
+        f"{', '.join(f'{x:.2f}' for x in res['load_average_1_5_15_min'])}.", "",
         "(a) `cd.SCM.counterfactual`, (b) the same math by hand in vectorised torch, (c) DoWhy gcm "
         "`counterfactual_samples` with the true mechanisms (additive-noise models, fixed Normal noise). "
         "Medians of interleaved repeats; the (a)/(b) targets of issue 9: at most "
@@ -165,20 +165,19 @@ def to_markdown(res: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="CI setting: n = 1, 10, 100, 3 repeats")
+    ap.add_argument("--quick", action="store_true", help="CI setting: n = 1, 10, 100, 3 repeats, 500 fit rows")
     ap.add_argument("--seed", type=int, default=0, help="chain parameters and factual rows")
     ap.add_argument("--value", type=float, default=0.5, help="v in do(x1 = v)")
     ap.add_argument("--repeats", type=int, default=None, help="per size (default 51 to n = 1e3, then 15, 7)")
-    ap.add_argument("--fit-rows", type=int, default=5000, help="rows DoWhy's gcm.fit sees")
+    ap.add_argument("--fit-rows", type=int, default=None, help="rows DoWhy's gcm.fit sees (5000)")
     ap.add_argument("--no-dowhy", action="store_true", help="skip (c)")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     ap.add_argument("--name", default=None, help="output file stem (default engine_speed[_quick])")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    sizes = (1, 10, 100) if a.quick else SIZES
-    p = chain_parameters(a.seed)
+    sizes, p = (1, 10, 100) if a.quick else SIZES, chain_parameters(a.seed)
     scm, use_dowhy = build_scm(p), not a.no_dowhy and dowhy_version() is not None
-    fit_rows = 500 if a.quick else a.fit_rows
+    fit_rows = a.fit_rows or (500 if a.quick else 5000)
     dowhy = dowhy_chain(p, dict(scm.sample(fit_rows, seed=a.seed))) if use_dowhy else None
     res: dict[str, Any] = {
         "command": "python benchmarks/engine_speed.py " + " ".join(shlex.quote(x) for x in argv),
@@ -190,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         repeats = a.repeats or (3 if a.quick else 51 if n <= 1_000 else 15 if n <= 10_000 else 7)
         res["sizes"].append(measure(n, repeats, p, scm, dowhy, a.value, a.seed))
         print(f"n={n}: " + ", ".join(f"({k}) {1e3 * t:.3f} ms" for k, t in res["sizes"][-1]["median_s"].items()))
+    res["load_average_1_5_15_min"] = os.getloadavg()  # the machine may be shared: how busy it was
     report.write_results(a.out, a.name or ("engine_speed_quick" if a.quick else "engine_speed"), res,
                          to_markdown(res))
     return res
