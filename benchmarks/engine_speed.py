@@ -7,14 +7,12 @@ from ``--seed``. The counterfactual ``do(x1 = v)`` of ``n`` factual rows by
 * (a) ``causaldiff.SCM(...).counterfactual(rows, do={"x1": v})``;
 * (b) the same math written by hand in vectorised torch: abduct ``u_i = (x_i - m_i(x_{i-1})) / s_i``
   for the descendants, then push forward from the new ``x1``;
-* (c) DoWhy gcm's ``counterfactual_samples`` on the same rows (a prepared DataFrame) with the
-  same TRUE mechanisms: ``AdditiveNoiseModel`` whose prediction model is the true mean and whose
-  noise is ``ScipyDistribution(norm, loc=0, scale=s_i)`` with fixed parameters, ``gcm.fit`` on
-  ``--fit-rows`` rows (nothing is estimated); optional, skipped when DoWhy is not installed.
+* (c) DoWhy gcm's ``counterfactual_samples`` on the same rows with the same TRUE mechanisms
+  (:func:`dowhy_chain`); optional, skipped when DoWhy is not installed.
 
 (a) == (b) to 1e-12 is checked at every size before timing. One torch thread; repeats interleaved
-(a, b, c, a, b, c, ...) after one warm-up call each; medians, (a)/(b) and (c)/(a). Writes
-``results/engine_speed.{json,md}``; ``--quick`` (seconds) is the CI setting.
+(a, b, c, a, b, c, ...) after one warm-up call each; medians of wall clock and of the thread's CPU
+time, (a)/(b) and (c)/(a), into ``results/engine_speed.{json,md}``; ``--quick``: the CI setting.
 """
 
 from __future__ import annotations
@@ -42,14 +40,11 @@ from causaldiff.testing import named_callable
 NODES = tuple(f"x{i}" for i in range(1, 11))
 SIZES = (1, 10, 100, 1_000, 10_000, 100_000)
 TARGETS = {1: 3.0, 100_000: 1.5}  # issue 9: (a)/(b) at most
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-F64 = torch.float64
 
 
 def chain_parameters(seed: int) -> dict[str, list[float]]:
     """``a_i ~ U(0.5, 2)``, ``b_i ~ U(-1, 1)``, ``s_i ~ U(0.3, 1)`` for the nine non-root nodes."""
-    g = torch.Generator().manual_seed(seed)
-    u = torch.rand(3, len(NODES) - 1, generator=g, dtype=F64)
+    u = torch.rand(3, len(NODES) - 1, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return {"a": (0.5 + 1.5 * u[0]).tolist(), "b": (2 * u[1] - 1).tolist(), "s": (0.3 + 0.7 * u[2]).tolist()}
 
 
@@ -60,7 +55,7 @@ def mean(p: dict[str, list[float]], i: int, x: Tensor) -> Tensor:
 
 def build_scm(p: dict[str, list[float]]) -> cd.SCM:
     """(a): the chain as a causaldiff SCM of Pyro Normal mechanisms."""
-    mechs: dict[str, Any] = {"x1": dist.Normal(torch.zeros((), dtype=F64), torch.ones((), dtype=F64))}
+    mechs: dict[str, Any] = {"x1": dist.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0)}
     for i, (parent, node) in enumerate(zip(NODES, NODES[1:])):
         mechs[node] = named_callable(lambda pa, i=i, parent=parent: dist.Normal(mean(p, i, pa[parent]), p["s"][i]),
                                      [parent])
@@ -76,8 +71,10 @@ def by_hand(p: dict[str, list[float]], rows: dict[str, Tensor], v: Tensor) -> di
     return out
 
 
-def dowhy_chain(p: dict[str, list[float]], rows: dict[str, Tensor]):
-    """(c): DoWhy's invertible SCM bound to the true mechanisms, fitted (a no-op estimate) on ``rows``."""
+def dowhy_chain(p: dict[str, list[float]], rows: dict[str, Tensor]) -> Callable[..., Callable[[], Any]]:
+    """(c): DoWhy's invertible SCM with the TRUE mechanisms (``AdditiveNoiseModel``: the true mean, noise
+    ``ScipyDistribution(norm, loc=0, scale=s_i)``, fixed), ``gcm.fit`` on ``rows`` (nothing is estimated).
+    Returns ``prepare(factual, v)``: the query on a DataFrame made beforehand (DoWhy's native input)."""
     import numpy as np
     import pandas as pd
     from dowhy import gcm
@@ -98,28 +95,30 @@ def dowhy_chain(p: dict[str, list[float]], rows: dict[str, Tensor]):
             return TrueMean(self.i)
 
     gcm.config.disable_progress_bars()
-    gcm.config.set_default_n_jobs(1)
     model = gcm.InvertibleStructuralCausalModel(nx.DiGraph(list(zip(NODES, NODES[1:]))))
     model.set_causal_mechanism("x1", gcm.ScipyDistribution(stats.norm, loc=0.0, scale=1.0))
     for i, node in enumerate(NODES[1:]):
         model.set_causal_mechanism(node, gcm.AdditiveNoiseModel(
             TrueMean(i), gcm.ScipyDistribution(stats.norm, loc=0.0, scale=p["s"][i])))
-    gcm.fit(model, pd.DataFrame({v: rows[v].numpy() for v in NODES}))
-    return gcm, model
+    frame = lambda rows: pd.DataFrame({v: rows[v].numpy() for v in NODES})  # noqa: E731
+    gcm.fit(model, frame(rows))
+
+    def prepare(factual: dict[str, Tensor], v: float) -> Callable[[], Any]:
+        observed = frame(factual)
+        return lambda: gcm.counterfactual_samples(model, {"x1": lambda x: v}, observed_data=observed)
+
+    return prepare
 
 
-def measure(n: int, repeats: int, p: dict[str, list[float]], scm: cd.SCM, dowhy: Any,
+def measure(n: int, repeats: int, p: dict[str, list[float]], scm: cd.SCM, dowhy: Callable | None,
             v: float, seed: int) -> dict[str, Any]:
     """One size: the (a) == (b) check, then interleaved timed repeats and their medians."""
     rows = dict(scm.sample(n, seed=seed + n))
-    value = torch.tensor(v, dtype=F64)  # a tensor: the SCM reads a Python float as float32
-    ways: dict[str, Callable[[], Any]] = {
-        "a": lambda: scm.counterfactual(rows, do={"x1": value}),
-        "b": lambda: by_hand(p, rows, value)}
+    value = torch.tensor(v, dtype=torch.float64)  # a tensor: the SCM reads a Python float as float32
+    ways: dict[str, Callable[[], Any]] = {"a": lambda: scm.counterfactual(rows, do={"x1": value}),
+                                          "b": lambda: by_hand(p, rows, value)}
     if dowhy is not None:
-        gcm, model = dowhy
-        frame = __import__("pandas").DataFrame({k: rows[k].numpy() for k in NODES})
-        ways["c"] = lambda: gcm.counterfactual_samples(model, {"x1": lambda x: v}, observed_data=frame)
+        ways["c"] = dowhy(rows, v)
     first = {k: fn() for k, fn in ways.items()}  # also the warm-up
     diff_ab = max(float((first["a"][k] - first["b"][k]).abs().max()) for k in NODES)
     if not diff_ab <= 1e-12:  # the two must answer the same question before they are timed
@@ -128,37 +127,39 @@ def measure(n: int, repeats: int, p: dict[str, list[float]], scm: cd.SCM, dowhy:
     if "c" in first:
         out["max_abs_diff_c_b"] = max(float((torch.tensor(first["c"][k].to_numpy()) - first["b"][k]).abs().max())
                                       for k in NODES)
-    times: dict[str, list[float]] = {k: [] for k in ways}
+    wall, cpu = ({k: [] for k in ways} for _ in range(2))
     for _ in range(repeats):
         for k, fn in ways.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             fn()
-            times[k].append(time.perf_counter() - t0)
-    out["median_s"] = {k: statistics.median(t) for k, t in times.items()}
-    out["ratio_a_b"] = out["median_s"]["a"] / out["median_s"]["b"]
-    if "c" in times:
-        out["ratio_c_a"] = out["median_s"]["c"] / out["median_s"]["a"]
-    return out
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.thread_time() - c0)
+    return {**out, "wall": _medians(wall), "cpu": _medians(cpu)}
+
+
+def _medians(times: dict[str, list[float]]) -> dict[str, Any]:
+    med = {k: statistics.median(t) for k, t in times.items()}
+    return {"median_s": med, "ratio_a_b": med["a"] / med["b"],
+            **({"ratio_c_a": med["c"] / med["a"]} if "c" in med else {})}
 
 
 def to_markdown(res: dict[str, Any]) -> str:
     env, dowhy = res["env"], res["dowhy"] or "not installed"
-    rows = [[f"{r['n']:g}", r["repeats"]] + [f"{1e3 * r['median_s'][k]:.3f}" if k in r["median_s"] else "—"
-                                            for k in "abc"]
-            + [f"{r['ratio_a_b']:.2f}", f"{r['ratio_c_a']:.2f}" if "ratio_c_a" in r else "—",
-               f"{r['max_abs_diff_a_b']:.1e}"] for r in res["sizes"]]
-    table = report.markdown_table(["n", "repeats", "(a) causaldiff ms", "(b) by hand ms", "(c) DoWhy ms",
-                                   "(a)/(b)", "(c)/(a)", "max abs (a)-(b)"], rows)
+    rows = [[f"{r['n']:g}", r["repeats"]] + [f"{1e3 * r['wall']['median_s'][k]:.3f}" if k in r["wall"]["median_s"]
+                                            else "—" for k in "abc"]
+            + [f"{r[c][q]:.2f}" if q in r[c] else "—" for c in ("wall", "cpu") for q in ("ratio_a_b", "ratio_c_a")]
+            + [f"{r['max_abs_diff_a_b']:.1e}"] for r in res["sizes"]]
+    table = report.markdown_table(["n", "repeats", "(a) causaldiff ms", "(b) by hand ms", "(c) DoWhy ms", "(a)/(b)",
+                                   "(c)/(a)", "CPU (a)/(b)", "CPU (c)/(a)", "max abs (a)-(b)"], rows)
     return "\n".join([
         f"# Engine speed: exact counterfactual on a 10-node chain{' (quick)' if res['settings']['quick'] else ''}",
         "", f"Command: `{res['command']}`", "",
         f"Date {env['date']}; device {env['device_name']}; commit {env['git_commit']}; torch {env['torch']}; "
         f"DoWhy {dowhy}; {env['threads']} torch thread(s); load average after the run (1, 5, 15 min) "
         f"{', '.join(f'{x:.2f}' for x in res['load_average_1_5_15_min'])}.", "",
-        "(a) `cd.SCM.counterfactual`, (b) the same math by hand in vectorised torch, (c) DoWhy gcm "
-        "`counterfactual_samples` with the true mechanisms (additive-noise models, fixed Normal noise). "
-        "Medians of interleaved repeats; the (a)/(b) targets of issue 9: at most "
-        + ", ".join(f"{t}x at n = {n:g}" for n, t in TARGETS.items()) + ".", "",
+        "(a) `cd.SCM.counterfactual`, (b) the same math by hand in torch, (c) DoWhy gcm with the true mechanisms."
+        " Medians of interleaved repeats: wall clock, and this thread's CPU time (`CPU`: immune to preemption). "
+        "Targets of issue 9: (a)/(b) at most " + ", ".join(f"{t}x at n = {n:g}" for n, t in TARGETS.items()), "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in res["settings"].items()), "", table, ""])
 
 
@@ -168,11 +169,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="CI setting: n = 1, 10, 100, 3 repeats, 500 fit rows")
     ap.add_argument("--seed", type=int, default=0, help="chain parameters and factual rows")
     ap.add_argument("--value", type=float, default=0.5, help="v in do(x1 = v)")
-    ap.add_argument("--repeats", type=int, default=None, help="per size (default 51 to n = 1e3, then 15, 7)")
+    ap.add_argument("--repeats", type=int, default=None, help="per size (default 101 to n = 1e3, then 21, 9)")
     ap.add_argument("--fit-rows", type=int, default=None, help="rows DoWhy's gcm.fit sees (5000)")
     ap.add_argument("--no-dowhy", action="store_true", help="skip (c)")
-    ap.add_argument("--out", type=Path, default=RESULTS_DIR)
-    ap.add_argument("--name", default=None, help="output file stem (default engine_speed[_quick])")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     sizes, p = (1, 10, 100) if a.quick else SIZES, chain_parameters(a.seed)
@@ -180,18 +180,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     fit_rows = a.fit_rows or (500 if a.quick else 5000)
     dowhy = dowhy_chain(p, dict(scm.sample(fit_rows, seed=a.seed))) if use_dowhy else None
     res: dict[str, Any] = {
-        "command": "python benchmarks/engine_speed.py " + " ".join(shlex.quote(x) for x in argv),
+        "command": shlex.join(["python", "benchmarks/engine_speed.py", *argv]),
         "env": report.environment("cpu"), "dowhy": dowhy_version() if use_dowhy else None,
         "settings": {"quick": a.quick, "seed": a.seed, "value": a.value, "fit_rows": fit_rows,
-                     "dtype": "float64", "threads": 1}, "chain_parameters": p,
-        "targets_a_over_b": {str(n): t for n, t in TARGETS.items()}, "sizes": []}
+                     "dtype": "float64", "threads": 1}, "chain_parameters": p, "sizes": [],
+        "targets_a_over_b": {str(n): t for n, t in TARGETS.items()}}
     for n in sizes:
-        repeats = a.repeats or (3 if a.quick else 51 if n <= 1_000 else 15 if n <= 10_000 else 7)
+        repeats = a.repeats or (3 if a.quick else 101 if n <= 1_000 else 21 if n <= 10_000 else 9)
         res["sizes"].append(measure(n, repeats, p, scm, dowhy, a.value, a.seed))
-        print(f"n={n}: " + ", ".join(f"({k}) {1e3 * t:.3f} ms" for k, t in res["sizes"][-1]["median_s"].items()))
     res["load_average_1_5_15_min"] = os.getloadavg()  # the machine may be shared: how busy it was
-    report.write_results(a.out, a.name or ("engine_speed_quick" if a.quick else "engine_speed"), res,
-                         to_markdown(res))
+    report.write_results(a.out, "engine_speed_quick" if a.quick else "engine_speed", res, md := to_markdown(res))
+    print(md)
     return res
 
 

@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         configure_dowhy(a.dowhy_jobs, progress_enabled())
     settings = dcm.DCMSettings(**{k: getattr(a, k) for k in ("rows", "values", "n_cf", "n_int", "quantile_draws")})
     res: dict[str, Any] = {
-        "command": "python benchmarks/tabular_dcm.py " + " ".join(shlex.quote(x) for x in argv),
+        "command": shlex.join(["python", "benchmarks/tabular_dcm.py", *argv]),
         "settings": {"quick": a.quick, "seeds": a.seeds, "scms": a.scms, **settings.model_dump(),
                      "scale": dcm.SCALE, "std": "population (ddof=0) over seeds", "model_dtype": "float32",
                      "truth_dtype": "float64", "threads": a.threads, "dowhy_jobs": a.dowhy_jobs,
