@@ -17,7 +17,7 @@ revision, and 1, the whole trajectory), abducts once and scores
   10): CLD, IM1, IM2, effectiveness, minimality (L1);
 * at the main (fraction, scale): also composition (L1 after 1 and 10 null-intervention cycles, on
   ``n_composition`` images) and reversibility (L1 after ``do(k)`` then back to the factual
-  digit). The main pair follows a rule fixed before any run (:func:`choose_main`): the lowest CLD
+  digit). The main pair follows a rule fixed before any run (``choose_main``): the lowest CLD
   among the pairs whose effectiveness reaches 0.9, else the most effective pair; ``--scale S``
   fixes the scale (with the first fraction) instead;
 
@@ -25,6 +25,9 @@ and writes ``mnist_diffscm_<setting>.{json,md}``, a grid (factual row, one row p
 and the sweep plot (CLD / IM1 / IM2 / effectiveness against ``s``, like Diff-SCM's figure) into
 ``--out`` (default ``benchmarks/results``). ``--save DIR`` keeps the fitted SCM, ``--load DIR``
 evaluates a saved one without training.
+
+This script parses the command line; the pipeline is ``causaldiff.evaluation.mnist.run_mnist``
+over ``causaldiff.evaluation.axioms`` and the settings live in ``causaldiff.evaluation.mnist_settings``.
 
 Settings:
 
