@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .. import metrics as M
+from ..errors import DataError, GraphError
 from ..progress import progress
 from ..scm import SCM
 from .report import Timer, batched
@@ -94,6 +95,10 @@ def counterfactual_image_scores(factual: Tensor, counterfactual: Tensor, target:
     100 dB), the unchanged image's MSE, and the classifier's effectiveness on them (its ceiling).
     Per-row metrics are reduced by ``summary`` (:func:`mean` or :func:`mean_sem`).
     """
+    if (vae is not None or autoencoders is not None) and factual_label is None:
+        raise DataError("CLD and IM1 need factual_label= (the factual label of each row)")
+    if vae is not None and reference is None:
+        raise DataError("CLD needs reference=(images, labels): the data set its divergences are ranked against")
     out: dict[str, Any] = {}
     if vae is not None:
         out["CLD"] = summary(M.cld(vae, factual, counterfactual, factual_label, target, *reference))
@@ -155,6 +160,9 @@ def image_counterfactual_metrics(scm: SCM, factual: Mapping[str, Tensor], do: Ma
     timed (``counterfactual_seconds``).
     """
     factual = dict(factual)
+    missing = [k for k in (image_node, label) if k not in factual]
+    if missing:
+        raise DataError(f"the factual rows have no {missing} column(s); they have {sorted(factual)}")
     out: dict[str, Any] = {}
     if counterfactual is None:
         timer = Timer(scm.device)
@@ -183,6 +191,10 @@ def with_inference(scm: SCM, nodes: Sequence[str] | None = None, **settings: Any
     """A new SCM whose diffusion ``nodes`` (default: all) use ``settings`` (``guidance_scale``,
     ``abduction_fraction``, ``num_inference_steps``); ``scm`` and its mechanisms are untouched."""
     nodes = diffusion_nodes(scm) if nodes is None else list(nodes)
+    other = [n for n in nodes if n not in diffusion_nodes(scm)]
+    if other:
+        raise GraphError(f"inference settings apply to diffusion nodes; {other} are not "
+                         f"(the diffusion nodes are {diffusion_nodes(scm)})")
     settings = {k: v for k, v in settings.items() if v is not None}
     if not settings:
         return scm

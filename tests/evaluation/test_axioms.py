@@ -18,6 +18,7 @@ import torch
 
 import inference_shim
 from causaldiff import SCM
+from causaldiff.errors import DataError, GraphError
 from causaldiff.evaluation.axioms import (axiom_metrics, choose_main, counterfactual_fn, counterfactual_image_scores,
                                           guidance_sweep, image_counterfactual_metrics, mean_sem, other_class,
                                           with_inference)
@@ -137,9 +138,23 @@ def test_sweep_rows_are_the_counterfactuals(with_root):
         assert all(torch.equal(rows[key][k], cf[k]) for k in cf)
 
 
-def test_with_inference_without_settings_is_the_same_scm():
+def test_with_inference_without_settings_is_the_same_scm_and_refuses_other_nodes():
     scm = _scm()
     assert with_inference(scm, guidance_scale=None) is scm
+    with pytest.raises(GraphError, match=r"\['image'\] are not"):
+        with_inference(scm, ["image"], guidance_scale=1.0)
+
+
+def test_missing_inputs_are_named():
+    scm = _scm()
+    factual = _factual(scm, 4)
+    with pytest.raises(DataError, match="'lbl'"):
+        image_counterfactual_metrics(scm, factual, {"label": 0}, image_node="image", label="lbl")
+    x = factual["image"]
+    with pytest.raises(DataError, match="reference"):
+        counterfactual_image_scores(x, x, factual["label"], factual_label=factual["label"], vae=object())
+    with pytest.raises(DataError, match="factual_label"):
+        counterfactual_image_scores(x, x, factual["label"], autoencoders=object())
 
 
 def test_other_class_differs_and_covers_the_others():
