@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -14,6 +13,7 @@ from .diffusion.ddim import DDIMConfig
 from .diffusion.nets import UNetConfig
 from .diffusion.schedule import ScheduleConfig
 from .diffusion.train import TrainConfig
+from .evaluation.report import Timer, now, write_json
 from .mechanisms.diffusion import DiffusionMechanism
 from .mechanisms.neural import AdditiveNoiseMechanism
 from .progress import progress
@@ -32,6 +32,7 @@ def tabular_demo(out: Path, seed: int = 0, quick: bool = False) -> dict:
 
     Truth is known because the data come from ``causaldiff.datasets.tabular`` with their noise.
     """
+    from . import metrics as M
     from .datasets.tabular import get_tabular_scm
 
     truth = get_tabular_scm("chain-nonlinear")
@@ -52,19 +53,17 @@ def tabular_demo(out: Path, seed: int = 0, quick: bool = False) -> dict:
     for v in progress(grid.tolist(), desc="counterfactuals"):
         true_cf = truth.simulate(noise, do={"x1": v})
         cf = scm.counterfactual(factual, do={"x1": v})
-        mse = {k: float((cf[k] - true_cf[k]).pow(2).mean()) for k in ("x2", "x3")}
-        base = float((factual["x3"] - true_cf["x3"]).pow(2).mean())
+        mse = {k: float(M.mse(cf[k], true_cf[k]).mean()) for k in ("x2", "x3")}
+        base = float(M.mse(factual["x3"], true_cf["x3"]).mean())
         results.append({"value": v, "mse": mse, "unchanged_mse_x3": base})
         rows.append((f"{v:+.3f}", f"{mse['x2']:.4f}", f"{mse['x3']:.4f}", f"{base:.4f}"))
     summary = {
         "demo": "tabular", "scm": truth.name, "n_train": n_train, "n_counterfactual": n_cf,
         "fit_seconds": fit_s, "results": results,
         "mean_cf_mse": sum(r["mse"]["x3"] + r["mse"]["x2"] for r in results) / (2 * len(results)),
-        "device": str(scm.device), "torch": torch.__version__, "python": platform.python_version(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": str(scm.device), "torch": torch.__version__, "python": platform.python_version(), "date": now(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "metrics.json", summary)
     print(f"\nDCM chain (x1 -> x2 -> x3), additive-noise MLPs fitted in {fit_s:.1f} s on {n_train} rows")
     print(_table(rows))
     print(f"\nwrote {out / 'metrics.json'}")
@@ -86,18 +85,61 @@ def image_mechanism(quick: bool = False, seed: int = 0) -> DiffusionMechanism:
         sampler=DDIMConfig(num_inference_steps=4 if quick else 20))
 
 
+def _shapes_data(quick: bool, seed: int) -> tuple[Any, Any, Any, torch.Generator]:
+    """The shapes SCM (16x16) and its training and test draws."""
+    from .datasets.images import ShapesConfig, ShapesSCM
+
+    truth = ShapesSCM(ShapesConfig(resolution=16))
+    gen = torch.Generator().manual_seed(seed)
+    n_train, n_test = (256, 12) if quick else (4000, 96)
+    return truth, truth.sample(n_train, gen), truth.sample(n_test, gen), gen
+
+
+#: the demo's names of the metrics of :func:`causaldiff.evaluation.axioms.image_counterfactual_metrics`
+_IMAGE_KEYS = {"effectiveness_shape": "effectiveness",
+               # the same classifier on the exact counterfactuals: the ceiling of the figure above
+               "effectiveness_shape_true_cf": "effectiveness_true_cf", "true_cf_mse": "true_cf_mse",
+               "unchanged_mse": "unchanged_factual_mse", "psnr_db": "true_cf_psnr", "minimality_l1": "minimality_l1"}
+
+
+def _image_queries(scm: SCM, truth: Any, test: Any, classifier: Any, gen: torch.Generator,
+                   seed: int) -> tuple[dict[str, dict], list, list[str]]:
+    """The four queries scored against the exact counterfactuals; the grid rows and their labels."""
+    from .evaluation.axioms import image_counterfactual_metrics, other_class
+
+    factual = test.values()
+    other = other_class(factual["shape"], 3, gen)
+    queries = {
+        "do(shape = another)": {"shape": other},
+        "do(size = 0.6)": {"size": 0.6},
+        "do(shape = another, intensity = 0.4)": {"shape": other, "intensity": 0.4},
+        "do(shape = itself) [null]": {"shape": factual["shape"]},
+    }
+    results: dict[str, dict] = {}
+    grids, labels = [factual["image"]], ["factual"]
+    for name, do in progress(list(queries.items()), desc="counterfactual queries"):
+        timer = Timer(scm.device)
+        with timer("counterfactual"):
+            cf = scm.counterfactual(factual, do=do, seed=seed)
+        true = truth.true_counterfactual(test, do)
+        m = image_counterfactual_metrics(scm, factual, do, image_node="image", label="shape", classifier=classifier,
+                                         truth_images=true.image, cycles=(), reversibility=False,
+                                         counterfactual=cf, target=true.parents["shape"])
+        results[name] = {**{k: m[v] for k, v in _IMAGE_KEYS.items()}, "seconds": timer.seconds["counterfactual"]}
+        if "null" not in name:
+            grids += [cf["image"], true.image]
+            labels += [name.replace("do(", "cf do("), "true cf"]
+    return results, grids, labels
+
+
 def image_demo(out: Path, seed: int = 0, quick: bool = False) -> dict:
     """Train a conditional diffusion image node of the shapes SCM from scratch and score its
     counterfactuals against the exact ones (the project renders the images, so it knows them)."""
     from . import metrics as M
-    from .datasets.images import ShapesConfig, ShapesSCM
-    from .runs import save_grid
+    from .evaluation.plotting import save_grid
 
     t_start = time.perf_counter()
-    truth = ShapesSCM(ShapesConfig(resolution=16))
-    gen = torch.Generator().manual_seed(seed)
-    n_train, n_test = (256, 12) if quick else (4000, 96)
-    train, test = truth.sample(n_train, gen), truth.sample(n_test, gen)
+    truth, train, test, gen = _shapes_data(quick, seed)
     scm = SCM(truth.graph(image_mechanism(quick, seed)))
     t0 = time.perf_counter()
     scm.fit(train.values())
@@ -105,62 +147,38 @@ def image_demo(out: Path, seed: int = 0, quick: bool = False) -> dict:
     classifier = M.train_classifier(train.image, train.parents["shape"], num_classes=3,
                                     config=M.ClassifierConfig(iterations=30 if quick else 400, batch_size=64,
                                                               hidden=16, lr=3e-3), seed=seed + 1)
-    factual = test.values()
-    other = (factual["shape"] + 1 + torch.randint(2, (n_test,), generator=gen)) % 3
-    queries = {
-        "do(shape = another)": {"shape": other},
-        "do(size = 0.6)": {"size": 0.6},
-        "do(shape = another, intensity = 0.4)": {"shape": other, "intensity": 0.4},
-        "do(shape = itself) [null]": {"shape": factual["shape"]},
-    }
-    rows = [("query", "effectiveness", "(on true cf)", "cf MSE vs truth", "unchanged MSE vs truth", "PSNR (dB)")]
-    results: dict[str, dict] = {}
-    grids, labels = [factual["image"]], ["factual"]
-    for name, do in progress(list(queries.items()), desc="counterfactual queries"):
-        t0 = time.perf_counter()
-        cf = scm.counterfactual(factual, do=do, seed=seed)
-        secs = time.perf_counter() - t0
-        true = truth.true_counterfactual(test, do)
-        shape_target = true.parents["shape"]
-        r = {"effectiveness_shape": float(M.effectiveness(classifier, cf["image"], shape_target)),
-             # the same classifier on the exact counterfactuals: the ceiling of the figure above
-             "effectiveness_shape_true_cf": float(M.effectiveness(classifier, true.image, shape_target)),
-             "true_cf_mse": float(M.mse(cf["image"], true.image).mean()),
-             "unchanged_mse": float(M.mse(factual["image"], true.image).mean()),
-             "psnr_db": float(M.psnr(cf["image"], true.image).clamp(max=100).mean()),
-             "minimality_l1": float(M.minimality(factual["image"], cf["image"]).mean()),
-             "seconds": secs}
-        results[name] = r
-        rows.append((name, f"{r['effectiveness_shape']:.3f}", f"{r['effectiveness_shape_true_cf']:.3f}",
-                     f"{r['true_cf_mse']:.4f}",
-                     f"{r['unchanged_mse']:.4f}", f"{r['psnr_db']:.1f}"))
-        if "null" not in name:
-            grids += [cf["image"], true.image]
-            labels += [name.replace("do(", "cf do("), "true cf"]
+    results, grids, labels = _image_queries(scm, truth, test, classifier, gen, seed)
     main = results["do(shape = another)"]
     summary = {
-        "demo": "image", "scm": "shapes 1x16x16: shape -> size -> intensity -> image", "n_train": n_train,
-        "n_test": n_test, "fit_seconds": fit_s, "queries": results,
+        "demo": "image", "scm": "shapes 1x16x16: shape -> size -> intensity -> image", "n_train": len(train),
+        "n_test": len(test), "fit_seconds": fit_s, "queries": results,
         "acceptance": {"effectiveness_shape": main["effectiveness_shape"],
                        "cf_error_ratio_vs_unchanged": main["true_cf_mse"] / max(main["unchanged_mse"], 1e-12)},
-        "classifier_accuracy_on_factual": float(M.effectiveness(classifier, factual["image"], factual["shape"])),
+        "classifier_accuracy_on_factual": float(M.effectiveness(classifier, test.values()["image"],
+                                                                test.values()["shape"])),
         "image_mechanism": scm.mechanisms["image"].config.model_dump(mode="json"),
         "total_seconds": time.perf_counter() - t_start,
-        "device": str(scm.device), "torch": torch.__version__, "python": platform.python_version(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": str(scm.device), "torch": torch.__version__, "python": platform.python_version(), "date": now(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    k = min(n_test, 12)
+    k = min(len(test), 12)
     save_grid([g[:k] for g in grids], labels, out / "counterfactuals.png",
               title="shapes SCM: factual, causaldiff counterfactuals and the true ones")
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    print(f"\nshapes image SCM: conditional diffusion image node trained from scratch in {fit_s:.0f} s "
-          f"on {n_train} images (independent shape classifier: "
-          f"{summary['classifier_accuracy_on_factual']:.2f} on factual images)")
-    print(_table(rows))
+    write_json(out / "metrics.json", summary)
+    _print_image(summary)
     print(f"\nwrote {out / 'counterfactuals.png'} and {out / 'metrics.json'} "
           f"({summary['total_seconds']:.0f} s in all)")
     return summary
+
+
+def _print_image(summary: dict) -> None:
+    rows = [("query", "effectiveness", "(on true cf)", "cf MSE vs truth", "unchanged MSE vs truth", "PSNR (dB)")]
+    rows += [(name, f"{r['effectiveness_shape']:.3f}", f"{r['effectiveness_shape_true_cf']:.3f}",
+              f"{r['true_cf_mse']:.4f}", f"{r['unchanged_mse']:.4f}", f"{r['psnr_db']:.1f}")
+             for name, r in summary["queries"].items()]
+    print(f"\nshapes image SCM: conditional diffusion image node trained from scratch in {summary['fit_seconds']:.0f} s "
+          f"on {summary['n_train']} images (independent shape classifier: "
+          f"{summary['classifier_accuracy_on_factual']:.2f} on factual images)")
+    print(_table(rows))
 
 
 def run_demo(kind: str, out: Path, seed: int = 0, quick: bool = False) -> dict:

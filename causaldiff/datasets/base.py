@@ -117,5 +117,21 @@ class GroundTruth(DataSet):
     def load(self, split: str, n: int, seed: int = 0) -> Draw:
         return self.sample(n, torch.Generator().manual_seed(split_seed(seed, split)))
 
+    def quantile_grid(self, node: str, num: int = 20, *, n_draws: int = 5000,
+                      generator: torch.Generator | None = None, low: float = 0.1,
+                      high: float = 0.9) -> Tensor:
+        """``num`` intervention values ``linspace(q_low, q_high)`` of ``node``'s true marginal
+        (DCM's protocol, BENCHMARKS.md section 2), from ``n_draws`` observational draws in float64.
+        Scalar nodes give ``(num,)``; vector nodes the grid per coordinate, ``(num, *event)``."""
+        if node not in self.graph().nodes:
+            raise DataError(f"data set {self.name!r} has no node {node!r}")
+        if not 0.0 <= low < high <= 1.0:
+            raise DataError(f"need 0 <= low < high <= 1, got low={low}, high={high}")
+        values = self.sample(n_draws, generator).values[node]
+        x = values.reshape(n_draws, -1).double()
+        q = torch.quantile(x, torch.tensor([low, high], dtype=x.dtype), dim=0)  # (2, d)
+        w = torch.linspace(0.0, 1.0, num, dtype=x.dtype).unsqueeze(-1)  # (num, 1)
+        return (q[0] + w * (q[1] - q[0])).reshape(num, *values.shape[1:])
+
 
 __all__ = ["Draw", "DataSet", "GroundTruth", "SPLITS", "split_seed"]

@@ -255,23 +255,6 @@ class TabularSCM(GroundTruth):
         """The exact counterfactual: ``draw``'s noise pushed through the SCM under ``do``."""
         return self.simulate(draw.exogenous, do=do)
 
-    def quantile_grid(self, node: str, num: int = 20, *, n_draws: int = 5000,
-                      generator: torch.Generator | None = None, low: float = 0.1,
-                      high: float = 0.9) -> Tensor:
-        """``num`` intervention values ``linspace(q_low, q_high)`` of ``node``'s true marginal.
-
-        The quantiles come from ``n_draws`` observational draws (float64). Scalar nodes give a
-        ``(num,)`` tensor; vector nodes get the grid per coordinate, ``(num, *event)``.
-        """
-        self._check_node(node)
-        if not 0.0 <= low < high <= 1.0:
-            raise ValueError(f"need 0 <= low < high <= 1, got low={low}, high={high}")
-        x = self.sample(n_draws, generator).values[node].reshape(n_draws, -1)
-        q = torch.quantile(x, torch.tensor([low, high], dtype=x.dtype), dim=0)  # (2, d)
-        w = torch.linspace(0.0, 1.0, num, dtype=x.dtype).unsqueeze(-1)  # (num, 1)
-        grid = q[0] + w * (q[1] - q[0])
-        return grid.reshape(num, *self.event_shapes[node])
-
     # ----------------------------------------------------------------------------- Pyro binding
     def additive_parts(self, node: str) -> tuple[Callable[..., Tensor], float]:
         """For an additive-noise node ``x = loc(pa) + scale * u``: ``(loc, scale)``.

@@ -58,12 +58,17 @@ def composition(counterfactual_fn: CounterfactualFn, factual: Mapping[str, Tenso
 
 
 def reversibility(counterfactual_fn: CounterfactualFn, factual: Mapping[str, Tensor],
-                  do: Mapping[str, Any], *, image_node: str = "image") -> Tensor:
+                  do: Mapping[str, Any], *, image_node: str = "image",
+                  counterfactual: Mapping[str, Tensor] | None = None) -> Tensor:
     """L1 between the factual image and the result of ``do`` followed by the intervention that
-    restores the factual values of the intervened nodes."""
+    restores the factual values of the intervened nodes.
+
+    ``counterfactual``: the rows ``counterfactual_fn(factual, do)`` when already computed (only
+    the way back is then computed).
+    """
     if not do:
         raise DataError("reversibility: do must name at least one node")
     _check(factual, image_node, do)
-    cf = counterfactual_fn(factual, do)
+    cf = counterfactual_fn(factual, do) if counterfactual is None else counterfactual
     back = counterfactual_fn(cf, {k: factual[k] for k in do})
     return l1_distance(factual[image_node], back[image_node])

@@ -1,5 +1,7 @@
-"""The MNIST Diff-SCM benchmark: its ``quick`` setting end to end (CI), its helpers on known
-cases, and (slow) the ``gpu`` setting's pipeline with tiny iteration counts on the CPU."""
+"""The MNIST Diff-SCM benchmark (``benchmarks/mnist_diffscm.py`` over
+``causaldiff.evaluation.mnist``): its ``quick`` setting end to end (CI), its helpers on known
+cases, and (slow) the ``gpu`` setting's pipeline with tiny iteration counts on the CPU.
+``choose_main`` and ``mean_sem`` are tested in ``tests/evaluation/test_axioms.py``."""
 
 from __future__ import annotations
 
@@ -10,10 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
+import inference_shim
 from causaldiff.datasets.mnist import candidate_dirs
 from causaldiff.diffusion.train import TrainConfig
+from causaldiff.evaluation.mnist import budget_steps
+from causaldiff.evaluation.mnist_settings import SETTINGS, Budget
 from causaldiff.metrics import CLD_UNCHANGED
 from benchmark_scripts import load_benchmark
+
+inference_shim.install()  # TEMPORARY, until DiffusionMechanism.with_inference / SCM.with_mechanisms land
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -25,37 +32,16 @@ needs_mnist = pytest.mark.skipif(
 
 def test_budget_takes_the_steps_that_fit_capped_by_the_setting():
     cfg = TrainConfig(steps=1000)
-    fitted, info = bench.budget_steps(cfg, bench.Budget(seconds=10.0, min_steps=5), lambda: 0.05)
+    fitted, info = budget_steps(cfg, Budget(seconds=10.0, min_steps=5), lambda: 0.05)
     assert fitted.steps == 200 and info["steps"] == 200 and info["expected_s"] == pytest.approx(10.0)
-    assert bench.budget_steps(cfg, bench.Budget(seconds=1e6), lambda: 0.05)[0].steps == 1000  # capped
-    assert bench.budget_steps(cfg, bench.Budget(seconds=0.01, min_steps=7), lambda: 0.05)[0].steps == 7
-    same, info = bench.budget_steps(cfg, None, lambda: pytest.fail("no probe without a budget"))
+    assert budget_steps(cfg, Budget(seconds=1e6), lambda: 0.05)[0].steps == 1000  # capped
+    assert budget_steps(cfg, Budget(seconds=0.01, min_steps=7), lambda: 0.05)[0].steps == 7
+    same, info = budget_steps(cfg, None, lambda: pytest.fail("no probe without a budget"))
     assert same is cfg and info == {"budgeted": False, "steps": 1000}
 
 
-def test_chunked_equals_one_call_and_mean_sem():
-    x = torch.arange(10.0)
-    y = torch.arange(10) % 3
-    out = bench.chunked(lambda a, b: {"s": a + b, "p": a * b}, 3, x, y)
-    assert torch.equal(out["s"], x + y) and torch.equal(out["p"], x * y)
-    ms = bench.mean_sem(torch.tensor([1.0, 3.0]))
-    assert ms["mean"] == 2.0 and ms["sem"] == pytest.approx(math.sqrt(2) / math.sqrt(2))
-
-
-def _row(cld, eff):
-    return {"CLD": {"mean": cld, "sem": 0.0}, "effectiveness": eff}
-
-
-def test_main_pair_is_the_lowest_cld_among_effective_ones_else_the_most_effective():
-    sweeps = {0.75: {0.0: _row(1.31, 0.1), 1.0: _row(1.10, 0.92), 3.0: _row(1.15, 0.97)},
-              1.0: {0.0: _row(1.30, 0.1), 1.0: _row(1.08, 0.89), 3.0: _row(1.12, 0.99)}}
-    assert bench.choose_main(sweeps) == (0.75, 1.0)  # 1.0/1.0 has a lower CLD but misses 0.9
-    weak = {0.75: {0.0: _row(1.31, 0.1), 2.0: _row(1.2, 0.5)}, 1.0: {0.0: _row(1.3, 0.1), 2.0: _row(1.1, 0.5)}}
-    assert bench.choose_main(weak) == (1.0, 2.0)  # equally effective: the lower CLD
-
-
 def test_settings_are_labelled_and_gpu_uses_the_reference_architecture():
-    gpu, cpu = bench.SETTINGS["gpu"], bench.SETTINGS["cpu"]
+    gpu, cpu = SETTINGS["gpu"], SETTINGS["cpu"]
     assert gpu.unet.base_channels == 64 and gpu.unet.channel_mult == (1, 2, 4) and gpu.unet.mid_attention
     assert gpu.schedule.kind == "cosine" and gpu.schedule.num_train_timesteps == 1000
     assert gpu.ddim_steps == 100 and gpu.abduction_fractions == (0.75, 1.0)

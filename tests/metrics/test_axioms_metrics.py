@@ -47,6 +47,22 @@ def test_drifting_counterfactual_known_answer():
                                torch.full((4,), 2 * c, dtype=torch.float64))
 
 
+def test_reversibility_from_precomputed_counterfactual_rows_calls_only_the_way_back():
+    c = 0.01
+    calls = []
+
+    def drift(rows, do):
+        calls.append(dict(do))
+        return {**rows, **do, "image": rows["image"] + c}
+
+    rows = _rows()
+    cf = drift(rows, {"digit": 3})
+    calls.clear()
+    rev = reversibility(drift, rows, {"digit": 3}, counterfactual=cf)
+    assert len(calls) == 1 and torch.equal(calls[0]["digit"], rows["digit"])  # only back to the factual
+    torch.testing.assert_close(rev, torch.full((4,), 2 * c, dtype=torch.float64))
+
+
 def test_true_counterfactuals_of_the_shapes_scm_are_sound():
     scm = ShapesSCM()
     batch = scm.sample(64, torch.Generator().manual_seed(3))

@@ -1,0 +1,268 @@
+"""Image counterfactuals scored by the axioms of Monteiro et al. (ICLR 2023), as functions.
+
+The vocabulary is the paper's: **effectiveness** (an independent classifier recovers the
+intervened label from the counterfactual image), **composition** (the null intervention, applied
+``m`` times, leaves the image unchanged), **reversibility** (``do(k)`` then back to the factual
+label returns the factual image), **minimality** (L1 to the factual image), and, for Diff-SCM on
+MNIST (Sanchez & Tsaftaris 2022), **IM1/IM2** (Van Looveren & Klaise's interpretability metrics)
+and **CLD**. Every metric has one definition, in :mod:`causaldiff.metrics`; this module decides
+what to compute on which images, batches the model calls and summarises per-row values.
+
+* :func:`image_counterfactual_metrics`: every metric of one ``do`` on an SCM;
+* :func:`counterfactual_image_scores`: the metrics of given counterfactual images (no model call);
+* :func:`guidance_sweep`: the metrics against the guidance scale (and abduction fraction) of the
+  diffusion nodes, abducting once per fraction;
+* :func:`choose_main`: the main (fraction, scale) pair by a rule fixed before any run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import networkx as nx
+import torch
+from torch import Tensor
+
+from .. import metrics as M
+from ..errors import DataError, GraphError
+from ..progress import progress
+from ..scm import SCM
+from .report import Timer, batched
+
+Summary = Callable[[Tensor], Any]
+#: effectiveness :func:`choose_main` asks for (the acceptance bar of the MNIST benchmark)
+EFFECTIVE = 0.9
+
+
+def mean(values: Tensor) -> float:
+    """The mean of per-row values."""
+    return float(values.mean())
+
+
+def mean_sem(values: Tensor) -> dict[str, float]:
+    """Mean and standard error of the mean of per-row values (float64; sem NaN for one row)."""
+    v = values.double()
+    sem = float(v.std() / math.sqrt(v.numel())) if v.numel() > 1 else float("nan")
+    return {"mean": float(v.mean()), "sem": sem}
+
+
+def other_class(labels: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
+    """A class other than each row's, uniform over the ``num_classes - 1`` others (drawn on the
+    CPU from ``generator``, returned on ``labels``' device)."""
+    draw = torch.randint(num_classes - 1, labels.shape, generator=generator)
+    return ((labels.cpu() + 1 + draw) % num_classes).to(labels.device)
+
+
+def _per_row(do: Mapping[str, Any], n: int) -> list[str]:
+    return [k for k, v in do.items() if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == n]
+
+
+def _chunked(call: Callable[[dict[str, Tensor], dict[str, Any]], Mapping[str, Tensor]],
+             rows: Mapping[str, Tensor], do: Mapping[str, Any], batch_size: int | None) -> dict[str, Tensor]:
+    """``call(rows, do)`` over consecutive chunks of the rows (and of per-row ``do`` values)."""
+    if batch_size is None:
+        return dict(call(dict(rows), dict(do)))
+    keys = list(rows)
+    per_row = _per_row(do, rows[keys[0]].shape[0])
+
+    def chunk(*cols: Tensor) -> Mapping[str, Tensor]:
+        return call(dict(zip(keys, cols)), {**do, **dict(zip(per_row, cols[len(keys):]))})
+
+    return batched(chunk, batch_size, *(rows[k] for k in keys), *(do[k] for k in per_row))
+
+
+def counterfactual_fn(scm: SCM, *, seed: int | None = 0, batch_size: int | None = None) -> M.CounterfactualFn:
+    """``fn(rows, do) = scm.counterfactual(rows, do=do, seed=seed)``, over chunks of ``batch_size``
+    rows when given (the form :func:`causaldiff.metrics.composition` and ``reversibility`` take)."""
+    def fn(rows: Mapping[str, Tensor], do: Mapping[str, Any]) -> dict[str, Tensor]:
+        return _chunked(lambda r, d: scm.counterfactual(r, do=d, seed=seed), rows, do, batch_size)
+
+    return fn
+
+
+def counterfactual_image_scores(factual: Tensor, counterfactual: Tensor, target: Tensor, *,
+                                factual_label: Tensor | None = None, classifier: Any = None,
+                                autoencoders: M.AutoencoderSet | None = None, vae: M.TrainedVAE | None = None,
+                                reference: tuple[Tensor, Tensor] | None = None,
+                                truth_images: Tensor | None = None, summary: Summary = mean) -> dict[str, Any]:
+    """The metrics of counterfactual images ``(n, C, H, W)`` whose intervened label is ``target``.
+
+    Always minimality (L1); CLD with a ``vae`` (ranked against ``reference = (images, labels)``),
+    IM1/IM2 with ``autoencoders`` (CLD and IM1 need ``factual_label``), effectiveness with a
+    ``classifier``; against the true counterfactual images ``truth_images``: MSE, PSNR (capped at
+    100 dB), the unchanged image's MSE, and the classifier's effectiveness on them (its ceiling).
+    Per-row metrics are reduced by ``summary`` (:func:`mean` or :func:`mean_sem`).
+    """
+    if (vae is not None or autoencoders is not None) and factual_label is None:
+        raise DataError("CLD and IM1 need factual_label= (the factual label of each row)")
+    if vae is not None and reference is None:
+        raise DataError("CLD needs reference=(images, labels): the data set its divergences are ranked against")
+    out: dict[str, Any] = {}
+    if vae is not None:
+        out["CLD"] = summary(M.cld(vae, factual, counterfactual, factual_label, target, *reference))
+    if autoencoders is not None:
+        out["IM1"] = summary(M.im1(autoencoders, counterfactual, target, factual_label))
+        out["IM2"] = summary(M.im2(autoencoders, counterfactual, target))
+    if classifier is not None:
+        out["effectiveness"] = float(M.effectiveness(classifier, counterfactual, target))
+    out["minimality_l1"] = summary(M.minimality(factual, counterfactual))
+    if truth_images is not None:
+        out["true_cf_mse"] = summary(M.mse(counterfactual, truth_images))
+        out["true_cf_psnr"] = summary(M.psnr(counterfactual, truth_images).clamp(max=100))
+        out["unchanged_factual_mse"] = summary(M.mse(factual, truth_images))
+        if classifier is not None:
+            out["effectiveness_true_cf"] = float(M.effectiveness(classifier, truth_images, target))
+    return out
+
+
+def axiom_metrics(scm: SCM, factual: Mapping[str, Tensor], do: Mapping[str, Any], *, image_node: str,
+                  label: str, counterfactual: Mapping[str, Tensor] | None = None, cycles: Iterable[int] = (1, 10),
+                  reversibility: bool = True, n_composition: int | None = None, batch_size: int | None = None,
+                  seed: int | None = 0, summary: Summary = mean, timer: Timer | None = None) -> dict[str, Any]:
+    """The axioms that query the model again: ``reversibility_l1`` (``do`` then back to the factual
+    values of the intervened nodes; ``counterfactual``: the rows of ``do`` when already computed)
+    and ``composition_l1_<m>`` for each ``m`` in ``cycles`` (null interventions on ``label``, on
+    the first ``n_composition`` rows). ``timer`` gets the phases ``reversibility``, ``composition``."""
+    fn = counterfactual_fn(scm, seed=seed, batch_size=batch_size)
+    timer = timer or Timer(scm.device)
+    out: dict[str, Any] = {}
+    if reversibility:
+        with timer("reversibility"):
+            out["reversibility_l1"] = summary(M.reversibility(fn, factual, do, image_node=image_node,
+                                                              counterfactual=counterfactual))
+    cycles = tuple(cycles)
+    if cycles:
+        n = factual[image_node].shape[0]
+        m = min(n_composition or n, n)
+        with timer("composition"):
+            comp = M.composition(fn, {k: v[:m] for k, v in factual.items()}, nodes=[label], cycles=cycles,
+                                 image_node=image_node)
+        out.update({f"composition_l1_{c}": summary(v) for c, v in comp.items()})
+    return out
+
+
+def image_counterfactual_metrics(scm: SCM, factual: Mapping[str, Tensor], do: Mapping[str, Any], *,
+                                 image_node: str, label: str, classifier: Any = None,
+                                 autoencoders: M.AutoencoderSet | None = None, vae: M.TrainedVAE | None = None,
+                                 reference: tuple[Tensor, Tensor] | None = None,
+                                 truth_images: Tensor | None = None, cycles: Iterable[int] = (1, 10),
+                                 reversibility: bool = True, n_composition: int | None = None,
+                                 counterfactual: Mapping[str, Tensor] | None = None, target: Tensor | None = None,
+                                 batch_size: int | None = None, seed: int | None = 0,
+                                 summary: Summary = mean) -> dict[str, Any]:
+    """Every metric of the counterfactuals ``do`` of ``factual`` rows on ``scm``: the scores of
+    :func:`counterfactual_image_scores` (``target``: the label after ``do``, by default
+    ``do[label]`` or the factual label), then those of :func:`axiom_metrics`.
+
+    ``counterfactual``: the counterfactual rows when already computed; otherwise they are, and
+    timed (``counterfactual_seconds``).
+    """
+    factual = dict(factual)
+    missing = [k for k in (image_node, label) if k not in factual]
+    if missing:
+        raise DataError(f"the factual rows have no {missing} column(s); they have {sorted(factual)}")
+    out: dict[str, Any] = {}
+    if counterfactual is None:
+        timer = Timer(scm.device)
+        with timer("counterfactual"):
+            counterfactual = counterfactual_fn(scm, seed=seed, batch_size=batch_size)(factual, do)
+        out["counterfactual_seconds"] = timer.seconds["counterfactual"]
+    if target is None:
+        target = factual[label] if label not in do else \
+            torch.as_tensor(do[label], device=factual[label].device).expand_as(factual[label])
+    out.update(counterfactual_image_scores(
+        factual[image_node], counterfactual[image_node], target, factual_label=factual[label],
+        classifier=classifier, autoencoders=autoencoders, vae=vae, reference=reference,
+        truth_images=truth_images, summary=summary))
+    out.update(axiom_metrics(scm, factual, do, image_node=image_node, label=label, counterfactual=counterfactual,
+                             cycles=cycles, reversibility=reversibility, n_composition=n_composition,
+                             batch_size=batch_size, seed=seed, summary=summary))
+    return out
+
+
+def diffusion_nodes(scm: SCM) -> list[str]:
+    """The nodes bound to a diffusion mechanism (those with inference settings to sweep)."""
+    return [n for n, m in scm.mechanisms.items() if getattr(m, "name", None) == "diffusion"]
+
+
+def with_inference(scm: SCM, nodes: Sequence[str] | None = None, **settings: Any) -> SCM:
+    """A new SCM whose diffusion ``nodes`` (default: all) use ``settings`` (``guidance_scale``,
+    ``abduction_fraction``, ``num_inference_steps``); ``scm`` and its mechanisms are untouched."""
+    nodes = diffusion_nodes(scm) if nodes is None else list(nodes)
+    other = [n for n in nodes if n not in diffusion_nodes(scm)]
+    if other:
+        raise GraphError(f"inference settings apply to diffusion nodes; {other} are not "
+                         f"(the diffusion nodes are {diffusion_nodes(scm)})")
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if not settings:
+        return scm
+    return scm.with_mechanisms({n: scm.mechanisms[n].with_inference(**settings) for n in nodes})
+
+
+def _fixed_non_descendants(scm: SCM, factual: Mapping[str, Tensor], do: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The factual values of the nodes ``do`` cannot change, as hard interventions: generation
+    from abducted noise then keeps them bit-for-bit, as a counterfactual does."""
+    changed = set(do).union(*(nx.descendants(scm.graph, k) for k in do))
+    return {k: factual[k] for k in scm.nodes if k not in changed}
+
+
+def guidance_sweep(scm: SCM, factual: Mapping[str, Tensor], do: Mapping[str, Any], *, image_node: str,
+                   scales: Sequence[float], score: Callable[[SCM, dict[str, Tensor]], dict[str, Any]],
+                   fractions: Sequence[float | None] = (None,), nodes: Sequence[str] | None = None,
+                   batch_size: int | None = None, seed: int | None = 0, timer: Timer | None = None,
+                   on_row: Callable[[float | None, float, dict[str, Any]], None] | None = None,
+                   ) -> tuple[dict[float | None, dict[float, dict[str, Any]]], dict[tuple, dict[str, Tensor]]]:
+    """``score(scm_fs, counterfactual_rows)`` for every abduction fraction ``f`` (None: the
+    mechanisms' own) and guidance scale ``s`` of the diffusion ``nodes``, the SCM ``scm_fs`` using
+    those settings (Diff-SCM's figure). The abduction of each fraction is computed once and
+    generated from at every scale. Returns ``({f: {s: row}}, {(f, s): counterfactual rows})``; ``on_row`` is
+    called after each row (e.g. to save partial results); ``timer`` gets the phases
+    ``abduction``, ``generation (sweep)`` and ``metrics``."""
+    timer = timer or Timer(scm.device)
+    fixed = _fixed_non_descendants(scm, factual, do)
+    sweeps: dict[float | None, dict[float, dict[str, Any]]] = {}
+    counterfactuals: dict[tuple, dict[str, Tensor]] = {}
+    for f in fractions:
+        scm_f = with_inference(scm, nodes, abduction_fraction=f)
+        with timer("abduction"):
+            noise = _chunked(lambda r, _: (scm_f.do(fixed) if fixed else scm_f).abduct(r, seed=seed),
+                             factual, {}, batch_size)
+        sweeps[f] = {}
+        desc = "guidance scales" + ("" if f is None else f" (abduction fraction {f:g})")
+        for s in progress(list(scales), desc=desc):
+            scm_fs = with_inference(scm_f, nodes, guidance_scale=s)
+            with timer("generation (sweep)"):
+                rows = _chunked(lambda u, d: scm_fs.predict(u, do=d, seed=seed), noise, {**fixed, **do},
+                                batch_size)
+            with timer("metrics"):
+                row = sweeps[f][s] = score(scm_fs, rows)
+            counterfactuals[(f, s)] = rows
+            if on_row is not None:
+                on_row(f, s, row)
+    return sweeps, counterfactuals
+
+
+def choose_main(sweeps: Mapping[float, Mapping[float, Mapping[str, Any]]],
+                effective: float = EFFECTIVE) -> tuple[float, float]:
+    """``(abduction fraction, scale)`` of the main results: among the pairs whose effectiveness
+    reaches ``effective``, the lowest CLD (Diff-SCM picks its scale by CLD); else the most
+    effective pair (ties: the lower CLD). Fixed before any run."""
+    pairs = [(f, s) for f in sorted(sweeps) for s in sorted(sweeps[f])]
+    cld = {p: sweeps[p[0]][p[1]]["CLD"]["mean"] for p in pairs}
+    eff = {p: sweeps[p[0]][p[1]]["effectiveness"] for p in pairs}
+    ok = [p for p in pairs if eff[p] >= effective]
+    if ok:
+        return min(ok, key=lambda p: cld[p])
+    return max(pairs, key=lambda p: (eff[p], -cld[p]))
+
+
+def sweeps_json(sweeps: Mapping[Any, Mapping[float, Any]]) -> dict[str, dict[str, Any]]:
+    """``{fraction: {scale: metrics}}`` with string keys, as JSON holds it."""
+    return {str(f): {str(s): r for s, r in sw.items()} for f, sw in sweeps.items()}
+
+
+__all__ = ["EFFECTIVE", "mean", "mean_sem", "other_class", "counterfactual_fn", "counterfactual_image_scores",
+           "axiom_metrics", "image_counterfactual_metrics", "diffusion_nodes", "with_inference", "guidance_sweep",
+           "choose_main", "sweeps_json"]
