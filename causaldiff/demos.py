@@ -12,12 +12,12 @@ import torch
 from .diffusion.ddim import DDIMConfig
 from .diffusion.nets import UNetConfig
 from .diffusion.schedule import ScheduleConfig
-from .diffusion.train import TrainConfig
 from .evaluation.report import Timer, now, write_json
 from .mechanisms.diffusion import DiffusionMechanism
 from .mechanisms.neural import AdditiveNoiseMechanism
 from .progress import progress
 from .scm import SCM
+from .training import TrainConfig
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -38,8 +38,8 @@ def tabular_demo(out: Path, seed: int = 0, quick: bool = False) -> dict:
     truth = get_tabular_scm("chain-nonlinear")
     gen = torch.Generator().manual_seed(seed)
     n_train, n_cf = (500, 50) if quick else (5000, 200)
-    train = truth.sample(n_train, gen)
-    g = truth.as_networkx()
+    train = truth.sample(n_train, gen).values
+    g = truth.graph()
     steps = 150 if quick else 1500
     scm = SCM(g, {v: AdditiveNoiseMechanism(steps=steps, seed=seed) for v in truth.nodes})
     t0 = time.perf_counter()
@@ -58,7 +58,7 @@ def tabular_demo(out: Path, seed: int = 0, quick: bool = False) -> dict:
         results.append({"value": v, "mse": mse, "unchanged_mse_x3": base})
         rows.append((f"{v:+.3f}", f"{mse['x2']:.4f}", f"{mse['x3']:.4f}", f"{base:.4f}"))
     summary = {
-        "demo": "tabular", "scm": truth.name, "n_train": n_train, "n_counterfactual": n_cf,
+        "demo": "tabular", "scm": truth.scm_name, "n_train": n_train, "n_counterfactual": n_cf,
         "fit_seconds": fit_s, "results": results,
         "mean_cf_mse": sum(r["mse"]["x3"] + r["mse"]["x2"] for r in results) / (2 * len(results)),
         "device": str(scm.device), "torch": torch.__version__, "python": platform.python_version(), "date": now(),
@@ -87,7 +87,7 @@ def image_mechanism(quick: bool = False, seed: int = 0) -> DiffusionMechanism:
 
 def _shapes_data(quick: bool, seed: int) -> tuple[Any, Any, Any, torch.Generator]:
     """The shapes SCM (16x16) and its training and test draws."""
-    from .datasets.images import ShapesConfig, ShapesSCM
+    from .datasets.shapes import ShapesConfig, ShapesSCM
 
     truth = ShapesSCM(ShapesConfig(resolution=16))
     gen = torch.Generator().manual_seed(seed)
@@ -107,7 +107,7 @@ def _image_queries(scm: SCM, truth: Any, test: Any, classifier: Any, gen: torch.
     """The four queries scored against the exact counterfactuals; the grid rows and their labels."""
     from .evaluation.axioms import image_counterfactual_metrics, other_class
 
-    factual = test.values()
+    factual = test.values
     other = other_class(factual["shape"], 3, gen)
     queries = {
         "do(shape = another)": {"shape": other},
@@ -121,13 +121,13 @@ def _image_queries(scm: SCM, truth: Any, test: Any, classifier: Any, gen: torch.
         timer = Timer(scm.device)
         with timer("counterfactual"):
             cf = scm.counterfactual(factual, do=do, seed=seed)
-        true = truth.true_counterfactual(test, do)
+        true = truth.counterfactual(test, do)
         m = image_counterfactual_metrics(scm, factual, do, image_node="image", label="shape", classifier=classifier,
-                                         truth_images=true.image, cycles=(), reversibility=False,
-                                         counterfactual=cf, target=true.parents["shape"])
+                                         truth_images=true["image"], cycles=(), reversibility=False,
+                                         counterfactual=cf, target=true["shape"])
         results[name] = {**{k: m[v] for k, v in _IMAGE_KEYS.items()}, "seconds": timer.seconds["counterfactual"]}
         if "null" not in name:
-            grids += [cf["image"], true.image]
+            grids += [cf["image"], true["image"]]
             labels += [name.replace("do(", "cf do("), "true cf"]
     return results, grids, labels
 
@@ -140,12 +140,12 @@ def image_demo(out: Path, seed: int = 0, quick: bool = False) -> dict:
 
     t_start = time.perf_counter()
     truth, train, test, gen = _shapes_data(quick, seed)
-    scm = SCM(truth.graph(image_mechanism(quick, seed)))
+    scm = SCM(truth.scm_graph(image_mechanism(quick, seed)))
     t0 = time.perf_counter()
-    scm.fit(train.values())
+    scm.fit(train.values)
     fit_s = time.perf_counter() - t0
-    classifier = M.train_classifier(train.image, train.parents["shape"], num_classes=3,
-                                    config=M.ClassifierConfig(iterations=30 if quick else 400, batch_size=64,
+    classifier = M.train_classifier(train.values["image"], train.values["shape"], num_classes=3,
+                                    config=M.ClassifierConfig(steps=30 if quick else 400, batch_size=64,
                                                               hidden=16, lr=3e-3), seed=seed + 1)
     results, grids, labels = _image_queries(scm, truth, test, classifier, gen, seed)
     main = results["do(shape = another)"]
@@ -154,8 +154,8 @@ def image_demo(out: Path, seed: int = 0, quick: bool = False) -> dict:
         "n_test": len(test), "fit_seconds": fit_s, "queries": results,
         "acceptance": {"effectiveness_shape": main["effectiveness_shape"],
                        "cf_error_ratio_vs_unchanged": main["true_cf_mse"] / max(main["unchanged_mse"], 1e-12)},
-        "classifier_accuracy_on_factual": float(M.effectiveness(classifier, test.values()["image"],
-                                                                test.values()["shape"])),
+        "classifier_accuracy_on_factual": float(M.effectiveness(classifier, test.values["image"],
+                                                                test.values["shape"])),
         "image_mechanism": scm.mechanisms["image"].config.model_dump(mode="json"),
         "total_seconds": time.perf_counter() - t_start,
         "device": str(scm.device), "torch": torch.__version__, "python": platform.python_version(), "date": now(),

@@ -54,7 +54,7 @@ assert torch.equal(cf["digit"], torch.full_like(test_digits, 5))
 
 # Score with a classifier trained independently of the model (effectiveness), and by how much
 # the images moved (minimality: mean absolute pixel change)
-classifier = M.train_classifier(images, digits, config=M.ClassifierConfig(iterations=100 if SMALL else 1000,
+classifier = M.train_classifier(images, digits, config=M.ClassifierConfig(steps=100 if SMALL else 1000,
                                                                             batch_size=32 if SMALL else 128))
 print(f"independent classifier: factual accuracy {float(M.effectiveness(classifier, test_images, test_digits)):.2f}")
 print(f"effectiveness of do(digit=5): {float(M.effectiveness(classifier, cf['image'], cf['digit'])):.2f}")

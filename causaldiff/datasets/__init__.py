@@ -26,3 +26,5 @@ from .tabular import TABULAR_SCMS as TABULAR_SCMS
 from .tabular import TabularConfig as TabularConfig
 from .tabular import TabularSCM as TabularSCM
 from .tabular import get_tabular_scm as get_tabular_scm
+
+__all__ = ["SPLITS", "DataSet", "Draw", "GroundTruth", "split_seed", "LADDER_SUPER_EDGES", "ladder_equations", "MNIST", "MNISTConfig", "load_mnist", "ShapesConfig", "ShapesSCM", "StructuralEquations", "TABULAR_NAMES", "TABULAR_SCMS", "TabularConfig", "TabularSCM", "get_tabular_scm"]

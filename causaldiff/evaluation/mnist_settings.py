@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .. import metrics as M
 from ..diffusion.nets import ImagePredictorConfig, UNetConfig
 from ..diffusion.schedule import ScheduleConfig
-from ..diffusion.train import TrainConfig
+from ..training import TrainConfig
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (1, 28, 28)
@@ -86,9 +86,9 @@ SETTINGS: dict[str, Setting] = {
                                     warmup_steps=100, ema_decay=0.999, log_every=200),
         denoiser_budget=Budget(seconds=210, probe_steps=30, warm=10, min_steps=500),
         predictor_budget=Budget(seconds=40, probe_steps=30, warm=10, min_steps=300),
-        classifier=M.ClassifierConfig(iterations=2000, batch_size=256),
-        autoencoders=M.AutoencoderConfig(iterations=2000, batch_size=64),
-        vae=M.VAEConfig(iterations=3000, batch_size=256),
+        classifier=M.ClassifierConfig(steps=2000, batch_size=256),
+        autoencoders=M.AutoencoderConfig(steps=2000, batch_size=64),
+        vae=M.VAEConfig(steps=3000, batch_size=256),
     ),
     # Two shared CPU cores, ~15 minutes: a 16-channel UNet (a 32-channel one costs ~2 s per step
     # of 64 images here, too slow to train in minutes), 50 DDIM steps, 100 test images.
@@ -105,9 +105,9 @@ SETTINGS: dict[str, Setting] = {
                                    warmup_steps=50, ema_decay=0.995, log_every=50),
         predictor_train=TrainConfig(steps=2000, batch_size=64, lr=1e-3, weight_decay=0.01,
                                     warmup_steps=50, ema_decay=0.995, log_every=50),
-        classifier=M.ClassifierConfig(iterations=400, batch_size=64),
-        autoencoders=M.AutoencoderConfig(iterations=300, batch_size=16),
-        vae=M.VAEConfig(iterations=600, batch_size=64),
+        classifier=M.ClassifierConfig(steps=400, batch_size=64),
+        autoencoders=M.AutoencoderConfig(steps=300, batch_size=16),
+        vae=M.VAEConfig(steps=600, batch_size=64),
     ),
     # CI: seconds on one CPU thread; checks the pipeline, not the figures.
     "quick": Setting(
@@ -119,9 +119,9 @@ SETTINGS: dict[str, Setting] = {
         ddim_steps=4,
         denoiser_train=TrainConfig(steps=20, batch_size=16, lr=2e-3, log_every=10),
         predictor_train=TrainConfig(steps=20, batch_size=16, lr=2e-3, log_every=10),
-        classifier=M.ClassifierConfig(iterations=30, batch_size=32),
-        autoencoders=M.AutoencoderConfig(iterations=10, batch_size=4, hidden=8),
-        vae=M.VAEConfig(iterations=20, batch_size=32),
+        classifier=M.ClassifierConfig(steps=30, batch_size=32),
+        autoencoders=M.AutoencoderConfig(steps=10, batch_size=4, hidden=8),
+        vae=M.VAEConfig(steps=20, batch_size=32),
         scales=(0.0, 1.0),
     ),
 }
@@ -142,9 +142,9 @@ def smoke(setting: Setting) -> Setting:
         "predictor_train": tiny(setting.predictor_train),
         "denoiser_budget": tiny_budget(setting.denoiser_budget),
         "predictor_budget": tiny_budget(setting.predictor_budget),
-        "classifier": setting.classifier.model_copy(update={"iterations": 2, "batch_size": 8}),
-        "autoencoders": setting.autoencoders.model_copy(update={"iterations": 2, "batch_size": 2}),
-        "vae": setting.vae.model_copy(update={"iterations": 2, "batch_size": 8}),
+        "classifier": setting.classifier.model_copy(update={"steps": 2, "batch_size": 8}),
+        "autoencoders": setting.autoencoders.model_copy(update={"steps": 2, "batch_size": 2}),
+        "vae": setting.vae.model_copy(update={"steps": 2, "batch_size": 8}),
     })
 
 

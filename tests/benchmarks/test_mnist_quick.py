@@ -14,7 +14,7 @@ import torch
 
 import inference_shim
 from causaldiff.datasets.mnist import candidate_dirs
-from causaldiff.diffusion.train import TrainConfig
+from causaldiff.training import TrainConfig
 from causaldiff.evaluation.mnist import budget_steps
 from causaldiff.evaluation.mnist_settings import SETTINGS, Budget
 from causaldiff.metrics import CLD_UNCHANGED

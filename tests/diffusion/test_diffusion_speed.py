@@ -14,7 +14,7 @@ from causaldiff.diffusion.guidance import (AntiCausalGuidance, ClassifierFreeGui
                                            PredictorLikelihood)
 from causaldiff.diffusion.nets import MLPDenoiser, MLPPredictor
 from causaldiff.diffusion.schedule import NoiseSchedule, ScheduleConfig
-from causaldiff.diffusion.train import TrainConfig
+from causaldiff.training import TrainConfig
 from causaldiff.mechanisms.diffusion import DiffusionMechanism
 
 K, FP = 7, 3

@@ -16,7 +16,7 @@ import causaldiff as cd
 from causaldiff.diffusion.ddim import DDIMConfig
 from causaldiff.diffusion.nets import DiTConfig, ImagePredictorConfig, UNetConfig
 from causaldiff.diffusion.schedule import ScheduleConfig
-from causaldiff.diffusion.train import TrainConfig
+from causaldiff.training import TrainConfig
 from causaldiff.errors import DataError, GraphError, NotFittedError, SerializationError
 from causaldiff.mechanisms import Abduction
 from causaldiff.registry import MECHANISMS
