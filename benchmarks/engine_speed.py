@@ -33,8 +33,7 @@ import torch
 from torch import Tensor
 
 import causaldiff as cd
-from causaldiff.evaluation import report
-from causaldiff.evaluation.systems import dowhy_version
+from causaldiff.evaluation import report, systems
 from causaldiff.testing import named_callable
 
 NODES = tuple(f"x{i}" for i in range(1, 11))
@@ -176,12 +175,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     sizes, p = (1, 10, 100) if a.quick else SIZES, chain_parameters(a.seed)
-    scm, use_dowhy = build_scm(p), not a.no_dowhy and dowhy_version() is not None
+    scm, use_dowhy = build_scm(p), not a.no_dowhy and systems.dowhy_version() is not None
     fit_rows = a.fit_rows or (500 if a.quick else 5000)
     dowhy = dowhy_chain(p, dict(scm.sample(fit_rows, seed=a.seed))) if use_dowhy else None
     res: dict[str, Any] = {
         "command": shlex.join(["python", "benchmarks/engine_speed.py", *argv]),
-        "env": report.environment("cpu"), "dowhy": dowhy_version() if use_dowhy else None,
+        "env": report.environment("cpu"), "dowhy": systems.dowhy_version() if use_dowhy else None,
         "settings": {"quick": a.quick, "seed": a.seed, "value": a.value, "fit_rows": fit_rows,
                      "dtype": "float64", "threads": 1}, "chain_parameters": p, "sizes": [],
         "targets_a_over_b": {str(n): t for n, t in TARGETS.items()}}

@@ -56,23 +56,21 @@ from typing import Any
 
 import torch
 
-from causaldiff.evaluation.axioms import EFFECTIVE
-from causaldiff.evaluation.mnist import run_mnist
-from causaldiff.evaluation.mnist_settings import SETTINGS, Setting, smoke
-from causaldiff.progress import set_progress
+from causaldiff import set_progress
+from causaldiff.evaluation import axioms, mnist, mnist_settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Diff-SCM counterfactuals on MNIST (BENCHMARKS.md section 1).")
-    p.add_argument("--setting", choices=sorted(SETTINGS), default="cpu")
+    p.add_argument("--setting", choices=sorted(mnist_settings.SETTINGS), default="cpu")
     p.add_argument("--data", default=None, help="folder with the MNIST IDX files (default: the loader's search: "
                    "CAUSALDIFF_MNIST_DIR, ../shared/data/mnist, ...)")
     p.add_argument("--out", default=str(RESULTS_DIR), help="where the JSON, markdown and PNGs go")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--scale", default=None, help="main guidance scale s (with the first abduction fraction), or "
-                   f"'auto' (default): among the swept pairs with effectiveness >= {EFFECTIVE} the lowest CLD, "
+                   f"'auto' (default): among the swept pairs with effectiveness >= {axioms.EFFECTIVE} the lowest CLD, "
                    "else the most effective")
     p.add_argument("--scales", default=None, help="comma-separated sweep scales (default: 0,0.3,0.7,1,2,3,5,10)")
     p.add_argument("--abduction-fractions", default=None,
@@ -129,16 +127,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls and convolutions at inference
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    setting = SETTINGS[args.setting]
+    setting = mnist_settings.SETTINGS[args.setting]
     if args.smoke:
-        setting = smoke(setting)
+        setting = mnist_settings.smoke(setting)
     updates = {k: v for k, v in (("ddim_steps", args.ddim_steps), ("n_test", args.n_test)) if v is not None}
     if updates:
-        setting = Setting.model_validate({**setting.model_dump(), **updates})
+        setting = mnist_settings.Setting.model_validate({**setting.model_dump(), **updates})
     name = args.setting + ("_smoke" if args.smoke else "")
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0] if argv is None else
                                                              "benchmarks/mnist_diffscm.py", *(sys.argv[1:] if argv is None else argv)])
-    return run_mnist(setting, name, data=args.data, out=Path(args.out), device=device,
+    return mnist.run_mnist(setting, name, data=args.data, out=Path(args.out), device=device,
                scale=setting.scale if args.scale is None else args.scale,
                save=Path(args.save) if args.save else None, load=Path(args.load) if args.load else None,
                scales=setting.scales if args.scales is None else args.scales,

@@ -27,16 +27,12 @@ from typing import Any
 
 import torch
 
-from causaldiff.datasets.tabular import TABULAR_SCMS, get_tabular_scm
-from causaldiff.diffusion.ddim import DDIMConfig
-from causaldiff.diffusion.nets import MLPConfig
-from causaldiff.diffusion.schedule import ScheduleConfig
-from causaldiff.diffusion.train import TrainConfig
+from causaldiff import (AdditiveNoiseConfig, AdditiveNoiseMechanism, DDIMConfig, DiffusionMechanism, MLPConfig,
+                        ScheduleConfig, TrainConfig)
+from causaldiff.datasets import TABULAR_SCMS, get_tabular_scm
 from causaldiff.evaluation import dcm, report
 from causaldiff.evaluation.systems import (DOWHY_MISSING, CausaldiffSystem, DowhySystem, configure_dowhy,
                                            dowhy_version)
-from causaldiff.mechanisms.diffusion import DiffusionMechanism
-from causaldiff.mechanisms.neural import AdditiveNoiseConfig, AdditiveNoiseMechanism
 from causaldiff.progress import progress, progress_enabled
 
 ALL_SYSTEMS = ("diffusion", "anm", "dowhy")

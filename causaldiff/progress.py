@@ -28,3 +28,6 @@ def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, d
     """A tqdm bar honouring the global toggle (disabled bars cost nothing)."""
     return tqdm(iterable, total=total, desc=desc, leave=leave, disable=not _enabled,
                 dynamic_ncols=True)
+
+
+__all__ = ["set_progress", "progress_enabled", "progress"]

@@ -20,10 +20,6 @@ import torch
 
 import causaldiff as cd
 from causaldiff.datasets import ShapesSCM
-from causaldiff.diffusion.ddim import DDIMConfig
-from causaldiff.diffusion.nets import MLPConfig, UNetConfig
-from causaldiff.diffusion.schedule import ScheduleConfig
-from causaldiff.diffusion.train import TrainConfig
 from causaldiff.metrics import mse
 
 STEPS = int(os.environ.get("CAUSALDIFF_EXAMPLE_STEPS", "2000"))
@@ -36,20 +32,20 @@ test = truth.sample(64, gen)
 c = truth.config
 size_means = torch.tensor(c.size_means)
 
-g = truth.graph()  # the DAG, with the true Pyro mechanisms bound to the parents ...
+g = truth.graph()  # the DAG; every node is bound below ...
 g.nodes["shape"]["mechanism"] = dist.Categorical(probs=torch.tensor(c.shape_probs))       # Pyro root
 g.nodes["size"]["mechanism"] = lambda shape: dist.Normal(size_means[shape], c.size_noise)  # Pyro callable
 g.nodes["intensity"]["mechanism"] = cd.DiffusionMechanism(                                # ... tabular diffusion
-    net=MLPConfig(hidden=64, num_layers=3),
-    schedule=ScheduleConfig(kind="linear", num_train_timesteps=100, beta_end=0.1),
-    sampler=DDIMConfig(num_inference_steps=20, inversion_fixed_point_iters=3),
-    train=TrainConfig(steps=STEPS * 2, batch_size=256, lr=1e-3))
+    net=cd.MLPConfig(hidden=64, num_layers=3),
+    schedule=cd.ScheduleConfig(kind="linear", num_train_timesteps=100, beta_end=0.1),
+    sampler=cd.DDIMConfig(num_inference_steps=20, inversion_fixed_point_iters=3),
+    train=cd.TrainConfig(steps=STEPS * 2, batch_size=256, lr=1e-3))
 g.nodes["image"]["mechanism"] = cd.DiffusionMechanism(                                    # ... image diffusion
-    net=UNetConfig(base_channels=8 if SMALL else 16, channel_mult=(1, 2), num_groups=8, mid_attention=False),
-    train=TrainConfig(steps=STEPS, batch_size=64, lr=2e-3, warmup_steps=min(100, STEPS // 10)),
-    sampler=DDIMConfig(num_inference_steps=8 if SMALL else 20, inversion_fixed_point_iters=2))
+    net=cd.UNetConfig(base_channels=8 if SMALL else 16, channel_mult=(1, 2), num_groups=8, mid_attention=False),
+    train=cd.TrainConfig(steps=STEPS, batch_size=64, lr=2e-3, warmup_steps=min(100, STEPS // 10)),
+    sampler=cd.DDIMConfig(num_inference_steps=8 if SMALL else 20, inversion_fixed_point_iters=2))
 scm = cd.SCM(g)
-scm.fit(train.values())  # fits the two diffusion nodes; the Pyro nodes have nothing to learn
+scm.fit(train.values)  # fits the two diffusion nodes; the Pyro nodes have nothing to learn
 print(scm)
 
 # Interventional: what if every size were 0.6? (intensity falls with size: slope -1)
@@ -59,10 +55,10 @@ print(f"E[intensity | do(size=0.6)]: model {inter['intensity'].mean():.3f}, true
 
 # Counterfactual: these very shapes, had their size been 0.6
 do = {"size": 0.6}
-cf = scm.counterfactual(test.values(), do=do, seed=0)
-true = truth.true_counterfactual(test, do)
-assert torch.equal(cf["shape"], test.parents["shape"])  # a non-descendant: untouched
-print(f"intensity counterfactual MSE {mse(cf['intensity'], true.parents['intensity']).mean():.5f} "
-      f"(unchanged: {mse(test.parents['intensity'], true.parents['intensity']).mean():.5f})")
-print(f"image counterfactual MSE {mse(cf['image'], true.image).mean():.4f} "
-      f"(unchanged: {mse(test.image, true.image).mean():.4f})")
+cf = scm.counterfactual(test.values, do=do, seed=0)
+true = truth.counterfactual(test, do)
+assert torch.equal(cf["shape"], test.values["shape"])  # a non-descendant: untouched
+print(f"intensity counterfactual MSE {mse(cf['intensity'], true['intensity']).mean():.5f} "
+      f"(unchanged: {mse(test.values['intensity'], true['intensity']).mean():.5f})")
+print(f"image counterfactual MSE {mse(cf['image'], true['image']).mean():.4f} "
+      f"(unchanged: {mse(test.values['image'], true['image']).mean():.4f})")

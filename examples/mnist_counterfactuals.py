@@ -19,11 +19,7 @@ import torch
 import causaldiff as cd
 from causaldiff import metrics as M
 from causaldiff.datasets import load_mnist
-from causaldiff.diffusion.ddim import DDIMConfig
-from causaldiff.diffusion.nets import ImagePredictorConfig, UNetConfig
-from causaldiff.diffusion.schedule import ScheduleConfig
-from causaldiff.diffusion.train import TrainConfig
-from causaldiff.runs import save_grid
+from causaldiff.evaluation import save_grid
 
 STEPS = int(os.environ.get("CAUSALDIFF_EXAMPLE_STEPS", "3000"))
 SMALL = os.environ.get("CAUSALDIFF_EXAMPLE_SMALL", "0") == "1"
@@ -37,12 +33,12 @@ image = cd.DiffusionMechanism(
     guidance_scale=2.0,              # s
     guide_abduction=False,           # Diff-SCM: unguided DDIM inversion
     abduction_fraction=0.75,         # invert only the first 75% of the trajectory
-    schedule=ScheduleConfig(kind="cosine", num_train_timesteps=1000),
-    net=UNetConfig(base_channels=width, channel_mult=(1, 2, 2), num_groups=8, mid_attention=not SMALL),
-    predictor=ImagePredictorConfig(base_channels=width, channel_mult=(1, 2), num_groups=8),
-    sampler=DDIMConfig(num_inference_steps=8 if SMALL else 50),
-    train=TrainConfig(steps=STEPS, batch_size=16 if SMALL else 64, lr=2e-3, warmup_steps=min(100, STEPS // 10)),
-    predictor_train=TrainConfig(steps=STEPS // 2, batch_size=16 if SMALL else 64, lr=2e-3))
+    schedule=cd.ScheduleConfig(kind="cosine", num_train_timesteps=1000),
+    net=cd.UNetConfig(base_channels=width, channel_mult=(1, 2, 2), num_groups=8, mid_attention=not SMALL),
+    predictor=cd.ImagePredictorConfig(base_channels=width, channel_mult=(1, 2), num_groups=8),
+    sampler=cd.DDIMConfig(num_inference_steps=8 if SMALL else 50),
+    train=cd.TrainConfig(steps=STEPS, batch_size=16 if SMALL else 64, lr=2e-3, warmup_steps=min(100, STEPS // 10)),
+    predictor_train=cd.TrainConfig(steps=STEPS // 2, batch_size=16 if SMALL else 64, lr=2e-3))
 scm = cd.SCM(nx.DiGraph([("digit", "image")]), {"digit": cd.CategoricalMechanism(), "image": image})
 scm.fit({"digit": digits, "image": images})
 print(scm)

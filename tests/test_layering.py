@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "causaldiff"
 #: packages whose ``__all__`` is the public surface examples and benchmarks may use
 PUBLIC = ("causaldiff", "causaldiff.datasets", "causaldiff.evaluation", "causaldiff.metrics",
-          "causaldiff.testing", "causaldiff.training", "causaldiff.diffusion", "causaldiff.registry")
+          "causaldiff.testing", "causaldiff.training", "causaldiff.diffusion", "causaldiff.registry",
+          "causaldiff.progress", "causaldiff.evaluation.systems", "causaldiff.evaluation.dcm",
+          "causaldiff.evaluation.report", "causaldiff.evaluation.axioms", "causaldiff.evaluation.mnist",
+          "causaldiff.evaluation.mnist_settings", "causaldiff.evaluation.plotting")
 MAX_LINES = 60
 
 

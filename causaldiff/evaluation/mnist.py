@@ -27,11 +27,10 @@ from ..diffusion.guidance import ParentHead
 from ..diffusion.nets import build_denoiser, build_predictor
 from ..diffusion.schedule import NoiseSchedule
 from ..diffusion.train import train_denoiser, train_predictor
-from ..training import TrainConfig
 from ..mechanisms.categorical import CategoricalMechanism
 from ..mechanisms.diffusion import DiffusionConfig, DiffusionMechanism
-from ..scm import SCM
-from ..scm import load
+from ..scm import SCM, load
+from ..training import TrainConfig
 from .axioms import EFFECTIVE, axiom_metrics, choose_main, counterfactual_image_scores, guidance_sweep, \
     mean_sem, other_class, sweeps_json, with_inference
 from .mnist_report import markdown, plot_mnist_sweep

@@ -18,8 +18,20 @@ def test_examples_are_found():
     assert {"custom_scm.py", "fit_learnable.py", "property_test.py"} <= set(SCRIPTS)
 
 
+def _needs_mnist(script: str) -> bool:
+    return "mnist" in script
+
+
+def _mnist_found() -> bool:
+    from causaldiff.datasets.mnist import locate
+
+    return locate("train") is not None and locate("test") is not None
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_example_runs(script, tmp_path, monkeypatch, capsys):
+    if _needs_mnist(script) and not _mnist_found():
+        pytest.skip("MNIST files not found: set CAUSALDIFF_MNIST_DIR to the folder of the IDX files")
     for k, v in SMALL.items():
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)
