@@ -373,8 +373,8 @@ class ParentCodec:
             raise DataError(f"node {node!r}: categorical parent {p.name!r} needs integer values, got {v.dtype}")
         idx = v.long()
         if bool(((idx < 0) | (idx >= p.num_classes)).any()):  # one check per query
-            raise DataError(f"node {node!r}: parent {p.name!r} has values outside 0..{p.num_classes - 1} "
-                            "seen at fit")
+            raise DataError(f"node {node!r}: parent {p.name!r} takes categories outside 0..{p.num_classes - 1}, "
+                            "the ones seen when the mechanism was fitted")
         return F.one_hot(idx, p.num_classes).to(dtype), idx
 
     def to(self, device: torch.device | str) -> "ParentCodec":

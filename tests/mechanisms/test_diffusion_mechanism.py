@@ -29,7 +29,8 @@ TAB = dict(schedule=ScheduleConfig(kind="linear", num_train_timesteps=100, beta_
 
 
 def _with(m: DiffusionMechanism, **changes) -> DiffusionMechanism:
-    """The same trained weights under another (inference) configuration."""
+    """The same trained weights under other hyperparameters (through a save; inference settings
+    change with ``with_inference``)."""
     cfg = m.get_config()
     cfg["config"] = {**cfg["config"], **changes}
     return DiffusionMechanism.from_saved(cfg, m.state_tensors())
@@ -98,8 +99,9 @@ def test_save_load_round_trips_give_identical_counterfactuals(two_class, tmp_pat
     mech = scm.mechanisms["x"]
     cfg = mech.get_config()
     json.dumps(cfg)  # JSON-able
-    assert cfg["config"]["parents"][0] == {"name": "y", "kind": "categorical", "shape": [],
-                                           "num_classes": 2}
+    assert cfg["format"] == 2 and "parents" not in cfg["config"]  # hyperparameters apart from the state
+    assert cfg["state"]["parent_codec"]["parents"][0] == {"name": "y", "kind": "categorical", "shape": [],
+                                                          "num_classes": 2}
     assert MECHANISMS.get("diffusion") is DiffusionMechanism
     again = DiffusionMechanism.from_saved(json.loads(json.dumps(cfg)), mech.state_tensors())
     assert again.fitted_parents == ("y",)
@@ -182,7 +184,7 @@ def test_partial_trajectory_abduction(dcm):
     """Abduct to half the trajectory (Diff-SCM's later revision); sampling then runs the upper
     half of the chain in sample_noise, and the null intervention still returns the rows."""
     _, model, rows = dcm
-    half = _with(model.mechanisms["y"], abduction_fraction=0.5)
+    half = model.mechanisms["y"].with_inference(abduction_fraction=0.5)
     assert half.config.abduction_steps == 10
     pa = {"x": rows["x"]}
     u = half.abduct(rows["y"], pa)
@@ -261,7 +263,7 @@ def test_image_nodes_run_end_to_end_and_round_trip(kind, tmp_path):
         mech = DiffusionMechanism(net=DiTConfig(patch_size=4, hidden=16, depth=1, num_heads=2),
                                   cond_dropout=0.2, cfg_scale=1.0, **common)
     scm = cd.SCM(nx.DiGraph([("c", "img")]), {"c": CategoricalMechanism(), "img": mech}).fit({"c": c, "img": img})
-    assert mech.stats == {}  # images are not standardised (and the parent is categorical)
+    assert mech.state.stats == {}  # images are not standardised (and the parent is categorical)
     rows = {"c": c[:6], "img": img[:6]}
     s = scm.sample(4, seed=0)
     assert s["img"].shape == (4, 1, 8, 8) and torch.isfinite(s["img"]).all()
@@ -326,7 +328,7 @@ def test_regressor_guidance_for_a_continuous_parent():
                               train=TrainConfig(steps=500, batch_size=256, lr=3e-3, ema_decay=0.99),
                               predictor_train=TrainConfig(steps=250, batch_size=256, lr=3e-3, ema_decay=0.99))
     model = cd.SCM(nx.DiGraph([("a", "y")]), {"a": dist.Normal(0.0, 1.0), "y": mech}).fit(data)
-    assert mech.config.parents[0].kind == "continuous" and "stats.parent.a.mean" in mech.state_tensors()
+    assert mech.state.parent_codec.parents[0].kind == "continuous" and "stats.parent.a.mean" in mech.state_tensors()
     rows = {k: v[:300] for k, v in data.items()}
     assert (model.counterfactual(rows, do={"a": rows["a"]})["y"] - rows["y"]).abs().mean() < 0.01
     for v in (-1.0, 1.0):
