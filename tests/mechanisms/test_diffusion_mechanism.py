@@ -194,6 +194,39 @@ def test_partial_trajectory_abduction(dcm):
     assert abs(y.mean()) < 0.05 and abs(y.std() - 0.3) < 0.05
 
 
+def test_with_inference_shares_the_networks_and_leaves_the_original(dcm):
+    _, model, rows = dcm
+    m = model.mechanisms["y"]
+    before = m.config
+    fast = m.with_inference(num_inference_steps=10, abduction_fraction=0.5)
+    assert m.config == before and m.sampler.num_steps == 20  # the original is untouched
+    assert fast.denoiser is m.denoiser and fast.state is m.state and fast.fitted_parents == m.fitted_parents
+    assert fast.config.sampler.num_inference_steps == 10 and fast.config.abduction_steps == 5
+    assert fast.config.sampler.inversion_fixed_point_iters == 3  # the rest of the sampler is kept
+    pa = {"x": rows["x"][:50]}
+    # the same as rebuilding the mechanism from its saved weights under those settings
+    rebuilt = _with(m, abduction_fraction=0.5, sampler={**before.sampler.model_dump(), "num_inference_steps": 10})
+    assert torch.equal(fast.abduct(rows["y"][:50], pa), rebuilt.abduct(rows["y"][:50], pa))
+    with pytest.raises(ValueError, match="abduction_fraction"):
+        m.with_inference(abduction_fraction=1.5)
+    with pytest.raises(ValueError, match="sampler.num_inference_steps"):
+        m.with_inference(num_inference_steps=0)
+    with pytest.raises(ValueError, match="cond_dropout"):
+        m.with_inference(cfg_scale=2.0)  # this denoiser was trained without parent dropout
+
+
+def test_with_inference_guidance_scale(two_class):
+    scm, rows = two_class
+    m = scm.mechanisms["x"]
+    strong = m.with_inference(guidance_scale={"y": 3.0})
+    assert strong.predictor is m.predictor and m.config.guidance_scale == 1.0
+    u = m.abduct(rows["x"][:50], {"y": rows["y"][:50]})
+    do = {"y": 1 - rows["y"][:50]}
+    assert torch.equal(strong.forward(u, do), _with(m, guidance_scale={"y": 3.0}).forward(u, do))
+    with pytest.raises(ValueError, match="node 'x'.*guidance_scale.*unknown parents \\['z'\\]"):
+        m.with_inference(guidance_scale={"z": 1.0})
+
+
 def test_scalar_node_shapes_and_device_moves(dcm):
     _, model, rows = dcm
     m = model.mechanisms["y"]
