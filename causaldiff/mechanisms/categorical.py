@@ -45,7 +45,6 @@ class CategoricalMechanism(Mechanism):
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         self.num_classes, self.smoothing = num_classes, float(smoothing)
         self.logits: Tensor | None = None
-        self.node = "?"
 
     def fit(self, x: Tensor, parents: Parents, *, parent_order: tuple[str, ...], desc: str = "") -> None:
         if parent_order:

@@ -74,7 +74,6 @@ class AdditiveNoiseMechanism(Mechanism):
         self.parent_codec: ParentCodec | None = None
         self.shape: tuple[int, ...] | None = None
         self.stats: dict[str, Tensor] = {}
-        self.node = "?"
 
     # --------------------------------------------------------------------------- fitting
     def fit(self, x: Tensor, parents: Parents, *, parent_order: tuple[str, ...], desc: str = "") -> None:

@@ -98,7 +98,6 @@ class PyroMechanism(Mechanism):
         if not isinstance(spec, tdist.Distribution) and not callable(spec):
             raise GraphError(f"a Pyro mechanism needs a Distribution or a callable, got {type(spec).__name__}")
         self.spec = spec
-        self.node = "?"
 
     # --------------------------------------------------------------------------- binding
     @property

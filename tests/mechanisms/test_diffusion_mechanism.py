@@ -213,6 +213,11 @@ def test_with_inference_shares_the_networks_and_leaves_the_original(dcm):
         m.with_inference(num_inference_steps=0)
     with pytest.raises(ValueError, match="cond_dropout"):
         m.with_inference(cfg_scale=2.0)  # this denoiser was trained without parent dropout
+    with pytest.raises(ValueError, match="sampler.bogus"):
+        m.with_inference(sampler={"bogus": 1})
+    clipped = m.with_inference(sampler={"clip_sample": 3.0, "inversion_fixed_point_iters": 0}, guide_abduction=False)
+    assert clipped.config.sampler.clip_sample == 3.0 and clipped.sampler.config.inversion_fixed_point_iters == 0
+    assert clipped.config.sampler.num_inference_steps == 20 and not clipped.config.guide_abduction
 
 
 def test_with_inference_guidance_scale(two_class):

@@ -14,6 +14,7 @@ continuous parents are standardised, categorical (``torch.long``) parents one-ho
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -66,15 +67,19 @@ class DiffusionMechanism(Mechanism):
     # ----------------------------------------------------------------------------- inference settings
     def with_inference(self, *, guidance_scale: float | dict[str, float] | None = None,
                        abduction_fraction: float | None = None, num_inference_steps: int | None = None,
-                       cfg_scale: float | None = None) -> "DiffusionMechanism":
+                       cfg_scale: float | None = None, guide_abduction: bool | None = None,
+                       sampler: Mapping[str, Any] | None = None) -> "DiffusionMechanism":
         """A new mechanism with other inference settings, sharing this one's fitted networks and
-        state (no copy of the weights); this mechanism is unchanged. Raises ``ValueError`` naming
-        the field if a setting is invalid."""
-        update: dict[str, Any] = {k: v for k, v in (("guidance_scale", guidance_scale),
-                                                    ("abduction_fraction", abduction_fraction),
-                                                    ("cfg_scale", cfg_scale)) if v is not None}
-        if num_inference_steps is not None:
-            update["sampler"] = {**self.config.sampler.model_dump(), "num_inference_steps": num_inference_steps}
+        state (no copy of the weights; moving either to a device moves the shared networks); this
+        mechanism is unchanged. ``sampler`` updates fields of the :class:`DDIMConfig` (e.g.
+        ``clip_sample``, ``inversion_fixed_point_iters``), ``num_inference_steps`` is its ``K``.
+        Raises ``ValueError`` naming the field if a setting is invalid."""
+        update: dict[str, Any] = {k: v for k, v in (
+            ("guidance_scale", guidance_scale), ("abduction_fraction", abduction_fraction),
+            ("cfg_scale", cfg_scale), ("guide_abduction", guide_abduction)) if v is not None}
+        steps = {} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}
+        if sampler is not None or steps:
+            update["sampler"] = {**self.config.sampler.model_dump(), **dict(sampler or {}), **steps}
         try:
             config = DiffusionConfig.model_validate({**self.config.model_dump(), **update})
             if self.state is not None:
