@@ -228,6 +228,10 @@ def test_with_inference_guidance_scale(two_class):
     u = m.abduct(rows["x"][:50], {"y": rows["y"][:50]})
     do = {"y": 1 - rows["y"][:50]}
     assert torch.equal(strong.forward(u, do), _with(m, guidance_scale={"y": 3.0}).forward(u, do))
+    swept = cd.SCM(nx.DiGraph([("y", "x")]), {**scm.mechanisms, "x": strong})  # how a sweep rebinds it
+    cf = swept.counterfactual({k: v[:50] for k, v in rows.items()}, do=do, seed=0)
+    u_strong = strong.abduct(rows["x"][:50], {"y": rows["y"][:50]})  # guided abduction uses the scale too
+    assert torch.equal(cf["x"], strong.forward(u_strong, do)) and scm.mechanisms["x"] is m
     with pytest.raises(ValueError, match="node 'x'.*guidance_scale.*unknown parents \\['z'\\]"):
         m.with_inference(guidance_scale={"z": 1.0})
 

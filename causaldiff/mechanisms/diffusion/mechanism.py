@@ -27,7 +27,7 @@ from ...diffusion.schedule import NoiseSchedule
 from ...errors import DataError, NotFittedError
 from ...registry import MECHANISMS
 from ..base import Abduction, Mechanism, Parents
-from . import io
+from .io import load, saved_config, saved_tensors
 from .config import DiffusionConfig
 from .fit import check_rows, fit_networks, record_state
 from .state import DiffusionState
@@ -195,14 +195,14 @@ class DiffusionMechanism(Mechanism):
 
     # ----------------------------------------------------------------------------- save / load
     def get_config(self) -> dict[str, Any]:
-        return io.saved_config(self)
+        return saved_config(self)
 
     def state_tensors(self) -> dict[str, Tensor]:
-        return io.saved_tensors(self)
+        return saved_tensors(self)
 
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> "DiffusionMechanism":
-        return io.load(cls, config, tensors)
+        return load(cls, config, tensors)
 
     def __repr__(self) -> str:
         c = self.config
