@@ -1,11 +1,16 @@
-"""Mechanisms: what a node of an SCM is bound to."""
+"""Mechanisms: what a node of an SCM is bound to (each registered in :data:`~causaldiff.registry.MECHANISMS`)."""
 
-from .base import Abduction, Conditional, Mechanism
-from .categorical import CategoricalMechanism
-from .diffusion import DiffusionConfig, DiffusionMechanism
-from .neural import AdditiveNoiseConfig, AdditiveNoiseMechanism
-from .pyro import PyroMechanism
+from .base import Abduction as Abduction, Conditional as Conditional, Mechanism as Mechanism
+from .categorical import CategoricalConfig as CategoricalConfig, CategoricalMechanism as CategoricalMechanism
+from .codecs import (DistributionConditional as DistributionConditional, ParentCodec as ParentCodec,
+                     ParentSpec as ParentSpec, codec_for as codec_for)
+from .diffusion import (DiffusionConfig as DiffusionConfig, DiffusionMechanism as DiffusionMechanism,
+                        DiffusionState as DiffusionState)
+from .neural import AdditiveNoiseConfig as AdditiveNoiseConfig, AdditiveNoiseMechanism as AdditiveNoiseMechanism
+from .pyro import (NormalConfig as NormalConfig, NormalMechanism as NormalMechanism, PyroConfig as PyroConfig,
+                   PyroMechanism as PyroMechanism)
 
-__all__ = ["Abduction", "Conditional", "AdditiveNoiseConfig", "AdditiveNoiseMechanism", "CategoricalMechanism",
-           "DiffusionConfig", "DiffusionMechanism",
-           "Mechanism", "PyroMechanism"]
+__all__ = ["Abduction", "Conditional", "Mechanism", "AdditiveNoiseConfig", "AdditiveNoiseMechanism",
+           "CategoricalConfig", "CategoricalMechanism", "DiffusionConfig", "DiffusionMechanism", "DiffusionState",
+           "DistributionConditional", "NormalConfig", "NormalMechanism", "ParentCodec", "ParentSpec",
+           "PyroConfig", "PyroMechanism", "codec_for"]

@@ -10,15 +10,14 @@ from typing import Any
 
 import pyro.distributions as dist
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 from torch.distributions import constraints
 
 from ..errors import DataError, NotFittedError
-from pydantic import BaseModel, ConfigDict, Field
-
 from ..registry import MECHANISMS
 from .base import Abduction, Mechanism, Parents
-from .pyro import codec_for
+from .codecs import DistributionConditional
 
 
 class CategoricalConfig(BaseModel):
@@ -46,7 +45,6 @@ class CategoricalMechanism(Mechanism):
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         self.num_classes, self.smoothing = num_classes, float(smoothing)
         self.logits: Tensor | None = None
-        self.node = "?"
 
     def fit(self, x: Tensor, parents: Parents, *, parent_order: tuple[str, ...], desc: str = "") -> None:
         if parent_order:
@@ -70,14 +68,18 @@ class CategoricalMechanism(Mechanism):
     def abduction(self, parents: Parents | None = None) -> Abduction:
         return Abduction.STOCHASTIC
 
+    def given(self, parents: Parents, n: int) -> DistributionConditional:
+        """The fitted ``Categorical`` for ``n`` rows and its Gumbel-max codec, built once."""
+        return DistributionConditional(self, parents, n, self._dist(n))
+
     def sample_noise(self, n: int, parents: Parents) -> Tensor:
-        return codec_for(self._dist(n)).sample()
+        return self.given(parents, n).sample_noise()
 
     def forward(self, noise: Tensor, parents: Parents) -> Tensor:
-        return codec_for(self._dist(noise.shape[0])).forward(noise)
+        return self.given(parents, noise.shape[0]).forward(noise)
 
     def abduct(self, x: Tensor, parents: Parents) -> Tensor:
-        return codec_for(self._dist(x.shape[0])).abduct(x)
+        return self.given(parents, x.shape[0]).abduct(x)
 
     def event_shape(self, parents: Parents, n: int) -> tuple[int, ...]:
         return ()

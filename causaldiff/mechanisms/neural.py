@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import pyro.distributions as dist
@@ -18,10 +17,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from ..errors import DataError, NotFittedError
+from ..errors import NotFittedError, SerializationError
 from ..registry import MECHANISMS
 from ..training import TrainConfig, fit_model
 from .base import Abduction, Mechanism, Parents
+from .codecs import ParentCodec
 
 
 class AdditiveNoiseConfig(BaseModel):
@@ -49,48 +49,19 @@ def mlp(d_in: int, d_out: int, hidden: tuple[int, ...], act: type[nn.Module] = n
     return nn.Sequential(*layers)
 
 
-class ParentEncoder:
-    """Flattens and concatenates parents in a fixed order; integer parents become one-hot.
-
-    The encoding (order, widths, number of classes) is fixed at fit time and saved.
-    """
-
-    def __init__(self, order: tuple[str, ...], classes: Mapping[str, int]):
-        self.order, self.classes = tuple(order), dict(classes)
-
-    @classmethod
-    def from_data(cls, parents: Parents, order: tuple[str, ...]) -> "ParentEncoder":
-        classes = {p: int(parents[p].max().item()) + 1 for p in order
-                   if not parents[p].is_floating_point()}
-        return cls(order, classes)
-
-    def __call__(self, parents: Parents, n: int, dtype: torch.dtype, device: torch.device,
-                 node: str = "?") -> Tensor:
-        cols = []
-        for p in self.order:
-            v = parents[p]
-            if p in self.classes:
-                k = self.classes[p]
-                if ((v < 0) | (v >= k)).any():
-                    raise DataError(f"node {node!r}: parent {p!r} takes categories outside 0..{k - 1}, "
-                                    "the ones seen when the mechanism was fitted")
-                cols.append(nn.functional.one_hot(v.long(), k).to(dtype))
-            else:
-                cols.append(v.reshape(n, -1).to(dtype))
-        if not cols:
-            return torch.zeros(n, 0, dtype=dtype, device=device)
-        return torch.cat(cols, dim=1)
-
-    def config(self) -> dict[str, Any]:
-        return {"order": list(self.order), "classes": self.classes}
-
-
 @MECHANISMS.register("additive_noise")
 class AdditiveNoiseMechanism(Mechanism):
     """An additive Gaussian noise model with a learned mean function (DoWhy-style ANM)."""
 
     learnable = True
     Config = AdditiveNoiseConfig
+    #: version of the saved config (2: the parent codec shared with the diffusion mechanism)
+    FORMAT = 2
+
+    @classmethod
+    def quick(cls, config: AdditiveNoiseConfig) -> AdditiveNoiseConfig:
+        """100 training steps."""
+        return AdditiveNoiseConfig.model_validate({**config.model_dump(), "steps": 100})
 
     def __init__(self, config: AdditiveNoiseConfig | None = None, *, net: nn.Module | None = None,
                  **overrides: Any):
@@ -100,18 +71,17 @@ class AdditiveNoiseMechanism(Mechanism):
         self.config = AdditiveNoiseConfig.model_validate({**base.model_dump(), **overrides}) if overrides else base
         self.custom_net = net is not None
         self.net = net
-        self.encoder: ParentEncoder | None = None
+        self.parent_codec: ParentCodec | None = None
         self.shape: tuple[int, ...] | None = None
         self.stats: dict[str, Tensor] = {}
-        self.node = "?"
 
     # --------------------------------------------------------------------------- fitting
     def fit(self, x: Tensor, parents: Parents, *, parent_order: tuple[str, ...], desc: str = "") -> None:
         cfg, n = self.config, x.shape[0]
         dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-        encoder = ParentEncoder.from_data(parents, parent_order)
-        xin = encoder(parents, n, dtype, x.device)
+        codec = ParentCodec.fit(parents, parent_order, n, node=self.node)
+        xin = codec.encode(parents, n, dtype=dtype, device=x.device, node=self.node)[0]
         y = x.reshape(n, -1).to(dtype)
         stats = {"in_mean": xin.mean(0), "in_std": _safe_std(xin), "out_mean": y.mean(0),
                  "out_std": _safe_std(y)}
@@ -130,7 +100,7 @@ class AdditiveNoiseMechanism(Mechanism):
             resid = self._train(net, zin, zy, gen, desc)
         stats["sigma"] = resid.std(0, unbiased=True).clamp_min(1e-6) if resid.shape[0] > 1 else (
             torch.ones(y.shape[1], dtype=dtype, device=x.device))
-        self.net, self.encoder, self.stats = net, encoder, stats
+        self.net, self.parent_codec, self.stats = net, codec, stats
         self.shape = tuple(x.shape[1:])
         self.fitted_parents = tuple(parent_order)
 
@@ -171,13 +141,14 @@ class AdditiveNoiseMechanism(Mechanism):
 
     # --------------------------------------------------------------------------- the contract
     def _require_fit(self) -> None:
-        if self.fitted_parents is None or self.encoder is None:
+        if self.fitted_parents is None or self.parent_codec is None:
             raise NotFittedError(f"node {self.node!r}: AdditiveNoiseMechanism is not fitted; call scm.fit(data)")
 
     def _loc_scale(self, parents: Parents, n: int) -> tuple[Tensor, Tensor]:
         self._require_fit()
         s = self.stats
-        xin = self.encoder(parents, n, s["out_mean"].dtype, s["out_mean"].device, node=self.node)
+        xin = self.parent_codec.encode(parents, n, dtype=s["out_mean"].dtype, device=s["out_mean"].device,
+                                       node=self.node)[0]
         if self.net is None:
             z = torch.zeros(n, s["out_mean"].shape[0], dtype=xin.dtype, device=xin.device)
         else:
@@ -227,7 +198,8 @@ class AdditiveNoiseMechanism(Mechanism):
                 "pass the mechanism again to cd.load(path, mechanisms={...})")
         self._require_fit()
         return {"config": self.config.model_dump(mode="json"), "shape": list(self.shape),
-                "encoder": self.encoder.config(), "parents": list(self.fitted_parents),
+                "format": self.FORMAT, "parent_codec": self.parent_codec.get_config(),
+                "parents": list(self.fitted_parents),
                 "in_dim": int(self.stats["in_mean"].shape[0]),
                 "out_dim": int(self.stats["out_mean"].shape[0])}
 
@@ -239,6 +211,9 @@ class AdditiveNoiseMechanism(Mechanism):
 
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> "AdditiveNoiseMechanism":
+        if config.get("format") != cls.FORMAT:
+            raise SerializationError(f"saved AdditiveNoiseMechanism has format {config.get('format', 1)}; this "
+                                     f"causaldiff reads format {cls.FORMAT}: refit and save it again")
         cfg = AdditiveNoiseConfig.model_validate(config["config"])
         m = cls(cfg)
         m.stats = {k[len("stats."):]: v for k, v in tensors.items() if k.startswith("stats.")}
@@ -247,7 +222,7 @@ class AdditiveNoiseMechanism(Mechanism):
             ref = m.stats["out_mean"]
             m.net = mlp(config["in_dim"], config["out_dim"], cfg.hidden).to(ref.dtype)
             m.net.load_state_dict(net_state)
-        m.encoder = ParentEncoder(tuple(config["encoder"]["order"]), config["encoder"]["classes"])
+        m.parent_codec = ParentCodec.from_saved(config["parent_codec"], {})
         m.shape = tuple(config["shape"])
         m.fitted_parents = tuple(config["parents"])
         return m

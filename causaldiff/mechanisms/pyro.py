@@ -22,192 +22,47 @@ from typing import Any
 import pyro.distributions as dist
 import torch
 import torch.distributions as tdist
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
-from ..errors import AbductionError, GraphError
+from ..errors import GraphError
 from ..registry import MECHANISMS
-from .base import Abduction, Conditional, Mechanism, Parents
+from .base import Abduction, Mechanism, Parents
+from .codecs import DistributionConditional, distribution_params
 
-_LOC_SCALE = (tdist.Normal, tdist.Laplace, dist.Logistic, tdist.StudentT, tdist.Cauchy, tdist.Gumbel)
-
-
-# --------------------------------------------------------------------------------- noise codecs
-class _Codec:
-    """How one distribution maps noise to values and back."""
-
-    capability = Abduction.EXACT
-    reason = ""
-
-    def sample(self) -> Tensor:
-        raise NotImplementedError
-
-    def forward(self, u: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def abduct(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
-class _LocScale(_Codec):
-    def __init__(self, d: tdist.Distribution):
-        self.d, self.loc, self.scale = d, d.loc, d.scale
+class PyroConfig(BaseModel):
+    """A raw Pyro distribution by family name and parameters (what a spec or a save can give)."""
 
-    def sample(self) -> Tensor:
-        d = self.d
-        zero = torch.zeros((), dtype=self.loc.dtype, device=self.loc.device)
-        one = torch.ones_like(zero)
-        standard = tdist.StudentT(d.df, zero, one) if isinstance(d, tdist.StudentT) else type(d)(zero, one)
-        return standard.expand(d.batch_shape).sample()
+    model_config = _FROZEN
+    family: str = "Normal"
+    params: dict[str, float | list[float]] = {"loc": 0.0, "scale": 1.0}
 
-    def forward(self, u: Tensor) -> Tensor:
-        return self.loc + self.scale * u
+    @model_validator(mode="after")
+    def _builds(self) -> "PyroConfig":
+        self.build()
+        return self
 
-    def abduct(self, x: Tensor) -> Tensor:
-        return (x - self.loc) / self.scale
-
-
-class _MultivariateNormal(_Codec):
-    def __init__(self, d: tdist.MultivariateNormal):
-        self.loc, self.tril = d.loc, d.scale_tril
-        self.shape = d.batch_shape + d.event_shape
-
-    def sample(self) -> Tensor:
-        return torch.randn(self.shape, dtype=self.loc.dtype, device=self.loc.device)
-
-    def forward(self, u: Tensor) -> Tensor:
-        return self.loc + (self.tril @ u.unsqueeze(-1)).squeeze(-1)
-
-    def abduct(self, x: Tensor) -> Tensor:
-        diff = (x - self.loc).unsqueeze(-1)
-        tril = self.tril.expand(diff.shape[:-2] + self.tril.shape[-2:])
-        return torch.linalg.solve_triangular(tril, diff, upper=False).squeeze(-1)
+    def build(self) -> tdist.Distribution:
+        """The distribution ``family(**params)`` (lists become tensors)."""
+        cls = getattr(dist, self.family, None) if self.family in dist.__all__ else None
+        if not (isinstance(cls, type) and issubclass(cls, tdist.Distribution)):
+            raise ValueError(f"unknown Pyro distribution family {self.family!r}")
+        params = {k: torch.tensor(v) if isinstance(v, list) else v for k, v in self.params.items()}
+        try:
+            return cls(**params)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{self.family}({', '.join(self.params)}): {e}") from None
 
 
-class _Transformed(_Codec):
-    def __init__(self, d: tdist.TransformedDistribution):
-        self.base = codec_for(d.base_dist)
-        self.transforms = list(d.transforms)
-        bad = [t for t in self.transforms if not t.bijective]
-        if self.base.capability is Abduction.IMPOSSIBLE:
-            self.capability, self.reason = Abduction.IMPOSSIBLE, self.base.reason
-        elif bad:
-            self.capability = Abduction.IMPOSSIBLE
-            self.reason = f"transform {type(bad[0]).__name__} is not bijective"
-        else:
-            self.capability = self.base.capability
+class NormalConfig(BaseModel):
+    """Options of the ``normal`` mechanism: a fixed ``Normal(loc, scale)`` root."""
 
-    def sample(self) -> Tensor:
-        return self.base.sample()
-
-    def forward(self, u: Tensor) -> Tensor:
-        x = self.base.forward(u)
-        for t in self.transforms:
-            x = t(x)
-        return x
-
-    def abduct(self, x: Tensor) -> Tensor:
-        for t in reversed(self.transforms):
-            x = t.inv(x)
-        return self.base.abduct(x)
-
-
-class _CdfIcdf(_Codec):
-    def __init__(self, d: tdist.Distribution):
-        self.d = d
-        ref = d.mean
-        self.shape, self.dtype, self.device = d.batch_shape, ref.dtype, ref.device
-
-    def sample(self) -> Tensor:
-        return torch.rand(self.shape, dtype=self.dtype, device=self.device)
-
-    def forward(self, u: Tensor) -> Tensor:
-        return self.d.icdf(u)
-
-    def abduct(self, x: Tensor) -> Tensor:
-        return self.d.cdf(x)
-
-
-class _GumbelMax(_Codec):
-    """Gumbel-max SCM: ``x = argmax(logits + g)``, ``g ~ Gumbel(0, 1)`` i.i.d. per category."""
-
-    capability = Abduction.STOCHASTIC
-
-    def __init__(self, d: tdist.Distribution):
-        if isinstance(d, tdist.Bernoulli):
-            self.binary = True
-            self.logits = torch.stack([torch.zeros_like(d.logits), d.logits], dim=-1)
-        else:
-            self.binary = False
-            self.logits = d.logits
-        self.logits = self.logits - self.logits.logsumexp(-1, keepdim=True)
-
-    def sample(self) -> Tensor:
-        u = torch.rand_like(self.logits).clamp_min(torch.finfo(self.logits.dtype).tiny)
-        return -torch.log(-torch.log(u))
-
-    def forward(self, g: Tensor) -> Tensor:
-        k = torch.argmax(self.logits + g, dim=-1)
-        return k.to(self.logits.dtype) if self.binary else k
-
-    def abduct(self, x: Tensor) -> Tensor:
-        """Posterior sample of ``g`` given ``argmax(logits + g) == x`` (top-down algorithm)."""
-        k = x.long().unsqueeze(-1)
-        logits = self.logits.expand(k.shape[:-1] + self.logits.shape[-1:])
-        if not torch.isfinite(logits.gather(-1, k)).all():
-            raise AbductionError("the observed category has probability zero under its mechanism")
-        gumbel = self.sample().expand_as(logits)
-        # The maximum of (logits + g) is Gumbel(logsumexp(logits)) = Gumbel(0) here, attained at x.
-        top = gumbel.gather(-1, k)
-        # Every other coordinate is a Gumbel(logits_j) truncated below the maximum.
-        others = logits + gumbel
-        truncated = -torch.log(torch.exp(-top) + torch.exp(-others))
-        values = truncated.scatter(-1, k, top)
-        # Impossible categories (logit -inf) never win whatever their noise: keep the prior draw.
-        return torch.where(torch.isfinite(logits), values - logits, gumbel)
-
-
-class _Impossible(_Codec):
-    capability = Abduction.IMPOSSIBLE
-
-    def __init__(self, d: tdist.Distribution, reason: str):
-        self.d, self.reason = d, reason
-
-    def sample(self) -> Tensor:
-        return self.d.sample()
-
-    def forward(self, u: Tensor) -> Tensor:
-        return u  # the noise *is* the value: sampling works, abduction does not
-
-    def abduct(self, x: Tensor) -> Tensor:
-        raise AbductionError(self.reason)
-
-
-def _overrides(d: tdist.Distribution, method: str) -> bool:
-    return getattr(type(d), method) is not getattr(tdist.Distribution, method)
-
-
-def codec_for(d: tdist.Distribution) -> _Codec:
-    """The noise codec of a (batched) distribution."""
-    if isinstance(d, tdist.Independent):
-        return codec_for(d.base_dist)
-    if isinstance(d, _LOC_SCALE):
-        return _LocScale(d)
-    if isinstance(d, tdist.MultivariateNormal):
-        return _MultivariateNormal(d)
-    if isinstance(d, tdist.TransformedDistribution):
-        codec = _Transformed(d)
-        # e.g. HalfNormal = |Normal|: not invertible through its transforms, but through its own cdf/icdf
-        own = all(getattr(type(d), m) is not getattr(tdist.TransformedDistribution, m) for m in ("cdf", "icdf"))
-        if codec.capability is Abduction.IMPOSSIBLE and own and d.event_shape == () and not d.support.is_discrete:
-            return _CdfIcdf(d)
-        return codec
-    if isinstance(d, (tdist.Categorical, tdist.Bernoulli)) and not isinstance(
-            d, tdist.OneHotCategorical):
-        return _GumbelMax(d)
-    if d.event_shape == () and _overrides(d, "cdf") and _overrides(d, "icdf") and not d.support.is_discrete:
-        return _CdfIcdf(d)
-    return _Impossible(d, f"{type(d).__name__} is neither location-scale, transformed, "
-                          "invertible through cdf/icdf, nor Categorical/Bernoulli")
+    model_config = _FROZEN
+    loc: float = 0.0
+    scale: float = Field(1.0, gt=0.0)
 
 
 # --------------------------------------------------------------------------------- moving dists
@@ -220,30 +75,7 @@ def _move(d: tdist.Distribution, device: torch.device) -> tdist.Distribution:
             if isinstance(t, torch.nn.Module):
                 t.to(device)
         return dist.TransformedDistribution(_move(d.base_dist, device), d.transforms)
-    return type(d)(**{k: v.to(device) for k, v in _params(d).items()})
-
-
-def _float_dtype(d: tdist.Distribution) -> torch.dtype | None:
-    """The floating dtype of a distribution's values (that of its parameters), if it has one."""
-    while isinstance(d, (tdist.Independent, tdist.TransformedDistribution)):
-        d = d.base_dist
-    return next((v.dtype for v in _params(d).values() if v.is_floating_point()), None)
-
-
-def _params(d: tdist.Distribution) -> dict[str, Tensor]:
-    """The constructor parameters of a simple distribution (logits preferred over probs)."""
-    names = [k for k in d.arg_constraints if k in d.__dict__]
-    if "logits" in names and "probs" in names:
-        names.remove("probs")
-    return {k: d.__dict__[k] for k in names}
-
-
-def _event_shape(d: tdist.Distribution) -> tuple[int, ...]:
-    return tuple((d.batch_shape + d.event_shape)[1:])
-
-
-def _value_dtype(d: tdist.Distribution) -> torch.dtype | None:
-    return torch.long if isinstance(d, tdist.Categorical) else _float_dtype(d)
+    return type(d)(**{k: v.to(device) for k, v in distribution_params(d).items()})
 
 
 # --------------------------------------------------------------------------------- the mechanism
@@ -251,17 +83,21 @@ def _value_dtype(d: tdist.Distribution) -> torch.dtype | None:
 class PyroMechanism(Mechanism):
     """A node bound to a Pyro distribution (root) or a callable of its parents returning one.
 
-    ``node`` and ``parents`` are given by the SCM when it binds the mechanism, which validates
-    that a callable's parameter names equal the node's parents.
+    The SCM binds it with :meth:`check_binding`, which checks that a callable's parameter names
+    equal the node's parents (and that a raw distribution has none).
     """
 
+    Config = PyroConfig
+
+    @classmethod
+    def from_config(cls, config: PyroConfig) -> "PyroMechanism":
+        return cls(config.build())
 
     def __init__(self, spec: tdist.Distribution | Callable[..., tdist.Distribution]):
         super().__init__()
         if not isinstance(spec, tdist.Distribution) and not callable(spec):
             raise GraphError(f"a Pyro mechanism needs a Distribution or a callable, got {type(spec).__name__}")
         self.spec = spec
-        self.node = "?"
 
     # --------------------------------------------------------------------------- binding
     @property
@@ -280,7 +116,6 @@ class PyroMechanism(Mechanism):
         return list(sig.parameters)
 
     def check_binding(self, node: str, parents: tuple[str, ...]) -> None:
-        """A raw distribution binds a root; a callable's parameter names must be the parents."""
         super().check_binding(node, parents)
         names = self.parameter_names()
         if names is None and parents:
@@ -304,45 +139,39 @@ class PyroMechanism(Mechanism):
         return d
 
     # --------------------------------------------------------------------------- the contract
-    def given(self, parents: Parents, n: int) -> Conditional:
-        """The distribution and its codec built once; a subclass that overrides a method of the
-        contract gets the plain delegating :class:`Conditional`, so its override is what runs."""
-        cls = type(self)
-        if all(getattr(cls, m) is getattr(PyroMechanism, m) for m in _CONTRACT):
-            return _PyroConditional(self, parents, n)
-        return Conditional(self, parents, n)
+    def given(self, parents: Parents, n: int) -> DistributionConditional:
+        """The node's distribution and noise codec given ``parents``, built once for ``n`` rows."""
+        return DistributionConditional(self, parents, n, self.distribution(parents, n))
 
-    def abduction(self, parents: Parents | None = None) -> Abduction:
-        return self._codec(parents or {}).capability
-
-    def why_not_abductable(self, parents: Parents | None = None) -> str:
-        return self._codec(parents or {}).reason
-
-    def _codec(self, parents: Parents, n: int | None = None) -> _Codec:
+    def _given(self, parents: Parents | None, n: int | None = None) -> DistributionConditional:
+        parents = parents or {}
         if n is None:
             n = next(iter(parents.values())).shape[0] if parents else 1
-        return codec_for(self.distribution(parents, n))
+        return self.given(parents, n)
+
+    def abduction(self, parents: Parents | None = None) -> Abduction:
+        return self._given(parents).abduction
+
+    def why_not_abductable(self, parents: Parents | None = None) -> str:
+        return self._given(parents).why_not_abductable()
 
     def sample_noise(self, n: int, parents: Parents) -> Tensor:
-        return self._codec(parents, n).sample()
+        return self.given(parents, n).sample_noise()
 
     def forward(self, noise: Tensor, parents: Parents) -> Tensor:
-        return self._codec(parents, noise.shape[0]).forward(noise)
+        return self.given(parents, noise.shape[0]).forward(noise)
 
     def abduct(self, x: Tensor, parents: Parents) -> Tensor:
-        codec = self._codec(parents, x.shape[0])
-        if codec.capability is Abduction.IMPOSSIBLE:
-            raise AbductionError(f"node {self.node!r}: {codec.reason}")
-        return codec.abduct(x)
+        return self.given(parents, x.shape[0]).abduct(x)
 
     def event_shape(self, parents: Parents, n: int) -> tuple[int, ...]:
-        return _event_shape(self.distribution(parents, n))
+        return self.given(parents, n).event_shape()
 
     def support(self, parents: Parents, n: int) -> Any:
-        return self.distribution(parents, n).support
+        return self.given(parents, n).support()
 
     def value_dtype(self, parents: Parents, n: int) -> torch.dtype | None:
-        return _value_dtype(self.distribution(parents, n))
+        return self.given(parents, n).value_dtype()
 
     def pyro_distribution(self, parents: Parents, n: int) -> tdist.Distribution:
         d = self.distribution(parents, n)
@@ -362,12 +191,12 @@ class PyroMechanism(Mechanism):
             raise NotImplementedError(
                 f"node {self.node!r}: a Pyro callable or composite distribution is code and is not "
                 "saved; pass it again to cd.load(path, mechanisms={...})")
-        return {"family": type(d).__name__, "params": sorted(_params(d))}
+        return {"family": type(d).__name__, "params": sorted(distribution_params(d))}
 
     def state_tensors(self) -> dict[str, Tensor]:
         if not self.is_raw or isinstance(self.spec, (tdist.TransformedDistribution, tdist.Independent)):
             return {}
-        return {k: v.detach() for k, v in _params(self.spec).items()}
+        return {k: v.detach() for k, v in distribution_params(self.spec).items()}
 
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> "PyroMechanism":
@@ -383,53 +212,34 @@ class PyroMechanism(Mechanism):
         return f"PyroMechanism({getattr(self.spec, '__name__', 'callable')}({', '.join(self.parameter_names() or [])}))"
 
 
-_CONTRACT = ("distribution", "abduction", "why_not_abductable", "sample_noise", "forward", "abduct",
-             "event_shape", "support", "value_dtype")
+@MECHANISMS.register("normal")
+class NormalMechanism(PyroMechanism):
+    """A fixed ``Normal(loc, scale)`` root (the spec name ``normal``)."""
 
+    Config = NormalConfig
 
-class _PyroConditional(Conditional):
-    """A Pyro node given its parents: the distribution and its noise codec are built once."""
+    @classmethod
+    def from_config(cls, config: NormalConfig) -> "NormalMechanism":
+        return cls(config)
 
-    def __init__(self, mechanism: PyroMechanism, parents: Parents, n: int) -> None:
-        super().__init__(mechanism, parents, n)
-        self._d: tdist.Distribution | None = None
-        self._codec: _Codec | None = None
+    def __init__(self, config: NormalConfig | None = None) -> None:
+        self.config = config or NormalConfig()
+        super().__init__(dist.Normal(self.config.loc, self.config.scale))
 
-    @property
-    def distribution(self) -> tdist.Distribution:
-        if self._d is None:
-            self._d = self.mechanism.distribution(self.parents, self.n)
-        return self._d
+    def check_binding(self, node: str, parents: tuple[str, ...]) -> None:
+        if parents:
+            raise GraphError(f"node {node!r}: a 'normal' mechanism is a root with options loc and scale, "
+                             f"but the node has parents {list(parents)}")
+        super().check_binding(node, parents)
 
-    @property
-    def codec(self) -> _Codec:
-        if self._codec is None:
-            self._codec = codec_for(self.distribution)
-        return self._codec
+    def get_config(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json")
 
-    @property
-    def abduction(self) -> Abduction:
-        return self.codec.capability
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> "NormalMechanism":
+        m = cls(NormalConfig.model_validate(config))
+        device = next(iter(tensors.values())).device if tensors else None
+        return m.to(device) if device is not None else m
 
-    def why_not_abductable(self) -> str:
-        return self.codec.reason
-
-    def sample_noise(self) -> Tensor:
-        return self.codec.sample()
-
-    def forward(self, noise: Tensor) -> Tensor:
-        return self.codec.forward(noise)
-
-    def abduct(self, x: Tensor) -> Tensor:
-        if self.codec.capability is Abduction.IMPOSSIBLE:
-            raise AbductionError(f"node {self.mechanism.node!r}: {self.codec.reason}")
-        return self.codec.abduct(x)
-
-    def event_shape(self) -> tuple[int, ...]:
-        return _event_shape(self.distribution)
-
-    def support(self) -> Any:
-        return self.distribution.support
-
-    def value_dtype(self) -> torch.dtype | None:
-        return _value_dtype(self.distribution)
+    def __repr__(self) -> str:
+        return f"NormalMechanism(loc={self.config.loc}, scale={self.config.scale})"

@@ -29,7 +29,8 @@ TAB = dict(schedule=ScheduleConfig(kind="linear", num_train_timesteps=100, beta_
 
 
 def _with(m: DiffusionMechanism, **changes) -> DiffusionMechanism:
-    """The same trained weights under another (inference) configuration."""
+    """The same trained weights under other hyperparameters (through a save; inference settings
+    change with ``with_inference``)."""
     cfg = m.get_config()
     cfg["config"] = {**cfg["config"], **changes}
     return DiffusionMechanism.from_saved(cfg, m.state_tensors())
@@ -98,8 +99,9 @@ def test_save_load_round_trips_give_identical_counterfactuals(two_class, tmp_pat
     mech = scm.mechanisms["x"]
     cfg = mech.get_config()
     json.dumps(cfg)  # JSON-able
-    assert cfg["config"]["parents"][0] == {"name": "y", "kind": "categorical", "shape": [],
-                                           "num_classes": 2}
+    assert cfg["format"] == 2 and "parents" not in cfg["config"]  # hyperparameters apart from the state
+    assert cfg["state"]["parent_codec"]["parents"][0] == {"name": "y", "kind": "categorical", "shape": [],
+                                                          "num_classes": 2}
     assert MECHANISMS.get("diffusion") is DiffusionMechanism
     again = DiffusionMechanism.from_saved(json.loads(json.dumps(cfg)), mech.state_tensors())
     assert again.fitted_parents == ("y",)
@@ -182,7 +184,7 @@ def test_partial_trajectory_abduction(dcm):
     """Abduct to half the trajectory (Diff-SCM's later revision); sampling then runs the upper
     half of the chain in sample_noise, and the null intervention still returns the rows."""
     _, model, rows = dcm
-    half = _with(model.mechanisms["y"], abduction_fraction=0.5)
+    half = model.mechanisms["y"].with_inference(abduction_fraction=0.5)
     assert half.config.abduction_steps == 10
     pa = {"x": rows["x"]}
     u = half.abduct(rows["y"], pa)
@@ -190,6 +192,48 @@ def test_partial_trajectory_abduction(dcm):
     torch.manual_seed(0)
     y = half.forward(half.sample_noise(2000, {"x": torch.zeros(2000)}), {"x": torch.zeros(2000)})
     assert abs(y.mean()) < 0.05 and abs(y.std() - 0.3) < 0.05
+
+
+def test_with_inference_shares_the_networks_and_leaves_the_original(dcm):
+    _, model, rows = dcm
+    m = model.mechanisms["y"]
+    before = m.config
+    fast = m.with_inference(num_inference_steps=10, abduction_fraction=0.5)
+    assert m.config == before and m.sampler.num_steps == 20  # the original is untouched
+    assert fast.denoiser is m.denoiser and fast.state is m.state and fast.fitted_parents == m.fitted_parents
+    assert fast.config.sampler.num_inference_steps == 10 and fast.config.abduction_steps == 5
+    assert fast.config.sampler.inversion_fixed_point_iters == 3  # the rest of the sampler is kept
+    pa = {"x": rows["x"][:50]}
+    # the same as rebuilding the mechanism from its saved weights under those settings
+    rebuilt = _with(m, abduction_fraction=0.5, sampler={**before.sampler.model_dump(), "num_inference_steps": 10})
+    assert torch.equal(fast.abduct(rows["y"][:50], pa), rebuilt.abduct(rows["y"][:50], pa))
+    with pytest.raises(ValueError, match="abduction_fraction"):
+        m.with_inference(abduction_fraction=1.5)
+    with pytest.raises(ValueError, match="sampler.num_inference_steps"):
+        m.with_inference(num_inference_steps=0)
+    with pytest.raises(ValueError, match="cond_dropout"):
+        m.with_inference(cfg_scale=2.0)  # this denoiser was trained without parent dropout
+    with pytest.raises(ValueError, match="sampler.bogus"):
+        m.with_inference(sampler={"bogus": 1})
+    clipped = m.with_inference(sampler={"clip_sample": 3.0, "inversion_fixed_point_iters": 0}, guide_abduction=False)
+    assert clipped.config.sampler.clip_sample == 3.0 and clipped.sampler.config.inversion_fixed_point_iters == 0
+    assert clipped.config.sampler.num_inference_steps == 20 and not clipped.config.guide_abduction
+
+
+def test_with_inference_guidance_scale(two_class):
+    scm, rows = two_class
+    m = scm.mechanisms["x"]
+    strong = m.with_inference(guidance_scale={"y": 3.0})
+    assert strong.predictor is m.predictor and m.config.guidance_scale == 1.0
+    u = m.abduct(rows["x"][:50], {"y": rows["y"][:50]})
+    do = {"y": 1 - rows["y"][:50]}
+    assert torch.equal(strong.forward(u, do), _with(m, guidance_scale={"y": 3.0}).forward(u, do))
+    swept = cd.SCM(nx.DiGraph([("y", "x")]), {**scm.mechanisms, "x": strong})  # how a sweep rebinds it
+    cf = swept.counterfactual({k: v[:50] for k, v in rows.items()}, do=do, seed=0)
+    u_strong = strong.abduct(rows["x"][:50], {"y": rows["y"][:50]})  # guided abduction uses the scale too
+    assert torch.equal(cf["x"], strong.forward(u_strong, do)) and scm.mechanisms["x"] is m
+    with pytest.raises(ValueError, match="node 'x'.*guidance_scale.*unknown parents \\['z'\\]"):
+        m.with_inference(guidance_scale={"z": 1.0})
 
 
 def test_scalar_node_shapes_and_device_moves(dcm):
@@ -261,7 +305,7 @@ def test_image_nodes_run_end_to_end_and_round_trip(kind, tmp_path):
         mech = DiffusionMechanism(net=DiTConfig(patch_size=4, hidden=16, depth=1, num_heads=2),
                                   cond_dropout=0.2, cfg_scale=1.0, **common)
     scm = cd.SCM(nx.DiGraph([("c", "img")]), {"c": CategoricalMechanism(), "img": mech}).fit({"c": c, "img": img})
-    assert mech.stats == {}  # images are not standardised (and the parent is categorical)
+    assert mech.state.stats == {}  # images are not standardised (and the parent is categorical)
     rows = {"c": c[:6], "img": img[:6]}
     s = scm.sample(4, seed=0)
     assert s["img"].shape == (4, 1, 8, 8) and torch.isfinite(s["img"]).all()
@@ -326,7 +370,7 @@ def test_regressor_guidance_for_a_continuous_parent():
                               train=TrainConfig(steps=500, batch_size=256, lr=3e-3, ema_decay=0.99),
                               predictor_train=TrainConfig(steps=250, batch_size=256, lr=3e-3, ema_decay=0.99))
     model = cd.SCM(nx.DiGraph([("a", "y")]), {"a": dist.Normal(0.0, 1.0), "y": mech}).fit(data)
-    assert mech.config.parents[0].kind == "continuous" and "stats.parent.a.mean" in mech.state_tensors()
+    assert mech.state.parent_codec.parents[0].kind == "continuous" and "stats.parent.a.mean" in mech.state_tensors()
     rows = {k: v[:300] for k, v in data.items()}
     assert (model.counterfactual(rows, do={"a": rows["a"]})["y"] - rows["y"]).abs().mean() < 0.01
     for v in (-1.0, 1.0):

@@ -120,7 +120,7 @@ def test_categorical_parents_are_one_hot():
                                 "y": cd.AdditiveNoiseMechanism(steps=300, hidden=(16,))})
     scm.fit({"c": c, "y": y})
     m = scm.mechanisms["y"]
-    assert m.encoder.classes == {"c": 3}
+    assert [(p.name, p.num_classes) for p in m.parent_codec.parents] == [("c", 3)]
     assert m.stats["in_mean"].shape == (3,)  # three one-hot columns
     cf = scm.counterfactual({"c": c, "y": y}, do={"c": 2})
     assert (cf["y"] - (4.0 + 0.1 * u)).abs().max() < 0.05

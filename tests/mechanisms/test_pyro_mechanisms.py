@@ -282,3 +282,68 @@ def test_unabductable_root_does_not_block_counterfactuals_on_other_nodes():
     close(cf["y"], d["y"] + 1.0)
     with pytest.raises(cd.AbductionError, match=r"node 'x' cannot be abducted: Gamma"):
         scm.abduct(d)
+
+
+# ----------------------------------------------------------------------------- binding and given()
+def test_check_binding_refuses_what_cannot_work():
+    from causaldiff.mechanisms import PyroMechanism
+
+    with pytest.raises(cd.GraphError, match="node 'y' has parents \\['x'\\] but is bound to a raw"):
+        PyroMechanism(dist.Normal(0.0, 1.0)).check_binding("y", ("x",))
+    with pytest.raises(cd.GraphError, match="node 'y': its callable takes \\['z'\\]"):
+        PyroMechanism(lambda z: dist.Normal(z, 1.0)).check_binding("y", ("x",))
+    with pytest.raises(cd.GraphError, match="node 'y': .*no \\*args"):
+        PyroMechanism(lambda **kw: dist.Normal(0.0, 1.0)).check_binding("y", ("x",))
+    m = PyroMechanism(lambda x: dist.Normal(x, 1.0))
+    m.check_binding("y", ("x",))
+    assert m.node == "y"
+
+
+def test_given_builds_the_distribution_once():
+    """Every question a query asks of a Pyro node is served by one call of its callable."""
+    from causaldiff.mechanisms import PyroMechanism
+
+    calls = []
+
+    def mech(x):
+        calls.append(1)
+        return dist.Normal(2.0 * x, 0.5)
+
+    m = PyroMechanism(mech)
+    m.check_binding("y", ("x",))
+    pa = {"x": torch.randn(7)}
+    c = m.given(pa, 7)
+    assert c.abduction is Abduction.EXACT and c.why_not_abductable() == ""
+    u = c.sample_noise()
+    y = c.forward(u)
+    torch.testing.assert_close(c.abduct(y), u)
+    assert c.event_shape() == () and c.value_dtype() == torch.float32 and c.support() is not None
+    assert len(calls) == 1
+    assert torch.equal(m.forward(u, pa), y)  # the mechanism's own methods agree with given()
+
+
+def test_normal_mechanism_is_a_fixed_root():
+    from causaldiff.mechanisms import NormalMechanism
+    from causaldiff.registry import MECHANISMS
+
+    m = MECHANISMS.get("normal").from_config(NormalMechanism.Config(loc=1.0, scale=2.0))
+    with pytest.raises(cd.GraphError, match="node 'r': a 'normal' mechanism is a root"):
+        m.check_binding("r", ("p",))
+    scm = cd.SCM(nx.DiGraph([("r", "s")]), {"r": m, "s": lambda r: dist.Normal(r, 1.0)})
+    x = scm.sample(20000, seed=0)["r"]
+    assert abs(x.mean() - 1.0) < 0.05 and abs(x.std() - 2.0) < 0.05
+    plain = cd.SCM(nx.DiGraph([("r", "s")]), {"r": dist.Normal(1.0, 2.0), "s": lambda r: dist.Normal(r, 1.0)})
+    assert torch.equal(plain.sample(50, seed=1)["r"], scm.sample(50, seed=1)["r"])  # the raw Normal's values
+    with pytest.raises(ValueError):
+        NormalMechanism.Config(scale=0.0)
+
+
+def test_pyro_config_builds_a_raw_distribution():
+    from causaldiff.mechanisms import PyroConfig, PyroMechanism
+
+    m = PyroMechanism.from_config(PyroConfig(family="Laplace", params={"loc": 1.0, "scale": 0.5}))
+    assert isinstance(m.spec, dist.Laplace) and float(m.spec.loc) == 1.0
+    with pytest.raises(ValueError, match="unknown Pyro distribution family 'Nope'"):
+        PyroConfig(family="Nope")
+    with pytest.raises(ValueError, match="Normal"):
+        PyroConfig(family="Normal", params={"loc": 0.0})

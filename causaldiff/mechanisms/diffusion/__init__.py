@@ -1,0 +1,8 @@
+"""The diffusion mechanism: hyperparameters (:mod:`.config`) apart from the state recorded at fit
+(:mod:`.state`), fitting (:mod:`.fit`), save / load (:mod:`.io`), the node (:mod:`.mechanism`)."""
+
+from .config import DiffusionConfig as DiffusionConfig
+from .mechanism import DiffusionMechanism as DiffusionMechanism
+from .state import DiffusionState as DiffusionState
+
+__all__ = ["DiffusionConfig", "DiffusionMechanism", "DiffusionState"]

@@ -1,0 +1,117 @@
+"""Saving and loading a diffusion mechanism: a JSON config (format 2: hyperparameters and the
+fitted state apart) plus flat tensors (``stats.*``, ``denoiser.*``, ``predictor.*``); no code.
+
+Format 1 (the state inside the config) is still read."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from pydantic import TypeAdapter, ValidationError
+from torch import Tensor, nn
+
+from ...diffusion.nets import DenoiserConfig, PredictorConfig
+from ...errors import SerializationError
+from ..codecs import ParentCodec
+from .config import DiffusionConfig
+from .fit import build_networks
+from .state import DiffusionState
+
+if TYPE_CHECKING:
+    from .mechanism import DiffusionMechanism
+
+FORMAT = 2
+_NET, _PREDICTOR = TypeAdapter(DenoiserConfig), TypeAdapter(PredictorConfig | None)
+
+
+def saved_config(m: "DiffusionMechanism") -> dict[str, Any]:
+    s = m.state
+    state = None if s is None else {
+        "event_shape": list(s.event_shape), "parent_codec": s.parent_codec.get_config(),
+        "net": _NET.dump_python(s.net, mode="json"), "predictor": _PREDICTOR.dump_python(s.predictor, mode="json")}
+    return {"format": FORMAT, "config": m.config.model_dump(mode="json"), "state": state,
+            "parents": list(m.fitted_parents) if m.fitted_parents is not None else None}
+
+
+def saved_tensors(m: "DiffusionMechanism") -> dict[str, Tensor]:
+    if m.state is None:
+        return {}
+    out = {f"stats.{k}": v for k, v in m.state.stats.items()}
+    out.update({f"stats.parent.{k}": v for k, v in m.state.parent_codec.state_tensors().items()})
+    for prefix, net in (("denoiser", m.denoiser), ("predictor", m.predictor)):
+        if net is not None:
+            out.update({f"{prefix}.{k}": v for k, v in net.state_dict().items()})
+    return out
+
+
+def _upgrade(config: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 config (event shape, parents and resolved networks inside ``config``) as format 2."""
+    cfg = dict(config.get("config") or {})
+    event, parents = cfg.pop("event_shape", None), cfg.pop("parents", None)
+    state = None if event is None else {
+        "event_shape": event, "parent_codec": {"parents": parents or [], "standardize": True},
+        "net": cfg.get("net"), "predictor": cfg.get("predictor")}
+    return {"format": FORMAT, "config": cfg, "state": state, "parents": config.get("parents")}
+
+
+def _groups(tensors: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+    groups: dict[str, dict[str, Tensor]] = {"stats": {}, "parent": {}, "denoiser": {}, "predictor": {}}
+    for k, v in tensors.items():
+        head, _, rest = k.partition(".")
+        if head == "stats" and rest.startswith("parent."):
+            head, rest = "parent", rest[len("parent."):]
+        if head not in groups:
+            raise SerializationError(f"unexpected tensor {k!r} in a saved DiffusionMechanism")
+        groups[head][rest] = v
+    return groups
+
+
+def _state(raw: dict[str, Any], groups: dict[str, dict[str, Tensor]], config: DiffusionConfig) -> DiffusionState:
+    try:
+        net, predictor = _NET.validate_python(raw["net"]), _PREDICTOR.validate_python(raw["predictor"])
+        event = tuple(int(d) for d in raw["event_shape"])
+    except (KeyError, TypeError, ValueError, ValidationError) as e:
+        raise SerializationError(f"not a saved DiffusionMechanism state: {e}") from e
+    codec = ParentCodec.from_saved(raw["parent_codec"], {k: v.float() for k, v in groups["parent"].items()})
+    stats = {k: v.float() for k, v in groups["stats"].items()}
+    state = DiffusionState(event, codec, net, predictor, stats)
+    standardize = config.standardize if config.standardize is not None else not state.is_image
+    missing = sorted({"x_mean", "x_std"} - set(stats)) if standardize else []
+    if missing:
+        raise SerializationError(f"saved DiffusionMechanism lacks statistics {missing}")
+    return state
+
+
+def load(cls: type["DiffusionMechanism"], config: dict[str, Any], tensors: dict[str, Tensor]) -> "DiffusionMechanism":
+    """The mechanism saved as ``(saved_config(m), saved_tensors(m))``, on the tensors' device."""
+    config = config if config.get("format") == FORMAT else _upgrade(config)
+    try:
+        cfg = DiffusionConfig.model_validate(config["config"])
+    except (KeyError, TypeError, ValidationError) as e:
+        raise SerializationError(f"not a saved DiffusionMechanism config: {e}") from e
+    m = cls(cfg)
+    if config.get("state") is None:
+        if tensors:
+            raise SerializationError("an unfitted DiffusionMechanism was saved with weights")
+        return m
+    groups = _groups(tensors)
+    device = next(iter(tensors.values())).device if tensors else torch.device("cpu")
+    m.state, m._device = _state(config["state"], groups, cfg), device
+    net, predictor = build_networks(cfg, m.state, torch.device("cpu"))
+    m.denoiser = _load_net(net, groups["denoiser"], "denoiser", device)
+    if predictor is not None:
+        m.predictor = _load_net(predictor, groups["predictor"], "predictor", device)
+    elif groups["predictor"]:
+        raise SerializationError("saved predictor weights for a mechanism without a predictor")
+    parents = config.get("parents")
+    m.fitted_parents = tuple(parents) if parents is not None else m.state.parent_codec.order
+    return m
+
+
+def _load_net(net: nn.Module, state: dict[str, Tensor], what: str, device: torch.device) -> nn.Module:
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise SerializationError(f"saved {what} weights do not match its config: {e}") from e
+    return net.to(device).eval().requires_grad_(False)

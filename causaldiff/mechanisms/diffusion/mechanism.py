@@ -1,0 +1,215 @@
+"""A node bound to a diffusion model: ``x = f(u, pa)`` with ``f`` DDIM generation from ``u = x_T``.
+
+* **Abduction** is deterministic DDIM inversion ``x_0 -> x_T`` (Song et al. 2020), conditioned on
+  the factual parents when the denoiser is conditional (DCM, Chao et al.); with
+  ``abduction_fraction < 1`` it stops at an intermediate state (Diff-SCM's partial trajectory).
+* **Prediction** is DDIM generation from the abducted noise toward the given parents, either with a
+  conditional denoiser (``guidance="conditional"``, optional classifier-free guidance) or with an
+  unconditional denoiser steered by the gradient of anti-causal predictors
+  ``log p_phi(pa | x_t, t)`` (``guidance="anticausal"``, Diff-SCM, Sanchez & Tsaftaris 2022).
+
+Works for scalar ``(n,)``, vector ``(n, d)`` and image ``(n, C, H, W)`` nodes; tabular values and
+continuous parents are standardised, categorical (``torch.long``) parents one-hot encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from torch import Tensor, nn
+
+from ...diffusion.ddim import DDIMSampler
+from ...diffusion.guidance import AntiCausalGuidance, ClassifierFreeGuidance, PredictorLikelihood
+from ...diffusion.schedule import NoiseSchedule
+from ...errors import DataError, NotFittedError
+from ...registry import MECHANISMS
+from ..base import Abduction, Mechanism, Parents
+from .io import load, saved_config, saved_tensors
+from .config import DiffusionConfig
+from .fit import check_rows, fit_networks, record_state
+from .state import DiffusionState
+
+
+@MECHANISMS.register("diffusion")
+class DiffusionMechanism(Mechanism):
+    """A learnable node whose structural equation is a (guided) DDIM sampler.
+
+    ``config`` holds the hyperparameters; ``state`` what fit recorded (``None`` until fitted);
+    ``denoiser`` / ``predictor`` the trained (EMA) networks. Change inference settings with
+    :meth:`with_inference`, which shares the networks.
+
+    >>> DiffusionMechanism(guidance="anticausal", guidance_scale=2.0,
+    ...                    train=TrainConfig(steps=3000, lr=1e-3))  # doctest: +SKIP
+    """
+
+    learnable = True
+    Config = DiffusionConfig
+
+    @classmethod
+    def quick(cls, config: DiffusionConfig) -> DiffusionConfig:
+        return config.quick()
+
+    def __init__(self, config: DiffusionConfig | None = None, **overrides: Any) -> None:
+        super().__init__()
+        if config is not None and overrides:
+            config = DiffusionConfig.model_validate({**config.model_dump(), **overrides})
+        self.config = config if config is not None else DiffusionConfig(**overrides)
+        self.state: DiffusionState | None = None
+        self.denoiser: nn.Module | None = None
+        self.predictor: nn.Module | None = None
+        self._device: torch.device | None = None
+        self.schedule = NoiseSchedule(self.config.schedule)
+        self.sampler = DDIMSampler(self.schedule, self.config.sampler)
+
+    # ----------------------------------------------------------------------------- inference settings
+    def with_inference(self, *, guidance_scale: float | dict[str, float] | None = None,
+                       abduction_fraction: float | None = None, num_inference_steps: int | None = None,
+                       cfg_scale: float | None = None, guide_abduction: bool | None = None,
+                       sampler: Mapping[str, Any] | None = None) -> "DiffusionMechanism":
+        """A new mechanism with other inference settings, sharing this one's fitted networks and
+        state (no copy of the weights; moving either to a device moves the shared networks); this
+        mechanism is unchanged. ``sampler`` updates fields of the :class:`DDIMConfig` (e.g.
+        ``clip_sample``, ``inversion_fixed_point_iters``), ``num_inference_steps`` is its ``K``.
+        Raises ``ValueError`` naming the field if a setting is invalid."""
+        update: dict[str, Any] = {k: v for k, v in (
+            ("guidance_scale", guidance_scale), ("abduction_fraction", abduction_fraction),
+            ("cfg_scale", cfg_scale), ("guide_abduction", guide_abduction)) if v is not None}
+        steps = {} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}
+        if sampler is not None or steps:
+            update["sampler"] = {**self.config.sampler.model_dump(), **dict(sampler or {}), **steps}
+        try:
+            config = DiffusionConfig.model_validate({**self.config.model_dump(), **update})
+            if self.state is not None:
+                config.check_scales(self.state.parent_codec.order)
+        except ValidationError as e:
+            fields = ", ".join(".".join(map(str, err["loc"])) or "config" for err in e.errors())
+            raise ValueError(f"node {self.node!r}: invalid inference setting ({fields}): "
+                             f"{e.errors()[0]['msg']}") from None
+        except ValueError as e:
+            raise ValueError(f"node {self.node!r}: invalid inference setting (guidance_scale): {e}") from None
+        new = type(self)(config)
+        new.state, new.denoiser, new.predictor = self.state, self.denoiser, self.predictor
+        new._device, new.fitted_parents, new.node = self._device, self.fitted_parents, self.node
+        return new
+
+    # ----------------------------------------------------------------------------- shapes & codecs
+    @property
+    def device(self) -> torch.device:
+        return self._device or torch.device("cpu")
+
+    def _fitted(self) -> DiffusionState:
+        if self.denoiser is None or self.state is None:
+            raise NotFittedError(f"node {self.node!r}: DiffusionMechanism is not fitted; call scm.fit(data)")
+        return self.state
+
+    def _check_x(self, x: Tensor, what: str) -> None:
+        shape = self.state.event_shape if self.state is not None else None
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise DataError(f"node {self.node!r}: {what} must be a floating tensor")
+        if x.dim() < 1 or (shape is not None and tuple(x.shape[1:]) != tuple(shape)):
+            raise DataError(f"node {self.node!r}: {what} has shape {tuple(x.shape)}, expected "
+                            f"(n, *{tuple(shape) if shape is not None else '...'})")
+
+    def _unconditional(self, x: Tensor, t: Tensor, cond: Any) -> Tensor:
+        return self.denoiser(x, t, None)
+
+    def _eps(self, parents: Parents, n: int, *, guided: bool):
+        """``(eps callable, cond)`` for the DDIM loops, toward ``parents``."""
+        state, c = self._fitted(), self.config
+        cond, targets = state.condition(c, parents, n, self.device, self.node)
+        if c.guidance == "conditional":
+            if cond is None:
+                return self._unconditional, None
+            return ClassifierFreeGuidance(self.denoiser, c.cfg_scale), cond
+        if not guided or self.predictor is None:
+            return self._unconditional, None
+        likelihood = PredictorLikelihood(self.predictor, state.heads(c))
+        return AntiCausalGuidance(self.denoiser, likelihood, self.schedule), targets
+
+    # ----------------------------------------------------------------------------- the contract
+    def abduction(self, parents: Parents | None = None) -> Abduction:
+        return Abduction.APPROXIMATE
+
+    def sample_noise(self, n: int, parents: Parents) -> Tensor:
+        """``x_T ~ N(0, I)`` of the node's shape; for a partial trajectory, ``x_T`` is then carried
+        down to the abduction state by generation toward ``parents``."""
+        state = self._fitted()
+        u = torch.randn((n, *state.net_shape), device=self.device)
+        k = self.config.abduction_steps
+        if k < self.sampler.num_steps:
+            eps, cond = self._eps(parents, n, guided=True)
+            with torch.no_grad():
+                u = self.sampler.generate(eps, u, cond, stop=k).sample
+        return u.reshape(n, *state.event_shape)
+
+    def forward(self, noise: Tensor, parents: Parents) -> Tensor:
+        """DDIM generation from ``noise`` (the abduction state) toward ``parents``."""
+        state = self._fitted()
+        self._check_x(noise, "the noise")
+        n = noise.shape[0]
+        eps, cond = self._eps(parents, n, guided=True)
+        z = noise.to(device=self.device, dtype=torch.float32).reshape(n, *state.net_shape)
+        with torch.no_grad():
+            out = self.sampler.generate(eps, z, cond, start=self.config.abduction_steps).sample
+        return state.from_internal(out)
+
+    def abduct(self, x: Tensor, parents: Parents) -> Tensor:
+        """DDIM inversion of ``x`` under its factual ``parents`` (no clipping)."""
+        state = self._fitted()
+        self._check_x(x, "the observed values")
+        n = x.shape[0]
+        eps, cond = self._eps(parents, n, guided=self.config.guide_abduction)
+        with torch.no_grad():
+            u = self.sampler.invert(eps, state.to_internal(x, self.device), cond,
+                                    stop=self.config.abduction_steps).sample
+        return u.reshape(n, *state.event_shape)
+
+    def fit(self, x: Tensor, parents: Parents, *, parent_order: tuple[str, ...], desc: str = "") -> None:
+        """Record the state, then train the denoiser (and, for anti-causal guidance, the noisy
+        parent predictor); nothing is changed if the rows are refused."""
+        check_rows(x, self.node)
+        device = torch.device(self._device or x.device)
+        state = record_state(self.config, x, parents, tuple(parent_order), node=self.node, device=device)
+        nets = fit_networks(self.config, state, self.schedule, x, parents, device=device, node=self.node, desc=desc)
+        self.state, self._device, (self.denoiser, self.predictor) = state, device, nets
+        self.fitted_parents = tuple(parent_order)
+
+    # ----------------------------------------------------------------------------- introspection
+    def event_shape(self, parents: Parents | None = None, n: int | None = None) -> tuple[int, ...] | None:
+        return self.state.event_shape if self.state is not None else None
+
+    def value_dtype(self, parents: Parents | None = None, n: int | None = None) -> torch.dtype | None:
+        return torch.float32 if self.state is not None else None
+
+    def to(self, device: torch.device | str) -> "DiffusionMechanism":
+        self._device = torch.device(device)
+        for net in (self.denoiser, self.predictor):
+            if net is not None:
+                net.to(self._device)
+        if self.state is not None:
+            self.state = self.state.to(self._device)
+        return self
+
+    # ----------------------------------------------------------------------------- save / load
+    def get_config(self) -> dict[str, Any]:
+        return saved_config(self)
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return saved_tensors(self)
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> "DiffusionMechanism":
+        return load(cls, config, tensors)
+
+    def __repr__(self) -> str:
+        c = self.config
+        net = (self.state.net if self.state is not None else c.net)
+        kind = net.kind if net is not None else "auto"
+        state = f"fitted {self.state.event_shape}" if self.denoiser is not None else "unfitted"
+        extra = f", s={c.guidance_scale}" if c.guidance == "anticausal" else (
+            f", w={c.cfg_scale}" if c.cfg_scale else "")
+        return (f"DiffusionMechanism({kind}, {c.guidance}{extra}, K={self.sampler.num_steps}, "
+                f"T={self.schedule.num_train_timesteps}, {state})")
