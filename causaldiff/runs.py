@@ -122,7 +122,7 @@ def counterfactual_run(run: Path, do: dict[str, Any], n: int = 16, out: str | No
 
 def evaluate_tabular(scm: SCM, rows: Rows, n: int, values: int = 5) -> dict[str, Any]:
     """Counterfactual MSE against the truth, per intervened node, over a quantile grid."""
-    return fitted.tabular_counterfactual_mse(scm, rows.truth, rows.draw[:n].exogenous, values)
+    return fitted.tabular_counterfactual_mse(scm, rows.truth, rows.draw[:n], values)
 
 
 def evaluate_images(scm: SCM, rows: Rows, train: Rows, n: int, node: str = "image",

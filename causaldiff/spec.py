@@ -155,8 +155,8 @@ class GraphSpec(_Frozen):
 
 
 def _dump(config: BaseModel) -> dict[str, Any]:
-    """A Config as the options dict a spec holds (only what differs from the defaults)."""
-    return config.model_dump(mode="json", exclude_defaults=True)
+    """A Config as the options dict a spec holds."""
+    return config.model_dump(mode="json")
 
 
 def format_validation_error(exc: ValidationError, where: str) -> str:

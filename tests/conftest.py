@@ -1,4 +1,4 @@
-"""Shared test configuration: device/dtype from the environment, GPU skipping, seeding."""
+"""Shared test configuration: device and dtype from the environment, GPU skipping, seeding."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ torch.set_num_threads(1)
 
 #: Device of device-parametrised tests (``CAUSALDIFF_TEST_DEVICE=cuda`` on a GPU machine).
 TEST_DEVICE = os.environ.get("CAUSALDIFF_TEST_DEVICE", "cpu")
+#: Floating dtype of dtype-parametrised tests (``CAUSALDIFF_TEST_DTYPE=float32`` to run them in single precision).
+TEST_DTYPE = os.environ.get("CAUSALDIFF_TEST_DTYPE", "float64")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,3 +37,11 @@ def _quiet_and_seeded():
 @pytest.fixture
 def device() -> torch.device:
     return torch.device(TEST_DEVICE)
+
+
+@pytest.fixture
+def dtype() -> torch.dtype:
+    value = getattr(torch, TEST_DTYPE, None)
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise pytest.UsageError(f"CAUSALDIFF_TEST_DTYPE={TEST_DTYPE!r} is not a floating torch dtype")
+    return value

@@ -7,10 +7,8 @@ import json
 import pytest
 import torch
 
-import inference_shim
 from causaldiff.cli import main
 
-inference_shim.install()  # TEMPORARY (sweep): until DiffusionMechanism.with_inference / SCM.with_mechanisms land
 
 
 def test_demo_tabular_quick(tmp_path, capsys):

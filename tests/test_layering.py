@@ -36,8 +36,13 @@ def _imports(name: str, path: Path) -> set[str]:
     """Every causaldiff module ``name`` imports (anywhere in the file, function bodies included)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                   for n in ast.walk(block)}  # imports for annotations only never run
     out: set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.split(".")[0] == "causaldiff"}
         elif isinstance(node, ast.ImportFrom):

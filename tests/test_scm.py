@@ -515,7 +515,7 @@ def test_dcm_hand_simulator_agrees_with_the_dataset_module(name):
     for v in ours:
         assert_close(ours[v], theirs[v], atol=1e-10)
     node = ref.intervention_nodes[0]
-    bound = ref.to_pyro_scm()
+    bound = cd.SCM(ref.scm_graph())
     cf, truth = bound.counterfactual(theirs, do={node: 0.3}), dcm_simulate(name, noise, do={node: 0.3})
     for v in ours:
         assert_close(cf[v].to(F64), truth[v])

@@ -57,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from ..errors import DataError, InterventionError
-from ..interventions import Hard, as_intervention, intervene
+from ..interventions import as_intervention, intervene
 from ..registry import DATASETS
 from .base import Draw, GroundTruth
 
@@ -151,7 +151,7 @@ class ShapesSCM(GroundTruth):
                 value = self.intensity_mean(out["size"]) + c.intensity_noise * noise["u_intensity"]
             if node in ivs:
                 value = intervene(node, ivs[node], value, n, (), value.dtype, value.device)
-                self._check_value(node, value, hard=isinstance(ivs[node], Hard))
+                self._check_value(node, value, hard=ivs[node].cuts_edges)
                 if node == "shape":
                     value = value.long()
             out[node] = value

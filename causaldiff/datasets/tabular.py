@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
 from ..errors import InterventionError
-from ..interventions import Hard, as_intervention, intervene
+from ..interventions import as_intervention, intervene
 from ..registry import DATASETS
 from .base import Draw, GroundTruth, split_seed
 from .ladder import ladder_equations
@@ -202,7 +202,7 @@ class TabularSCM(GroundTruth):
         values: dict[str, Tensor] = {}
         for v in self.nodes:
             iv = ivs.get(v)
-            if isinstance(iv, Hard):
+            if iv is not None and iv.cuts_edges:
                 values[v] = self._hard_value(v, iv.value, n, ref)
                 continue
             natural = self.equations[v]({p: values[p] for p in self.parents(v)}, noise[v])

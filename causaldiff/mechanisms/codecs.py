@@ -49,17 +49,15 @@ class _Codec:
 
 class _LocScale(_Codec):
     def __init__(self, d: tdist.Distribution):
-        self.loc, self.scale = d.loc, d.scale
-        shape = d.batch_shape
-        zero = torch.zeros((), dtype=self.loc.dtype, device=self.loc.device)
-        one = torch.ones_like(zero)
-        if isinstance(d, tdist.StudentT):
-            self.standard = tdist.StudentT(d.df, zero, one).expand(shape)
-        else:
-            self.standard = type(d)(zero, one).expand(shape)
+        self.d, self.loc, self.scale = d, d.loc, d.scale
 
     def sample(self) -> Tensor:
-        return self.standard.sample()
+        """A draw of the standard member of the family (built only when noise is sampled)."""
+        d = self.d
+        zero = torch.zeros((), dtype=self.loc.dtype, device=self.loc.device)
+        one = torch.ones_like(zero)
+        standard = tdist.StudentT(d.df, zero, one) if isinstance(d, tdist.StudentT) else type(d)(zero, one)
+        return standard.expand(d.batch_shape).sample()
 
     def forward(self, u: Tensor) -> Tensor:
         return self.loc + self.scale * u

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..errors import GraphError
 from ..registry import MECHANISMS
-from .base import Abduction, Mechanism, Parents
+from .base import Abduction, Conditional, Mechanism, Parents
 from .codecs import DistributionConditional, distribution_params
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -79,6 +79,11 @@ def _move(d: tdist.Distribution, device: torch.device) -> tdist.Distribution:
 
 
 # --------------------------------------------------------------------------------- the mechanism
+#: the methods a subclass may override to change what the engine computes
+_CONTRACT = ("distribution", "abduction", "why_not_abductable", "sample_noise", "forward", "abduct",
+             "event_shape", "support", "value_dtype")
+
+
 @MECHANISMS.register("pyro")
 class PyroMechanism(Mechanism):
     """A node bound to a Pyro distribution (root) or a callable of its parents returning one.
@@ -139,15 +144,19 @@ class PyroMechanism(Mechanism):
         return d
 
     # --------------------------------------------------------------------------- the contract
-    def given(self, parents: Parents, n: int) -> DistributionConditional:
-        """The node's distribution and noise codec given ``parents``, built once for ``n`` rows."""
+    def given(self, parents: Parents, n: int) -> Conditional:
+        """The node's distribution and noise codec given ``parents``, built once for ``n`` rows. A
+        subclass that overrides a method of the contract gets the delegating
+        :class:`~causaldiff.mechanisms.base.Conditional` instead, so its override is what runs."""
+        if any(getattr(type(self), m) is not getattr(PyroMechanism, m) for m in _CONTRACT):
+            return Conditional(self, parents, n)
         return DistributionConditional(self, parents, n, self.distribution(parents, n))
 
     def _given(self, parents: Parents | None, n: int | None = None) -> DistributionConditional:
         parents = parents or {}
         if n is None:
             n = next(iter(parents.values())).shape[0] if parents else 1
-        return self.given(parents, n)
+        return DistributionConditional(self, parents, n, self.distribution(parents, n))
 
     def abduction(self, parents: Parents | None = None) -> Abduction:
         return self._given(parents).abduction
@@ -156,22 +165,22 @@ class PyroMechanism(Mechanism):
         return self._given(parents).why_not_abductable()
 
     def sample_noise(self, n: int, parents: Parents) -> Tensor:
-        return self.given(parents, n).sample_noise()
+        return self._given(parents, n).sample_noise()
 
     def forward(self, noise: Tensor, parents: Parents) -> Tensor:
-        return self.given(parents, noise.shape[0]).forward(noise)
+        return self._given(parents, noise.shape[0]).forward(noise)
 
     def abduct(self, x: Tensor, parents: Parents) -> Tensor:
-        return self.given(parents, x.shape[0]).abduct(x)
+        return self._given(parents, x.shape[0]).abduct(x)
 
     def event_shape(self, parents: Parents, n: int) -> tuple[int, ...]:
-        return self.given(parents, n).event_shape()
+        return self._given(parents, n).event_shape()
 
     def support(self, parents: Parents, n: int) -> Any:
-        return self.given(parents, n).support()
+        return self._given(parents, n).support()
 
     def value_dtype(self, parents: Parents, n: int) -> torch.dtype | None:
-        return self.given(parents, n).value_dtype()
+        return self._given(parents, n).value_dtype()
 
     def pyro_distribution(self, parents: Parents, n: int) -> tdist.Distribution:
         d = self.distribution(parents, n)

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import inference_shim
 from causaldiff.datasets.mnist import candidate_dirs
 from causaldiff.training import TrainConfig
 from causaldiff.evaluation.mnist import budget_steps
@@ -20,7 +19,6 @@ from causaldiff.evaluation.mnist_settings import SETTINGS, Budget
 from causaldiff.metrics import CLD_UNCHANGED
 from benchmark_scripts import load_benchmark
 
-inference_shim.install()  # TEMPORARY, until DiffusionMechanism.with_inference / SCM.with_mechanisms land
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -16,14 +16,12 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-import inference_shim
 from causaldiff import SCM
 from causaldiff.errors import DataError, GraphError
 from causaldiff.evaluation.axioms import (axiom_metrics, choose_main, counterfactual_fn, counterfactual_image_scores,
                                           guidance_sweep, image_counterfactual_metrics, mean_sem, other_class,
                                           with_inference)
 
-inference_shim.install()  # TEMPORARY, until DiffusionMechanism.with_inference / SCM.with_mechanisms land
 
 K, SHAPE = 4, (1, 3, 3)
 P = math.prod(SHAPE)
