@@ -19,6 +19,7 @@ new interventions ``I``:
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -49,8 +50,11 @@ class Structure:
     order: tuple[str, ...]
     interventions: Mapping[str, Intervention]
     device: torch.device
-    #: node -> strict descendants in this (surgered) graph
-    descendants: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @functools.cached_property
+    def descendants(self) -> dict[str, frozenset[str]]:
+        """Node -> its strict descendants in this (surgered) graph (computed on first use)."""
+        return descendants_of(self.parents, self.order)
 
     def is_hard(self, node: str) -> bool:
         iv = self.interventions.get(node)
@@ -62,8 +66,7 @@ class Structure:
         merged = {**self.interventions, **ivs}
         parents = {v: () if (v in merged and merged[v].cuts_edges) else self.base_parents[v]
                    for v in self.order}
-        return Structure(self.mechanisms, parents, self.base_parents, self.order, merged, self.device,
-                         descendants_of(parents, self.order))
+        return Structure(self.mechanisms, parents, self.base_parents, self.order, merged, self.device)
 
 
 def descendants_of(parents: Mapping[str, tuple[str, ...]], order: tuple[str, ...]) -> dict[str, frozenset[str]]:
@@ -86,8 +89,7 @@ def structure_of(graph: nx.DiGraph, mechanisms: Mapping[str, Mechanism],
                  base_parents: Mapping[str, tuple[str, ...]], order: tuple[str, ...],
                  interventions: Mapping[str, Intervention], device: torch.device) -> Structure:
     parents = {v: tuple(sorted(graph.predecessors(v))) for v in order}
-    return Structure(mechanisms, parents, base_parents, order, dict(interventions), device,
-                     descendants_of(parents, order))
+    return Structure(mechanisms, parents, base_parents, order, dict(interventions), device)
 
 
 # ==================================================================================== the plan
@@ -184,7 +186,7 @@ class Conditionals:
 def require_fitted(structure: Structure, nodes: Any) -> None:
     for node in nodes:
         m = structure.mechanisms[node]
-        if not structure.is_hard(node) and not m.is_fitted:
+        if m.learnable and not m.is_fitted and not structure.is_hard(node):
             raise NotFittedError(f"node {node!r}: {type(m).__name__} is not fitted; call scm.fit(data)")
 
 
@@ -225,14 +227,15 @@ def precheck_abduction(structure: Structure, conds: Conditionals, nodes: Any) ->
 def abduct_nodes(structure: Structure, conds: Conditionals, rows: Mapping[str, Tensor],
                  nodes: Any) -> dict[str, Tensor]:
     """Exogenous noise of ``nodes`` from their rows under their factual parents."""
-    out = {}
-    for node in nodes:
-        x = rows[node]
-        iv = structure.interventions.get(node)
-        if iv is not None:
-            x = iv.invert(node, x)
-        out[node] = conds(node).abduct(x)
-    return out
+    return {node: _abduct(structure, conds, rows, node) for node in nodes}
+
+
+def _abduct(structure: Structure, conds: Conditionals, rows: Mapping[str, Tensor], node: str) -> Tensor:
+    x = rows[node]
+    iv = structure.interventions.get(node)
+    if iv is not None:  # an intervention the SCM already carries: its natural value is abducted
+        x = iv.invert(node, x)
+    return conds(node).abduct(x)
 
 
 def check_hard_support(structure: Structure, node: str, iv: Intervention, values: Mapping[str, Tensor],
@@ -299,7 +302,7 @@ def execute(plan: Plan, n: int, rows: Mapping[str, Tensor] | None = None,
     pending = set(plan.abduct) if factual is not None else set()
     for node in plan.recompute:
         if node in pending:
-            noise[node] = abduct_nodes(factual.structure, factual, rows, (node,))[node]
+            noise[node] = _abduct(factual.structure, factual, rows, node)
             factual.release(node)
         ref = rows[node] if rows is not None else None
         values[node] = predict_node(plan, conds, node, values, noise, n, ref)

@@ -236,6 +236,9 @@ class SCM:
                     raise DataError(f"node {k!r} in {what}: batch size {v.shape[0]} differs from {n}")
         if not n:
             raise DataError(f"{what} is an empty batch")
+        bad = first_non_finite(out)
+        if bad is not None:
+            raise DataError(f"node {bad!r} in {what}: contains NaN or Inf")
         return out, n
 
     # ------------------------------------------------------------------------------ queries
@@ -287,7 +290,6 @@ class SCM:
         rows, n = self._check_rows(factual, None, "the factual rows")
         plan = engine.plan_counterfactual(self._s, ivs)
         conds = engine.Conditionals(self._s, rows, n)
-        engine.require_fitted(self._s, plan.abduct)
         engine.require_fitted(plan.target, plan.recompute)
         with engine.distribution_checks_off():
             engine.check_observed(conds, rows, [v for v in self.nodes if not self._s.is_hard(v)], "the factual rows")
@@ -316,7 +318,7 @@ class SCM:
         for m in self._s.mechanisms.values():
             m.to(device)
         self._s = engine.Structure(self._s.mechanisms, self._s.parents, self._s.base_parents, self._s.order,
-                                   self._s.interventions, device, self._s.descendants)
+                                   self._s.interventions, device)
         return self
 
     # ------------------------------------------------------------------------------ pyro interop
@@ -365,17 +367,22 @@ def _as_column(node: str, v: Any, what: str, device: torch.device) -> Tensor:
         raise DataError(f"node {node!r} in {what}: expected a batch of shape (n, ...), got a scalar")
     if v.dtype == torch.bool or v.is_complex():
         raise DataError(f"node {node!r} in {what}: unsupported dtype {v.dtype}")
-    if v.is_floating_point() and not all_finite(v):
-        raise DataError(f"node {node!r} in {what}: contains NaN or Inf")
     return v if v.device == device else v.to(device)
 
 
-def all_finite(x: Tensor) -> bool:
-    """Whether every entry of a floating tensor is finite: one reduction (a finite sum proves it),
-    the exact elementwise check only when the sum is not finite (NaN, Inf or overflow)."""
-    if x.numel() < 4096:  # small: the elementwise check is one kernel too
-        return bool(torch.isfinite(x).all())
-    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
+def first_non_finite(columns: Mapping[str, Tensor]) -> str | None:
+    """The first column holding NaN or Inf, or None. One reduction per column (a finite sum proves
+    every entry finite; the elementwise check runs only when it does not), and for small batches
+    one check over all columns of a dtype at once."""
+    floating = [(k, v) for k, v in columns.items() if v.is_floating_point() and v.numel()]
+    small = sum(v.numel() for _, v in floating) <= 4096
+    if small and floating and len({(v.dtype, v.device) for _, v in floating}) == 1:
+        if bool(torch.isfinite(torch.cat([v.reshape(-1) for _, v in floating])).all()):
+            return None
+    for k, v in floating:
+        if not (bool(torch.isfinite(v.sum())) or bool(torch.isfinite(v).all())):
+            return k
+    return None
 
 
 def _fmt_do(ivs: Mapping[str, Intervention]) -> str:

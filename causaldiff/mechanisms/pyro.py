@@ -15,6 +15,7 @@ The exogenous noise of a node depends on the family of the distribution it yield
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +85,12 @@ _CONTRACT = ("distribution", "abduction", "why_not_abductable", "sample_noise", 
              "event_shape", "support", "value_dtype")
 
 
+@functools.cache
+def _keeps_contract(cls: type) -> bool:
+    """Whether ``cls`` overrides none of :data:`_CONTRACT` (then one distribution serves a query)."""
+    return all(getattr(cls, m) is getattr(PyroMechanism, m) for m in _CONTRACT)
+
+
 @MECHANISMS.register("pyro")
 class PyroMechanism(Mechanism):
     """A node bound to a Pyro distribution (root) or a callable of its parents returning one.
@@ -148,7 +155,7 @@ class PyroMechanism(Mechanism):
         """The node's distribution and noise codec given ``parents``, built once for ``n`` rows. A
         subclass that overrides a method of the contract gets the delegating
         :class:`~causaldiff.mechanisms.base.Conditional` instead, so its override is what runs."""
-        if any(getattr(type(self), m) is not getattr(PyroMechanism, m) for m in _CONTRACT):
+        if not _keeps_contract(type(self)):
             return Conditional(self, parents, n)
         return DistributionConditional(self, parents, n, self.distribution(parents, n))
 
@@ -177,6 +184,8 @@ class PyroMechanism(Mechanism):
         return self._given(parents, n).event_shape()
 
     def support(self, parents: Parents, n: int) -> Any:
+        if self.is_raw:  # a root's support does not depend on the batch
+            return self.spec.support
         return self._given(parents, n).support()
 
     def value_dtype(self, parents: Parents, n: int) -> torch.dtype | None:
