@@ -26,17 +26,26 @@ from torch import Tensor
 from .errors import AbductionError, InterventionError
 
 
+class _Kind:
+    """What each kind of intervention declares, as class keywords."""
+
+    #: whether the intervention cuts the node's incoming edges (graph surgery)
+    cuts_edges: ClassVar[bool]
+    #: whether ``invert`` recovers the natural value from an observed one
+    invertible: ClassVar[bool]
+    #: what the intervention is called in messages
+    label: ClassVar[str]
+
+    def __init_subclass__(cls, *, cuts_edges: bool, invertible: bool, label: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.cuts_edges, cls.invertible, cls.label = cuts_edges, invertible, label
+
+
 @dataclass(frozen=True)
-class Hard:
+class Hard(_Kind, cuts_edges=True, invertible=False, label="hard"):
     """``do(X = value)``: graph surgery, the node loses its incoming edges."""
 
     value: Any
-    #: a hard intervention cuts the node's incoming edges
-    cuts_edges: ClassVar[bool] = True
-    #: whether ``invert`` recovers the natural value from an observed one
-    invertible: ClassVar[bool] = False
-    #: what the intervention is called in messages
-    label: ClassVar[str] = "hard"
 
     def apply(self, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
               dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -51,13 +60,10 @@ class Hard:
 
 
 @dataclass(frozen=True)
-class Shift:
+class Shift(_Kind, cuts_edges=False, invertible=True, label="shift"):
     """``do(X = X + delta)``: shift the node's natural value by ``delta`` (soft: edges kept)."""
 
     delta: Any
-    cuts_edges: ClassVar[bool] = False
-    invertible: ClassVar[bool] = True
-    label: ClassVar[str] = "shift"
 
     def apply(self, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
               dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -74,13 +80,10 @@ class Shift:
 
 
 @dataclass(frozen=True)
-class Transform:
+class Transform(_Kind, cuts_edges=False, invertible=False, label="callable"):
     """``do(X = fn(X))``: a callable of the node's natural (factual) value (soft: edges kept)."""
 
     fn: Callable[[Tensor], Tensor]
-    cuts_edges: ClassVar[bool] = False
-    invertible: ClassVar[bool] = False
-    label: ClassVar[str] = "callable"
 
     def apply(self, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
               dtype: torch.dtype, device: torch.device) -> Tensor:

@@ -26,31 +26,41 @@ _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
 # ============================================================================= configs
-class MLPConfig(BaseModel):
-    """DCM-style MLP denoiser (input ``[x, parents, t/T]``)."""
+class _MLPShape(BaseModel):
+    """The width and depth of a time-conditioned MLP."""
 
     model_config = _FROZEN
     kind: Literal["mlp"] = "mlp"
     hidden: int = Field(128, ge=1)
     num_layers: int = Field(3, ge=1)
+
+
+class MLPConfig(_MLPShape):
+    """DCM-style MLP denoiser (input ``[x, parents, t/T]``)."""
+
     #: "scalar": t/T as one input feature (DCM); "sinusoidal": a 32-dim sinusoidal embedding.
     time_embedding: Literal["scalar", "sinusoidal"] = "scalar"
 
 
-class UNetConfig(BaseModel):
-    """UNet denoiser for ``(C, H, W)`` events; H and W divisible by ``2 ** (len(channel_mult) - 1)``."""
+class _ConvShape(BaseModel):
+    """The levels of a time-conditioned convolutional network (GroupNorm, SiLU, residual blocks)."""
 
     model_config = _FROZEN
-    kind: Literal["unet"] = "unet"
     base_channels: int = Field(64, ge=1)
     channel_mult: tuple[int, ...] = (1, 2, 4)
     num_res_blocks: int = Field(1, ge=1)
-    #: levels (indices into channel_mult) with self-attention after each residual block
-    attention_levels: tuple[int, ...] = ()
-    mid_attention: bool = True
     num_heads: int = Field(4, ge=1)
     num_groups: int = Field(32, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class UNetConfig(_ConvShape):
+    """UNet denoiser for ``(C, H, W)`` events; H and W divisible by ``2 ** (len(channel_mult) - 1)``."""
+
+    kind: Literal["unet"] = "unet"
+    #: levels (indices into channel_mult) with self-attention after each residual block
+    attention_levels: tuple[int, ...] = ()
+    mid_attention: bool = True
 
 
 class DiTConfig(BaseModel):
@@ -68,28 +78,19 @@ class DiTConfig(BaseModel):
 DenoiserConfig = Annotated[Union[MLPConfig, UNetConfig, DiTConfig], Field(discriminator="kind")]
 
 
-class MLPPredictorConfig(BaseModel):
+class MLPPredictorConfig(_MLPShape):
     """Time-conditioned MLP classifier/regressor on ``[x, t/T]``."""
 
-    model_config = _FROZEN
-    kind: Literal["mlp"] = "mlp"
-    hidden: int = Field(128, ge=1)
-    num_layers: int = Field(3, ge=1)
     time_embedding: Literal["scalar", "sinusoidal"] = "sinusoidal"
 
 
-class ImagePredictorConfig(BaseModel):
+class ImagePredictorConfig(_ConvShape):
     """Time-conditioned convolutional encoder (the down half of a UNet) + pooled linear head."""
 
-    model_config = _FROZEN
     kind: Literal["image"] = "image"
     base_channels: int = Field(32, ge=1)
     channel_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = Field(1, ge=1)
     attention: bool = False
-    num_heads: int = Field(4, ge=1)
-    num_groups: int = Field(32, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 PredictorConfig = Annotated[Union[MLPPredictorConfig, ImagePredictorConfig], Field(discriminator="kind")]
@@ -455,30 +456,32 @@ class DiT(nn.Module):
 
 
 # ============================================================================= builders
+def _image_channels(what: str, event_shape: tuple[int, ...]) -> int:
+    """The channel count of a ``(C, H, W)`` event (``what`` names the network in the error)."""
+    if len(event_shape) != 3:
+        raise ValueError(f"{what} needs a (C, H, W) event, got {event_shape}")
+    return event_shape[0]
+
+
 def build_denoiser(config: MLPConfig | UNetConfig | DiTConfig, event_shape: tuple[int, ...],
                    cond_dim: int, num_train_timesteps: int) -> nn.Module:
     """Instantiate the denoiser described by ``config`` for one node's event shape."""
-    if isinstance(config, MLPConfig):
-        return MLPDenoiser(event_shape, cond_dim, config.hidden, config.num_layers,
-                           config.time_embedding, num_train_timesteps)
-    if len(event_shape) != 3:
-        raise ValueError(f"a {config.kind} denoiser needs a (C, H, W) event, got {event_shape}")
-    if isinstance(config, UNetConfig):
-        return UNet(event_shape[0], cond_dim, config.base_channels, config.channel_mult,
-                    config.num_res_blocks, config.attention_levels, config.mid_attention,
-                    config.num_heads, config.num_groups, config.dropout)
-    return DiT(event_shape[0], (event_shape[1], event_shape[2]), cond_dim, config.patch_size,
-               config.hidden, config.depth, config.num_heads, config.mlp_ratio)
+    c = config
+    if isinstance(c, MLPConfig):
+        return MLPDenoiser(event_shape, cond_dim, c.hidden, c.num_layers, c.time_embedding, num_train_timesteps)
+    channels = _image_channels(f"a {c.kind} denoiser", event_shape)
+    if isinstance(c, UNetConfig):
+        return UNet(channels, cond_dim, c.base_channels, c.channel_mult, c.num_res_blocks, c.attention_levels,
+                    c.mid_attention, c.num_heads, c.num_groups, c.dropout)
+    return DiT(channels, (event_shape[1], event_shape[2]), cond_dim, c.patch_size, c.hidden, c.depth,
+               c.num_heads, c.mlp_ratio)
 
 
 def build_predictor(config: MLPPredictorConfig | ImagePredictorConfig, event_shape: tuple[int, ...],
                     out_dim: int, num_train_timesteps: int) -> nn.Module:
     """Instantiate the anti-causal predictor described by ``config``."""
-    if isinstance(config, MLPPredictorConfig):
-        return MLPPredictor(event_shape, out_dim, config.hidden, config.num_layers,
-                            config.time_embedding, num_train_timesteps)
-    if len(event_shape) != 3:
-        raise ValueError(f"an image predictor needs a (C, H, W) event, got {event_shape}")
-    return ImagePredictor(event_shape[0], out_dim, config.base_channels, config.channel_mult,
-                          config.num_res_blocks, config.attention, config.num_heads,
-                          config.num_groups, config.dropout)
+    c = config
+    if isinstance(c, MLPPredictorConfig):
+        return MLPPredictor(event_shape, out_dim, c.hidden, c.num_layers, c.time_embedding, num_train_timesteps)
+    return ImagePredictor(_image_channels("an image predictor", event_shape), out_dim, c.base_channels,
+                          c.channel_mult, c.num_res_blocks, c.attention, c.num_heads, c.num_groups, c.dropout)

@@ -158,6 +158,24 @@ class Mechanism(ABC):
         return f"{type(self).__name__}()"
 
 
+class ConditionalMethods:
+    """Mechanism methods answered by the :class:`Conditional` that ``_conditional(parents, n)``
+    builds, for mechanisms whose per-query set-up lives there (a distribution and its codec).
+    Mix in before :class:`Mechanism`."""
+
+    def _conditional(self, parents: Parents | None, n: int | None = None) -> "Conditional":
+        raise NotImplementedError
+
+    def sample_noise(self, n: int, parents: Parents) -> Tensor:
+        return self._conditional(parents, n).sample_noise()
+
+    def forward(self, noise: Tensor, parents: Parents) -> Tensor:
+        return self._conditional(parents, noise.shape[0]).forward(noise)
+
+    def abduct(self, x: Tensor, parents: Parents) -> Tensor:
+        return self._conditional(parents, x.shape[0]).abduct(x)
+
+
 class Conditional:
     """A mechanism given its parents' values for ``n`` rows: what one query asks of a node.
 
@@ -194,4 +212,4 @@ class Conditional:
         return self.mechanism.value_dtype(self.parents, self.n)
 
 
-__all__ = ["Abduction", "Conditional", "Mechanism", "Parents"]
+__all__ = ["Abduction", "Conditional", "ConditionalMethods", "Mechanism", "Parents"]

@@ -16,7 +16,7 @@ from torch.distributions import constraints
 
 from ..errors import DataError, NotFittedError
 from ..registry import MECHANISMS
-from .base import Abduction, Mechanism, Parents
+from .base import Abduction, ConditionalMethods, Mechanism, Parents
 from .codecs import DistributionConditional
 
 
@@ -29,7 +29,7 @@ class CategoricalConfig(BaseModel):
 
 
 @MECHANISMS.register("categorical")
-class CategoricalMechanism(Mechanism):
+class CategoricalMechanism(ConditionalMethods, Mechanism):
     """``x ~ Categorical(p)`` on a root node, ``p`` = smoothed class frequencies of the data."""
 
     learnable = True
@@ -72,14 +72,8 @@ class CategoricalMechanism(Mechanism):
         """The fitted ``Categorical`` for ``n`` rows and its Gumbel-max codec, built once."""
         return DistributionConditional(self, parents, n, self._dist(n))
 
-    def sample_noise(self, n: int, parents: Parents) -> Tensor:
-        return self.given(parents, n).sample_noise()
-
-    def forward(self, noise: Tensor, parents: Parents) -> Tensor:
-        return self.given(parents, noise.shape[0]).forward(noise)
-
-    def abduct(self, x: Tensor, parents: Parents) -> Tensor:
-        return self.given(parents, x.shape[0]).abduct(x)
+    def _conditional(self, parents: Parents | None, n: int | None = None) -> DistributionConditional:
+        return self.given(parents or {}, 1 if n is None else n)
 
     def event_shape(self, parents: Parents, n: int) -> tuple[int, ...]:
         return ()

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..errors import GraphError
 from ..registry import MECHANISMS
-from .base import Abduction, Conditional, Mechanism, Parents
+from .base import Abduction, Conditional, ConditionalMethods, Mechanism, Parents
 from .codecs import DistributionConditional, distribution_params
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -92,7 +92,7 @@ def _keeps_contract(cls: type) -> bool:
 
 
 @MECHANISMS.register("pyro")
-class PyroMechanism(Mechanism):
+class PyroMechanism(ConditionalMethods, Mechanism):
     """A node bound to a Pyro distribution (root) or a callable of its parents returning one.
 
     The SCM binds it with :meth:`check_binding`, which checks that a callable's parameter names
@@ -159,37 +159,28 @@ class PyroMechanism(Mechanism):
             return Conditional(self, parents, n)
         return DistributionConditional(self, parents, n, self.distribution(parents, n))
 
-    def _given(self, parents: Parents | None, n: int | None = None) -> DistributionConditional:
+    def _conditional(self, parents: Parents | None, n: int | None = None) -> DistributionConditional:
         parents = parents or {}
         if n is None:
             n = next(iter(parents.values())).shape[0] if parents else 1
         return DistributionConditional(self, parents, n, self.distribution(parents, n))
 
     def abduction(self, parents: Parents | None = None) -> Abduction:
-        return self._given(parents).abduction
+        return self._conditional(parents).abduction
 
     def why_not_abductable(self, parents: Parents | None = None) -> str:
-        return self._given(parents).why_not_abductable()
-
-    def sample_noise(self, n: int, parents: Parents) -> Tensor:
-        return self._given(parents, n).sample_noise()
-
-    def forward(self, noise: Tensor, parents: Parents) -> Tensor:
-        return self._given(parents, noise.shape[0]).forward(noise)
-
-    def abduct(self, x: Tensor, parents: Parents) -> Tensor:
-        return self._given(parents, x.shape[0]).abduct(x)
+        return self._conditional(parents).why_not_abductable()
 
     def event_shape(self, parents: Parents, n: int) -> tuple[int, ...]:
-        return self._given(parents, n).event_shape()
+        return self._conditional(parents, n).event_shape()
 
     def support(self, parents: Parents, n: int) -> Any:
         if self.is_raw:  # a root's support does not depend on the batch
             return self.spec.support
-        return self._given(parents, n).support()
+        return self._conditional(parents, n).support()
 
     def value_dtype(self, parents: Parents, n: int) -> torch.dtype | None:
-        return self._given(parents, n).value_dtype()
+        return self._conditional(parents, n).value_dtype()
 
     def pyro_distribution(self, parents: Parents, n: int) -> tdist.Distribution:
         d = self.distribution(parents, n)
