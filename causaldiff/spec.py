@@ -6,17 +6,20 @@ against that kind's ``Config`` *when the spec is loaded*; the data set's kind an
 validated against :data:`causaldiff.registry.DATASETS` the same way. Every problem is reported at
 once, naming the node (or the data set) and the key::
 
-    name = "shapes"
+    name = "chain"
     [dataset]
-    kind = "shapes"           # a registered data set; keys other than kind / n_train /
-    resolution = 16           # n_test / seed are that data set's options
-    n_train = 20000
-    [nodes.shape]
-    mechanism = "categorical"
-    [nodes.image]
-    parents = ["shape"]
+    kind = "tabular"          # a registered data set; keys other than kind / n_train /
+    name = "chain-nonlinear"  # n_test / seed are that data set's options
+    n_train = 5000
+    [nodes.x1]
+    mechanism = "normal"
+    [nodes.x2]
+    parents = ["x1"]
     mechanism = "diffusion"
-    options = { guidance = "conditional", sampler = { num_inference_steps = 20 } }
+    options = { net = { kind = "mlp", hidden = 64 }, train = { steps = 2000 } }
+    [nodes.x3]
+    parents = ["x2"]
+    mechanism = "truth"
 
 ``mechanism = "truth"`` (reserved) binds the node to the data set's own true mechanism, for data
 sets with ground truth that know one. Nothing in a spec is imported or evaluated.

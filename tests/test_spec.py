@@ -81,3 +81,17 @@ def test_quick_keeps_a_valid_spec_with_smaller_data():
     quick = parse_spec(_with(nodes__x2__options={"steps": 5000})).quick()
     assert quick.dataset.n_train <= 300 and quick.nodes["x2"].options["steps"] <= 100
     assert quick.nodes["x3"].mechanism == "truth"
+
+
+def test_the_module_docstring_example_validates_builds_and_fits():
+    import tomllib
+
+    import causaldiff.spec as spec_module
+
+    doc = spec_module.__doc__
+    block = doc[doc.index('    name = "chain"'):doc.index("``mechanism = \"truth\"``")]
+    spec = parse_spec(tomllib.loads("\n".join(line[4:] for line in block.splitlines())))
+    quick = spec.quick()
+    rows = load_rows(quick.dataset, "train")
+    scm = build_scm(quick, rows.dataset).fit(rows.values)
+    assert set(scm.counterfactual(rows.values, do={"x1": 0.0})) == {"x1", "x2", "x3"}
