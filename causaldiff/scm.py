@@ -40,9 +40,15 @@ Rows = Mapping[str, Tensor]
 class Samples(dict):
     """A ``dict[str, Tensor]`` of batch-first values that says what it holds when printed."""
 
-    def __init__(self, values: Mapping[str, Tensor], query: str = ""):
+    def __init__(self, values: Mapping[str, Tensor], query: str = "",
+                 interventions: Mapping[str, Intervention] | None = None):
         super().__init__(values)
-        self.query = query
+        self._query, self._interventions = query, interventions
+
+    @property
+    def query(self) -> str:
+        """The query that produced these values, e.g. ``counterfactual do(x=Hard(1.0))``."""
+        return self._query + _fmt_do(self._interventions or {})
 
     @property
     def n(self) -> int:
@@ -67,6 +73,14 @@ def seeded(seed: int | None) -> Iterator[None]:
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def _query(seed: int | None) -> Iterator[None]:
+    """The context every query runs in: seeded, without autograd, without torch's argument
+    validation of the distributions mechanisms build (the engine validates its inputs itself)."""
+    with seeded(seed), torch.no_grad(), engine.distribution_checks_off():
         yield
 
 
@@ -247,9 +261,9 @@ class SCM:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise DataError(f"n must be a positive integer, got {n!r}")
         engine.require_fitted(self._s, self.nodes)
-        with seeded(seed), torch.no_grad(), engine.distribution_checks_off():
+        with _query(seed):
             values = engine.execute(engine.plan_sample(self._s), n)
-        return Samples(values, "sample" + _fmt_do(self._s.interventions))
+        return Samples(values, "sample", self._s.interventions)
 
     def interventional_samples(self, n: int, do: Mapping[str, Any], *, seed: int | None = None) -> Samples:
         """``n`` draws from ``P(V | do(...))``."""
@@ -263,9 +277,9 @@ class SCM:
         need = tuple(v for v in self.nodes if not plan.target.is_hard(v))
         u, n = self._check_rows(noise, need, "the noise")
         engine.require_fitted(plan.target, self.nodes)
-        with seeded(seed), torch.no_grad(), engine.distribution_checks_off():
+        with _query(seed):
             values = engine.execute(plan, n, noise=u)
-        return Samples(values, "predict" + _fmt_do(plan.target.interventions))
+        return Samples(values, "predict", plan.target.interventions)
 
     def abduct(self, data: Rows, *, seed: int | None = None) -> Samples:
         """Exogenous noise of every (non hard-intervened) node given observed rows."""
@@ -299,7 +313,7 @@ class SCM:
                     engine.check_hard_support(self._s, node, iv, rows, n)
             with seeded(seed), torch.no_grad():
                 values = engine.execute(plan, n, rows=rows, factual=conds)
-        return Samples(values, "counterfactual" + _fmt_do(ivs))
+        return Samples(values, "counterfactual", ivs)
 
     # ------------------------------------------------------------------------------ learning
     def fit(self, data: Rows) -> "SCM":

@@ -115,6 +115,17 @@ class Mechanism(ABC):
         distribution) override it to build that set-up once."""
         return Conditional(self, parents, n)
 
+    def pairs(self) -> bool:
+        """Whether :meth:`given_pair` may serve a counterfactual (then the engine checks this node's
+        rows when it reaches the node, rather than before the query: its set-up is cheap)."""
+        return False
+
+    def given_pair(self, factual: Parents, parents: Parents, n: int) -> tuple["Conditional", "Conditional"] | None:
+        """This mechanism under its factual parents and under new ones, for the same ``n`` rows,
+        built together (one evaluation over ``2n`` rows: a mechanism is row-wise); ``None`` when it
+        cannot, and the engine calls :meth:`given` twice."""
+        return None
+
     # ----------------------------------------------------------------------------- introspection
     @property
     def is_fitted(self) -> bool:

@@ -32,7 +32,11 @@ _LOC_SCALE = (tdist.Normal, tdist.Laplace, dist.Logistic, tdist.StudentT, tdist.
 
 # --------------------------------------------------------------------------------- noise codecs
 class _Codec:
-    """How one distribution maps noise to values and back."""
+    """How one distribution maps noise to values and back.
+
+    A codec whose parameters are per row may also ``split(d, n)`` the codec of a distribution over
+    ``2n`` rows into the codecs of its first and last ``n`` rows (see :meth:`Mechanism.given_pair`).
+    """
 
     capability = Abduction.EXACT
     reason = ""
@@ -48,16 +52,21 @@ class _Codec:
 
 
 class _LocScale(_Codec):
-    def __init__(self, d: tdist.Distribution):
-        self.d, self.loc, self.scale = d, d.loc, d.scale
+    def __init__(self, d: tdist.Distribution, rows: slice = slice(None)):
+        self.family, self.df = type(d), getattr(d, "df", None)
+        self.loc, self.scale = d.loc[rows], d.scale[rows]
+        if isinstance(self.df, Tensor) and self.df.dim():
+            self.df = self.df[rows]
 
     def sample(self) -> Tensor:
         """A draw of the standard member of the family (built only when noise is sampled)."""
-        d = self.d
         zero = torch.zeros((), dtype=self.loc.dtype, device=self.loc.device)
         one = torch.ones_like(zero)
-        standard = tdist.StudentT(d.df, zero, one) if isinstance(d, tdist.StudentT) else type(d)(zero, one)
-        return standard.expand(d.batch_shape).sample()
+        standard = tdist.StudentT(self.df, zero, one) if self.family is tdist.StudentT else self.family(zero, one)
+        return standard.expand(self.loc.shape).sample()
+
+    def split(self, d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec]":
+        return _LocScale(d, slice(None, n)), _LocScale(d, slice(n, None))
 
     def forward(self, u: Tensor) -> Tensor:
         return self.loc + self.scale * u
@@ -132,14 +141,17 @@ class _GumbelMax(_Codec):
 
     capability = Abduction.STOCHASTIC
 
-    def __init__(self, d: tdist.Distribution):
+    def __init__(self, d: tdist.Distribution, rows: slice = slice(None)):
         if isinstance(d, tdist.Bernoulli):
             self.binary = True
             self.logits = torch.stack([torch.zeros_like(d.logits), d.logits], dim=-1)
         else:
             self.binary = False
             self.logits = d.logits
-        self.logits = self.logits - self.logits.logsumexp(-1, keepdim=True)
+        self.logits = self.logits[rows] - self.logits[rows].logsumexp(-1, keepdim=True)
+
+    def split(self, d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec]":
+        return _GumbelMax(d, slice(None, n)), _GumbelMax(d, slice(n, None))
 
     def sample(self) -> Tensor:
         u = torch.rand_like(self.logits).clamp_min(torch.finfo(self.logits.dtype).tiny)
@@ -267,6 +279,26 @@ class DistributionConditional(Conditional):
 
     def value_dtype(self) -> torch.dtype | None:
         return value_dtype_of(self.distribution)
+
+
+def split_codec(d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec] | None":
+    """The codecs of the first and last ``n`` rows of a distribution over ``2n`` rows, or None
+    when its codec has no per-row split (transformed, cdf/icdf and multivariate families)."""
+    if isinstance(d, tdist.Independent):
+        return None
+    codec = codec_for(d)
+    split = getattr(codec, "split", None)
+    return split(d, n) if split is not None else None
+
+
+class SplitConditional(DistributionConditional):
+    """One half of a distribution over ``2n`` rows (:meth:`Mechanism.given_pair`): its own codec,
+    the shared distribution's event shape, support and dtype."""
+
+    def __init__(self, mechanism: Mechanism, parents: Parents, n: int, distribution: tdist.Distribution,
+                 codec: _Codec) -> None:
+        super().__init__(mechanism, parents, n, distribution)
+        self.__dict__["codec"] = codec  # the cached_property's slot
 
 
 # --------------------------------------------------------------------------------- parent codec

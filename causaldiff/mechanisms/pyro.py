@@ -29,7 +29,7 @@ from torch import Tensor
 from ..errors import GraphError
 from ..registry import MECHANISMS
 from .base import Abduction, Conditional, ConditionalMethods, Mechanism, Parents
-from .codecs import DistributionConditional, distribution_params
+from .codecs import DistributionConditional, SplitConditional, distribution_params, split_codec
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -158,6 +158,20 @@ class PyroMechanism(ConditionalMethods, Mechanism):
         if not _keeps_contract(type(self)):
             return Conditional(self, parents, n)
         return DistributionConditional(self, parents, n, self.distribution(parents, n))
+
+    def pairs(self) -> bool:
+        return not self.is_raw and _keeps_contract(type(self))
+
+    def given_pair(self, factual: Parents, parents: Parents, n: int) -> tuple[Conditional, Conditional] | None:
+        """One call of the callable on the factual and the new parents stacked (``2n`` rows), its
+        codec split in halves: half the distributions a counterfactual builds."""
+        if not self.pairs():
+            return None
+        d = self.distribution({p: torch.cat([factual[p], parents[p]]) for p in factual}, 2 * n)
+        halves = split_codec(d, n)
+        if halves is None:
+            return None
+        return (SplitConditional(self, factual, n, d, halves[0]), SplitConditional(self, parents, n, d, halves[1]))
 
     def _conditional(self, parents: Parents | None, n: int | None = None) -> DistributionConditional:
         parents = parents or {}
