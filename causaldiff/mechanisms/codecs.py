@@ -62,7 +62,7 @@ class _LocScale(_Codec):
         """A draw of the standard member of the family (built only when noise is sampled)."""
         zero = torch.zeros((), dtype=self.loc.dtype, device=self.loc.device)
         one = torch.ones_like(zero)
-        standard = tdist.StudentT(self.df, zero, one) if self.family is tdist.StudentT else self.family(zero, one)
+        standard = tdist.StudentT(self.df, zero, one) if issubclass(self.family, tdist.StudentT) else self.family(zero, one)
         return standard.expand(self.loc.shape).sample()
 
     def split(self, d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec]":
