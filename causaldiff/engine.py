@@ -105,6 +105,9 @@ class Plan:
     abduct: tuple[str, ...] = ()
     #: intervened nodes whose natural value is the factual one (soft, with unchanged parents)
     keep_natural: frozenset[str] = frozenset()
+    #: abducted nodes whose factual and counterfactual conditionals are built together
+    #: (``Mechanism.given_pair``) and whose rows are checked when the node is reached
+    paired: frozenset[str] = frozenset()
 
 
 def plan_sample(structure: Structure) -> Plan:
@@ -119,7 +122,7 @@ def plan_abduct(structure: Structure) -> Plan:
     return Plan(structure, (), tuple(v for v in structure.order if not structure.is_hard(v)))
 
 
-def plan_counterfactual(structure: Structure, ivs: Mapping[str, Intervention]) -> Plan:
+def plan_counterfactual(structure: Structure, ivs: Mapping[str, Intervention], n: int | None = None) -> Plan:
     """Recompute the intervened nodes and their descendants; abduct the noise of every recomputed
     node except hard-intervened ones and soft-intervened ones whose parents keep their values."""
     changed = set(ivs)
@@ -134,7 +137,25 @@ def plan_counterfactual(structure: Structure, ivs: Mapping[str, Intervention]) -
                 keep.add(v)
             continue
         abduct.append(v)
-    return Plan(structure.merged(ivs), recompute, tuple(abduct), frozenset(keep))
+    return Plan(structure.merged(ivs), recompute, tuple(abduct), frozenset(keep), _paired(structure, abduct, n))
+
+
+#: batches up to this many rows build a pairing node's two conditionals in one call: there the set-up
+#: per call dominates; above it stacking the parents would only copy them
+PAIR_MAX_ROWS = 4096
+
+
+def _paired(structure: Structure, abduct: list[str], n: int | None) -> frozenset[str]:
+    """The abducted nodes that pair (cheap set-up), up to the first that does not: a node after a
+    non-pairing (possibly costly) one is checked before any work, like that one."""
+    out: set[str] = set()
+    if n is None or n > PAIR_MAX_ROWS:  # the batch size unknown, or large: no pairing
+        return frozenset()
+    for v in abduct:
+        if not structure.mechanisms[v].pairs():
+            break
+        out.add(v)
+    return frozenset(out)
 
 
 # ==================================================================================== execution
@@ -288,6 +309,18 @@ def _value_dtype(value: Any) -> torch.dtype:
     return t.dtype if t.is_floating_point() else torch.get_default_dtype()
 
 
+def _pair(plan: Plan, factual: Conditionals, conds: Conditionals, node: str, n: int) -> None:
+    """Build a paired node's factual and counterfactual conditionals together, then check its rows
+    and its abduction as :func:`check_observed` and :func:`precheck_abduction` would have."""
+    f_pa = {p: factual.values[p] for p in factual.structure.parents[node]}
+    cf_pa = {p: conds.values[p] for p in plan.target.parents[node]}
+    pair = plan.target.mechanisms[node].given_pair(f_pa, cf_pa, n)
+    if pair is not None:
+        factual._cache[node], conds._cache[node] = pair
+    check_observed(factual, factual.values, (node,), "the factual rows")
+    precheck_abduction(factual.structure, factual, (node,))
+
+
 def execute(plan: Plan, n: int, rows: Mapping[str, Tensor] | None = None,
             noise: Mapping[str, Tensor] | None = None, factual: Conditionals | None = None) -> dict[str, Tensor]:
     """Values of every node: the planned ones computed in order, the others taken from ``rows``.
@@ -301,6 +334,8 @@ def execute(plan: Plan, n: int, rows: Mapping[str, Tensor] | None = None,
     noise = dict(noise or {})
     pending = set(plan.abduct) if factual is not None else set()
     for node in plan.recompute:
+        if node in plan.paired and factual is not None:
+            _pair(plan, factual, conds, node, n)
         if node in pending:
             noise[node] = _abduct(factual.structure, factual, rows, node)
             factual.release(node)

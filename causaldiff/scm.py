@@ -302,12 +302,13 @@ class SCM:
         """
         ivs = self._parse_do(do)
         rows, n = self._check_rows(factual, None, "the factual rows")
-        plan = engine.plan_counterfactual(self._s, ivs)
+        plan = engine.plan_counterfactual(self._s, ivs, n)
         conds = engine.Conditionals(self._s, rows, n)
         engine.require_fitted(plan.target, plan.recompute)
         with engine.distribution_checks_off():
-            engine.check_observed(conds, rows, [v for v in self.nodes if not self._s.is_hard(v)], "the factual rows")
-            engine.precheck_abduction(self._s, conds, plan.abduct)
+            upfront = [v for v in self.nodes if not self._s.is_hard(v) and v not in plan.paired]
+            engine.check_observed(conds, rows, upfront, "the factual rows")
+            engine.precheck_abduction(self._s, conds, [v for v in plan.abduct if v not in plan.paired])
             for node, iv in ivs.items():
                 if iv.cuts_edges:
                     engine.check_hard_support(self._s, node, iv, rows, n)

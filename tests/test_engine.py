@@ -50,7 +50,12 @@ def test_each_callable_runs_once_per_parent_set(dtype):
     rows = scm.sample(16, seed=0)
     calls.update({k: 0 for k in calls})
     scm.counterfactual(rows, do={"x1": 0.5})
-    # one distribution under the factual parents (checks + abduction), one under the new ones
+    # small batches: the factual and the new parents stacked in one call (Mechanism.given_pair)
+    assert calls == {"x1": 0, "x2": 1, "x3": 1, "x4": 1}
+    big = scm.sample(engine.PAIR_MAX_ROWS + 1, seed=0)
+    calls.update({k: 0 for k in calls})
+    scm.counterfactual(big, do={"x1": 0.5})
+    # large ones: one distribution under the factual parents (checks + abduction), one under the new
     assert calls == {"x1": 0, "x2": 2, "x3": 2, "x4": 2}
     calls.update({k: 0 for k in calls})
     scm.abduct(rows)
@@ -95,3 +100,27 @@ def test_descendants_of_a_parent_map():
     parents = {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c")}
     got = engine.descendants_of(parents, ("a", "b", "c", "d"))
     assert got == {"a": {"b", "c", "d"}, "b": {"d"}, "c": {"d"}, "d": set()}
+
+
+@pytest.mark.parametrize("n", [1, 7, engine.PAIR_MAX_ROWS + 1])
+def test_paired_and_separate_conditionals_agree(dtype, n):
+    scm, _ = counting_chain(dtype)
+    rows = scm.sample(n, seed=5)
+    plan = engine.plan_counterfactual(scm._s, scm._parse_do({"x1": 0.1}), n)
+    assert plan.paired == (frozenset({"x2", "x3", "x4"}) if n <= engine.PAIR_MAX_ROWS else frozenset())
+    cf = scm.counterfactual(rows, do={"x1": 0.1})
+    separate = engine.plan_counterfactual(scm._s, scm._parse_do({"x1": 0.1}))  # n unknown: never paired
+    assert separate.paired == frozenset()
+    conds = engine.Conditionals(scm._s, rows, n)
+    engine.check_observed(conds, rows, scm.nodes, "rows")
+    values = engine.execute(separate, n, rows=rows, factual=conds)
+    for k in cf:
+        torch.testing.assert_close(cf[k], values[k], rtol=0, atol=1e-12 if dtype == torch.float64 else 1e-6)
+
+
+def test_a_paired_node_is_still_checked_and_refused_by_name(dtype):
+    scm, _ = counting_chain(dtype)
+    rows = scm.sample(5, seed=0)
+    rows = dict(rows, x3=torch.zeros(5, 2, dtype=dtype))
+    with pytest.raises(cd.DataError, match=r"node 'x3' in the factual rows: rows have shape \(2,\)"):
+        scm.counterfactual(rows, do={"x1": 0.5})
