@@ -54,6 +54,33 @@ def node_interventions(scm: SCM, data: Mapping[str, Tensor], node: str, perm: Te
     return {"hard": Hard(data[node][perm]), "shift": Shift(shift), "callable": Transform(halve)}
 
 
+class Memo:
+    """The SCM as the laws of one run see it: a query repeated with the same rows, interventions and
+    seed (the laws share them) is computed once. Everything else goes to the SCM itself."""
+
+    def __init__(self, scm: Any, cache: dict[tuple, tuple] | None = None) -> None:
+        self.scm, self._cache = scm, {} if cache is None else cache
+
+    def _once(self, key: tuple, keep: Any, compute: Any) -> Any:
+        if key not in self._cache:  # ``keep`` holds the keyed objects, so their ids stay theirs
+            self._cache[key] = (compute(), keep)
+        return self._cache[key][0]
+
+    def counterfactual(self, rows: Mapping[str, Tensor], do: Mapping[str, Any], *, seed: int | None = None) -> Any:
+        key = ("counterfactual", id(self.scm), id(rows), seed, tuple((k, id(v)) for k, v in do.items()))
+        return self._once(key, (rows, do), lambda: self.scm.counterfactual(rows, do, seed=seed))
+
+    def sample(self, n: int, *, seed: int | None = None) -> Any:
+        return self._once(("sample", id(self.scm), n, seed), None, lambda: self.scm.sample(n, seed=seed))
+
+    def do(self, ivs: Mapping[str, Any]) -> "Memo":
+        key = ("do", id(self.scm), tuple((k, id(v)) for k, v in ivs.items()))
+        return self._once(key, ivs, lambda: Memo(self.scm.do(ivs), self._cache))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.scm, name)
+
+
 class _Run:
     """One run of the suite: the rows, tolerances and what the SCM's abductions allow."""
 
@@ -62,7 +89,7 @@ class _Run:
         unknown = sorted(set(selected) - set(LAWS))
         if unknown:
             raise ValueError(f"unknown law(s) {unknown}; the laws are {list(LAWS)}")
-        self.scm, self.data, self.seed, self.selected = scm, data, seed, set(selected)
+        self.scm, self.data, self.seed, self.selected = Memo(scm), data, seed, set(selected)
         self.n = next(iter(data.values())).shape[0]
         self.tol = node_tolerances(scm, data, tolerances)
         kinds = abductions(scm, data)
@@ -155,6 +182,7 @@ def check_counterfactual_laws(scm: SCM, data: Mapping[str, Tensor] | None = None
         run.counterfactual_laws({nodes[0]: ivs[nodes[0]]["hard"], nodes[-1]: ivs[nodes[-1]]["hard"]})
     for do in interventions:
         run.counterfactual_laws(do)
+    scm = run.scm
     if run.blocked:
         run.report.skipped.append(f"round trip: node(s) {sorted(run.blocked)} cannot be abducted")
     else:
