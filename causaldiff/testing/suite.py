@@ -98,6 +98,10 @@ class _Run:
             v in carried and not carried[v].cuts_edges and not carried[v].invertible)}
         self.deterministic = Abduction.STOCHASTIC not in kinds.values()
         self.report = LawReport()
+        stochastic = sorted(v for v, k in kinds.items() if k is Abduction.STOCHASTIC)
+        if stochastic and self.selected & {"reversibility", "batch invariance"}:
+            self.report.skipped.append(f"reversibility and batch invariance: node(s) {stochastic} are "
+                                       "abducted stochastically")
 
     def want(self, law: str) -> bool:
         return law in self.selected
