@@ -20,7 +20,7 @@ from causaldiff.testing import (LAWS, LawViolation, Tolerances, check_callable_e
                                 interventions, scms)
 
 F64 = torch.float64
-GENERATED: list[tuple[int, int]] = []  # (nodes, soft interventions) of each generated case
+GENERATED: list[tuple[int, int]] = []  # (nodes, drawn soft interventions) of each generated case
 
 
 @settings(max_examples=200, deadline=None, derandomize=True,
@@ -30,10 +30,10 @@ def test_counterfactual_laws_hold_on_generated_scms(data):
     scm = data.draw(scms(max_nodes=4), label="scm")
     do = data.draw(interventions(scm), label="do")
     report = check_counterfactual_laws(scm, n=4, seed=len(GENERATED), interventions=[do])
-    soft = sum(not m.query.startswith("counterfactual do(") and ("Shift" in m.query or "Transform" in m.query)
-               for m in report.measurements)
-    GENERATED.append((len(scm.nodes), soft))
-    assert {"effectiveness", "composition", "round trip", "idempotence", "dtype and shape"} <= set(report.laws)
+    drawn_soft = sum(isinstance(iv, (cd.Shift, cd.Transform)) for iv in do.values())
+    GENERATED.append((len(scm.nodes), drawn_soft))
+    assert {"effectiveness", "callable effectiveness", "composition", "round trip", "idempotence",
+            "commutation" if len(scm.nodes) > 1 else "effectiveness", "dtype and shape"} <= set(report.laws)
 
 
 def test_at_least_200_scms_with_soft_interventions_were_checked():
@@ -42,7 +42,8 @@ def test_at_least_200_scms_with_soft_interventions_were_checked():
         pytest.skip("the property test did not run in this session")
     assert len(GENERATED) >= 200
     assert max(k for k, _ in GENERATED) >= 4 and min(k for k, _ in GENERATED) == 1
-    assert all(soft > 0 for _, soft in GENERATED)  # every node gets a callable, continuous ones a Shift
+    # besides the suite's own Shift and callable on every node, the drawn interventions are often soft
+    assert sum(soft > 0 for _, soft in GENERATED) >= 50
 
 
 @settings(max_examples=50, deadline=None, derandomize=True)
@@ -207,6 +208,18 @@ BROKEN = {  # law -> (the broken model, what is broken)
 def test_the_laws_hold_on_the_correct_chain():
     report = check_counterfactual_laws(chain(), n=8)
     assert report.laws == list(LAWS) and not report.failed and not report.skipped
+
+
+def test_the_laws_hold_in_the_test_dtype_and_on_the_test_device(dtype, device):
+    g = nx.DiGraph([("x", "y"), ("x", "k"), ("k", "z"), ("y", "z")])
+    g.nodes["x"]["mechanism"] = dist.Normal(torch.tensor(0.0, dtype=dtype), torch.tensor(1.0, dtype=dtype))
+    g.nodes["y"]["mechanism"] = lambda x: dist.Laplace(torch.tanh(x), torch.ones_like(x))
+    g.nodes["k"]["mechanism"] = lambda x: dist.Bernoulli(logits=2.0 * x)
+    g.nodes["z"]["mechanism"] = lambda y, k: dist.Normal(torch.stack([y, y - k], -1), 0.5 * torch.ones(2, dtype=dtype,
+                                                         device=y.device)).to_event(1)
+    report = check_counterfactual_laws(cd.SCM(g).to(device), n=8)
+    assert report.worst("round trip").tolerance == torch.finfo(dtype).eps ** 0.5
+    assert any("stochastically" in s for s in report.skipped)  # k is a Gumbel-max node
 
 
 @pytest.mark.parametrize("law", sorted(BROKEN))

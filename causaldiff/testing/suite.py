@@ -154,6 +154,16 @@ class _Run:
         for x, y in ((a["hard"], b["hard"]), (soft_a, b["hard"]), (soft_a, soft_b)):
             self.report.add(measure.commutation(self.scm, {u: x}, {v: y}, n=self.n, seed=self.seed))
 
+    def round_trip(self) -> None:
+        """The round trip and its dtypes, if every node can be abducted."""
+        if self.blocked:
+            self.report.skipped.append(f"round trip: node(s) {sorted(self.blocked)} cannot be abducted")
+            return
+        if self.want("round trip"):
+            self.report.add(measure.round_trip(self.scm, self.data, self.tol, seed=self.seed))
+        if self.want("dtype and shape"):
+            self.report.add(measure.round_trip_dtypes(self.scm, self.data, seed=self.seed))
+
 
 def check_counterfactual_laws(scm: SCM, data: Mapping[str, Tensor] | None = None, *, n: int = 8, seed: int = 0,
                               tolerances: Tolerances | None = None, shift: float = 0.5,
@@ -174,7 +184,7 @@ def check_counterfactual_laws(scm: SCM, data: Mapping[str, Tensor] | None = None
     data = scm.sample(n, seed=seed) if data is None else data
     run = _Run(scm, data, tolerances or Tolerances(), seed,
                [law for law in laws if batch_invariance or law != "batch invariance"])
-    perm = torch.randperm(run.n, generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(run.n, generator=torch.Generator().manual_seed(seed)).to(next(iter(data.values())).device)
     ivs = {v: node_interventions(scm, data, v, perm, shift) for v in scm.nodes}
     for v in scm.nodes:
         run.node_laws(v, ivs[v])
@@ -186,14 +196,7 @@ def check_counterfactual_laws(scm: SCM, data: Mapping[str, Tensor] | None = None
         run.counterfactual_laws({nodes[0]: ivs[nodes[0]]["hard"], nodes[-1]: ivs[nodes[-1]]["hard"]})
     for do in interventions:
         run.counterfactual_laws(do)
-    scm = run.scm
-    if run.blocked:
-        run.report.skipped.append(f"round trip: node(s) {sorted(run.blocked)} cannot be abducted")
-    else:
-        if run.want("round trip"):
-            run.report.add(measure.round_trip(scm, data, run.tol, seed=seed))
-        if run.want("dtype and shape"):
-            run.report.add(measure.round_trip_dtypes(scm, data, seed=seed))
+    run.round_trip()
     return run.report.raise_if_failed()
 
 
