@@ -36,9 +36,15 @@ class _Kind:
     #: what the intervention is called in messages
     label: ClassVar[str]
 
-    def __init_subclass__(cls, *, cuts_edges: bool, invertible: bool, label: str, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, cuts_edges: bool | None = None, invertible: bool | None = None,
+                          label: str | None = None, **kwargs: Any) -> None:
+        """Set the kind's flags; a subclass of a kind (say a custom Shift) inherits those it omits."""
         super().__init_subclass__(**kwargs)
-        cls.cuts_edges, cls.invertible, cls.label = cuts_edges, invertible, label
+        for name, value in (("cuts_edges", cuts_edges), ("invertible", invertible), ("label", label)):
+            if value is not None:
+                setattr(cls, name, value)
+            elif not hasattr(cls, name):
+                raise TypeError(f"{cls.__name__} must declare {name}= (it subclasses no kind of intervention)")
 
 
 @dataclass(frozen=True)

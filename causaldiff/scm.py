@@ -72,7 +72,10 @@ def seeded(seed: int | None) -> Iterator[None]:
         return
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+        if devices:
+            torch.manual_seed(seed)
+        else:  # the CPU generator alone: what torch.manual_seed seeds here, without its device probes
+            torch.default_generator.manual_seed(seed)
         yield
 
 

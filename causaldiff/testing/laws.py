@@ -29,6 +29,7 @@ import networkx as nx
 import torch
 from torch import Tensor
 
+from ..errors import AbductionError
 from ..interventions import Hard, Shift, Transform, as_intervention
 from ..scm import SCM
 from .report import LawReport, Measurement, error, mismatch
@@ -140,17 +141,28 @@ def _row(iv: Any, i: int, n: int) -> Any:
 
 
 def batch_invariance(scm: SCM, data: Rows, do: Do, tol: Tol, *, seed: int = 0) -> list[Measurement]:
-    """The counterfactuals of a batch equal those of its rows taken one at a time."""
+    """The counterfactuals and the abducted noise of a batch equal those of its rows taken one at a
+    time (abduction too: the engine may evaluate a mechanism on factual and new parents together,
+    where a batch-dependent mechanism's dependence can cancel in the counterfactual)."""
     n = _n(data)
     cf = scm.counterfactual(data, do=do, seed=seed)
+    try:  # an SCM with a node that cannot be abducted has no noise to compare
+        u = scm.abduct(data, seed=seed)
+    except AbductionError:
+        u = {}
     rows: dict[str, list[Tensor]] = {v: [] for v in scm.nodes}
+    noise: dict[str, list[Tensor]] = {v: [] for v in u}
     for i in range(n):  # a test of the vectorised engine, so one row at a time on purpose
+        row = {k: v[i:i + 1] for k, v in data.items()}
         row_do = {k: _row(as_intervention(k, v), i, n) for k, v in do.items()}
-        one = scm.counterfactual({k: v[i:i + 1] for k, v in data.items()}, do=row_do, seed=seed)
-        for v in scm.nodes:
-            rows[v].append(one[v])
+        for v, value in scm.counterfactual(row, do=row_do, seed=seed).items():
+            rows[v].append(value)
+        for v, value in (scm.abduct(row, seed=seed) if u else {}).items():
+            noise[v].append(value)
     single = {v: torch.cat(rows[v]) for v in scm.nodes}
-    return _values("batch invariance", describe(do), single, cf, tol, scm.nodes)
+    alone = {v: torch.cat(noise[v]) for v in u}
+    return (_values("batch invariance", describe(do), single, cf, tol, scm.nodes)
+            + _values("batch invariance", "abduct(rows)", alone, u, tol, list(u)))
 
 
 # ============================================================================ the algebra of do
