@@ -64,6 +64,16 @@ class DiffusionMechanism(Mechanism):
         self.schedule = NoiseSchedule(self.config.schedule)
         self.sampler = DDIMSampler(self.schedule, self.config.sampler)
 
+    @classmethod
+    def from_diffusers(cls, unet: Any, scheduler: Any = None, **settings: Any) -> "DiffusionMechanism":
+        """An image node whose denoiser is a pretrained diffusers ``UNet2DModel`` (an object or a local
+        ``save_pretrained`` directory; never a download), steered by an anti-causal predictor that
+        ``scm.fit`` trains while the UNet stays frozen (``frozen=False`` fine-tunes it). ``scheduler``:
+        a diffusers scheduler, its config or a local ``scheduler_config.json``; ``settings``: other
+        :class:`DiffusionConfig` fields. See :mod:`causaldiff.mechanisms.diffusion.pretrained`."""
+        from .pretrained import PretrainedDiffusionMechanism
+        return PretrainedDiffusionMechanism.build(unet, scheduler, **settings)
+
     # ----------------------------------------------------------------------------- inference settings
     def with_inference(self, *, guidance_scale: float | dict[str, float] | None = None,
                        abduction_fraction: float | None = None, num_inference_steps: int | None = None,
