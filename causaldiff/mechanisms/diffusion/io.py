@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from .mechanism import DiffusionMechanism
 
 FORMAT = 2
+#: subclasses saved with an extra config section, by that section's key; each has ``build`` and
+#: ``load_saved(config, tensors)`` (``pretrained.py`` adds ``"pretrained"`` when the package loads)
+VARIANTS: dict[str, Any] = {}
 _NET, _PREDICTOR = TypeAdapter(DenoiserConfig), TypeAdapter(PredictorConfig | None)
 
 
@@ -88,9 +91,9 @@ def state_of(raw: dict[str, Any], groups: dict[str, dict[str, Tensor]], config: 
 def load(cls: type["DiffusionMechanism"], config: dict[str, Any], tensors: dict[str, Tensor]) -> "DiffusionMechanism":
     """The mechanism saved as ``(saved_config(m), saved_tensors(m))``, on the tensors' device."""
     config = config if config.get("format") == FORMAT else _upgrade(config)
-    if "pretrained" in config:  # a diffusers UNet saved with its config (see pretrained.py)
-        from .pretrained import load_pretrained
-        return load_pretrained(config, tensors)
+    variant = next((VARIANTS[k] for k in VARIANTS if k in config), None)
+    if variant is not None:
+        return variant.load_saved(config, tensors)
     try:
         cfg = DiffusionConfig.model_validate(config["config"])
     except (KeyError, TypeError, ValidationError) as e:

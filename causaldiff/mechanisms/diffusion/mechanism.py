@@ -27,7 +27,7 @@ from ...diffusion.schedule import NoiseSchedule
 from ...errors import DataError, NotFittedError
 from ...registry import MECHANISMS
 from ..base import Abduction, Mechanism, Parents
-from .io import load, saved_config, saved_tensors
+from .io import VARIANTS, load, saved_config, saved_tensors
 from .config import DiffusionConfig
 from .fit import check_rows, fit_networks, record_state
 from .state import DiffusionState
@@ -71,8 +71,7 @@ class DiffusionMechanism(Mechanism):
         ``scm.fit`` trains while the UNet stays frozen (``frozen=False`` fine-tunes it). ``scheduler``:
         a diffusers scheduler, its config or a local ``scheduler_config.json``; ``settings``: other
         :class:`DiffusionConfig` fields. See :mod:`causaldiff.mechanisms.diffusion.pretrained`."""
-        from .pretrained import PretrainedDiffusionMechanism
-        return PretrainedDiffusionMechanism.build(unet, scheduler, **settings)
+        return VARIANTS["pretrained"].build(unet, scheduler, **settings)
 
     # ----------------------------------------------------------------------------- inference settings
     def with_inference(self, *, guidance_scale: float | dict[str, float] | None = None,

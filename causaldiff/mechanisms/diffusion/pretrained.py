@@ -33,7 +33,7 @@ from ...diffusion.train import cuda_devices, train_denoiser, train_predictor
 from ...errors import DataError, SerializationError
 from .config import DiffusionConfig
 from .fit import check_rows, record_state
-from .io import groups_of, load_net, saved_config, saved_tensors, state_of
+from .io import VARIANTS, groups_of, load_net, saved_config, saved_tensors, state_of
 from .mechanism import DiffusionMechanism
 
 PredictionType = Literal["epsilon", "v_prediction", "sample"]
@@ -227,8 +227,9 @@ class PretrainedDiffusionMechanism(DiffusionMechanism):
 
 
 def load_pretrained(config: dict[str, Any], tensors: dict[str, Tensor]) -> PretrainedDiffusionMechanism:
-    """The mechanism saved by :meth:`PretrainedDiffusionMechanism.get_config` / ``state_tensors``:
-    the UNet rebuilt from its saved diffusers config and weights (no download, no pickle)."""
+    """The mechanism saved by :meth:`PretrainedDiffusionMechanism.get_config` / ``state_tensors``
+    (``cd.load`` reaches it through :data:`.io.VARIANTS`): the UNet rebuilt from its saved diffusers
+    config and weights (no download, no pickle)."""
     try:
         raw, cfg = config["pretrained"], DiffusionConfig.model_validate(config["config"])
         unet = _diffusers().UNet2DModel.from_config(raw["unet"])
@@ -248,6 +249,9 @@ def load_pretrained(config: dict[str, Any], tensors: dict[str, Tensor]) -> Pretr
         m.fitted_parents = tuple(config.get("parents") or m.state.parent_codec.order)
     return m
 
+
+PretrainedDiffusionMechanism.load_saved = staticmethod(load_pretrained)
+VARIANTS["pretrained"] = PretrainedDiffusionMechanism
 
 __all__ = ["DiffusersDenoiser", "PretrainedDiffusionMechanism", "import_schedule", "load_pretrained",
            "load_unet", "scheduler_config"]
