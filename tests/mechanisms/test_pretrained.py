@@ -162,3 +162,14 @@ def test_without_diffusers_the_error_names_the_extra(unet_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)
     with pytest.raises(ImportError, match=r"causaldiff\[diffusers\]"):
         DiffusionMechanism.from_diffusers(unet_dir)
+
+
+def test_the_example_runs(tmp_path, monkeypatch, capsys):
+    import runpy
+    from pathlib import Path
+
+    monkeypatch.setenv("CAUSALDIFF_EXAMPLE_SMALL", "1")
+    monkeypatch.delenv("CAUSALDIFF_DIFFUSERS_UNET", raising=False)
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "pretrained_diffusers.py"), run_name="__main__")
+    assert "identical counterfactuals: True" in capsys.readouterr().out

@@ -123,7 +123,7 @@ def load_unet(unet: Any) -> nn.Module:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is not a local directory written by save_pretrained "
                                     "(nothing is downloaded)")
-        return _diffusers().UNet2DModel.from_pretrained(str(path), local_files_only=True)
+        return _diffusers().UNet2DModel.from_pretrained(str(path), local_files_only=True, low_cpu_mem_usage=False)
     if not isinstance(unet, nn.Module) or not hasattr(unet, "config"):
         raise TypeError(f"unet must be a diffusers UNet2DModel or a local directory, got {type(unet).__name__}")
     return unet
