@@ -10,7 +10,7 @@ from .axioms import CounterfactualFn, composition, reversibility
 from .classifier import ClassifierConfig, ImageClassifier, effectiveness, predict, train_classifier
 from .cld import CLD_UNCHANGED, TrainedVAE, VAEConfig, cld, cld_from_posteriors, train_vae
 from .fid import WEIGHTS_ENV as FID_WEIGHTS_ENV
-from .fid import fid
+from .fid import fid, fid_if_configured
 from .distances import counterfactual_error, l1_distance, minimality, mse, psnr
 from .mmd import median_heuristic_gamma, mmd2
 
@@ -20,5 +20,5 @@ __all__ = [
     "ClassifierConfig", "ImageClassifier", "train_classifier", "effectiveness", "predict",
     "CounterfactualFn", "composition", "reversibility", "minimality",
     "l1_distance", "mse", "psnr", "counterfactual_error",
-    "mmd2", "median_heuristic_gamma", "fid", "FID_WEIGHTS_ENV",
+    "mmd2", "median_heuristic_gamma", "fid", "fid_if_configured", "FID_WEIGHTS_ENV",
 ]

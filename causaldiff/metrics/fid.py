@@ -81,4 +81,17 @@ def fid(real: Tensor, fake: Tensor, *, feature: nn.Module | None = None, weights
         return float(metric.compute())
 
 
-__all__ = ["WEIGHTS_ENV", "fid", "weights_path"]
+def fid_if_configured(real: Tensor, fake: Tensor, *, weights: str | Path | None = None,
+                      **kwargs) -> float | None:
+    """:func:`fid` with Inception when weights are given (argument or ``$CAUSALDIFF_FID_WEIGHTS``)
+    and torchmetrics is installed; ``None`` otherwise (what the image benchmarks report as n/a)."""
+    if weights is None and not os.environ.get(WEIGHTS_ENV):
+        return None
+    try:
+        _torchmetrics_fid()
+    except ImportError:
+        return None
+    return fid(real, fake, weights=weights, **kwargs)
+
+
+__all__ = ["WEIGHTS_ENV", "fid", "fid_if_configured", "weights_path"]
