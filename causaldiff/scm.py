@@ -29,6 +29,7 @@ from torch import Tensor
 
 from . import engine
 from .errors import DataError, GraphError, InterventionError
+from .frames import accepts_frames
 from .interventions import Intervention, as_intervention
 from .mechanisms.base import Mechanism
 from .mechanisms.pyro import PyroMechanism
@@ -259,6 +260,7 @@ class SCM:
         return out, n
 
     # ------------------------------------------------------------------------------ queries
+    @accepts_frames
     def sample(self, n: int, *, seed: int | None = None) -> Samples:
         """``n`` draws from the model (observational, or interventional on an intervened SCM)."""
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -268,10 +270,12 @@ class SCM:
             values = engine.execute(engine.plan_sample(self._s), n)
         return Samples(values, "sample", self._s.interventions)
 
+    @accepts_frames
     def interventional_samples(self, n: int, do: Mapping[str, Any], *, seed: int | None = None) -> Samples:
         """``n`` draws from ``P(V | do(...))``."""
         return self.do(do).sample(n, seed=seed)
 
+    @accepts_frames
     def predict(self, noise: Rows, do: Mapping[str, Any] | None = None, *, seed: int | None = None) -> Samples:
         """Push exogenous noise through the (intervened) model: every node is recomputed."""
         plan = engine.plan_predict(self._s, self._parse_do(do))
@@ -284,6 +288,7 @@ class SCM:
             values = engine.execute(plan, n, noise=u)
         return Samples(values, "predict", plan.target.interventions)
 
+    @accepts_frames
     def abduct(self, data: Rows, *, seed: int | None = None) -> Samples:
         """Exogenous noise of every (non hard-intervened) node given observed rows."""
         rows, n = self._check_rows(data, None, "the observed rows")
@@ -297,6 +302,7 @@ class SCM:
                 u = engine.abduct_nodes(self._s, conds, rows, nodes)
         return Samples(u, "abducted noise")
 
+    @accepts_frames
     def counterfactual(self, factual: Rows, do: Mapping[str, Any], *, seed: int | None = None) -> Samples:
         """What each factual row would have been under ``do`` (Pearl's three steps).
 
@@ -320,6 +326,7 @@ class SCM:
         return Samples(values, "counterfactual", ivs)
 
     # ------------------------------------------------------------------------------ learning
+    @accepts_frames
     def fit(self, data: Rows) -> "SCM":
         """Fit every learnable mechanism on its own, from its node's and its parents' columns."""
         rows, n = self._check_rows(data, None, "the training rows")

@@ -2,6 +2,9 @@
 
 The forward process (Ho et al. 2020, eq. 4) is ``q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0,
 (1 - alpha_bar_t) I)`` with ``alpha_bar_t = prod_{s<=t} (1 - beta_s)`` for ``t = 0..T-1``.
+
+``precision="float32"`` reproduces the tables of a model trained elsewhere in float32 (diffusers
+computes betas and their cumulative product in float32): they are computed so, then held in float64.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ class ScheduleConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["linear", "cosine"] = "cosine"
+    #: "scaled_linear": ``beta_t = linspace(sqrt(beta_start), sqrt(beta_end), T)**2`` (latent
+    #: diffusion); "trained": the betas listed in ``trained_betas``
+    kind: Literal["linear", "cosine", "scaled_linear", "trained"] = "cosine"
     num_train_timesteps: int = Field(1000, ge=2)
     #: linear schedule end points (Ho et al. 2020 use 1e-4 and 0.02 for T = 1000).
     beta_start: float = Field(1e-4, gt=0.0, lt=1.0)
@@ -27,17 +32,42 @@ class ScheduleConfig(BaseModel):
     #: cosine schedule offset ``s`` and beta cap (Nichol & Dhariwal 2021, eq. 17).
     cosine_s: float = Field(0.008, ge=0.0)
     max_beta: float = Field(0.999, gt=0.0, lt=1.0)
+    #: kind="trained": one beta in (0, 1) per training timestep
+    trained_betas: tuple[float, ...] | None = None
+    #: dtype the tables are computed in before they are held in float64 (see the module docstring)
+    precision: Literal["float64", "float32"] = "float64"
 
     @model_validator(mode="after")
     def _ordered(self) -> "ScheduleConfig":
-        if self.kind == "linear" and self.beta_end < self.beta_start:
+        if self.kind in ("linear", "scaled_linear") and self.beta_end < self.beta_start:
             raise ValueError(f"beta_end={self.beta_end} must be >= beta_start={self.beta_start}")
+        if (self.kind == "trained") != (self.trained_betas is not None):
+            raise ValueError("trained_betas is given exactly when kind='trained'")
+        if self.trained_betas is not None:
+            if len(self.trained_betas) != self.num_train_timesteps:
+                raise ValueError(f"trained_betas has {len(self.trained_betas)} entries, "
+                                 f"num_train_timesteps={self.num_train_timesteps}")
+            if not all(0.0 < b < 1.0 for b in self.trained_betas):
+                raise ValueError("trained_betas must lie in (0, 1)")
         return self
 
 
-def linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> Tensor:
-    """``beta_t`` evenly spaced from ``beta_start`` to ``beta_end`` (Ho et al. 2020), float64."""
-    return torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+def linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float,
+                 dtype: torch.dtype = torch.float64) -> Tensor:
+    """``beta_t`` evenly spaced from ``beta_start`` to ``beta_end`` (Ho et al. 2020)."""
+    return torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=dtype)
+
+
+def betas_of(c: ScheduleConfig) -> Tensor:
+    """The betas of a schedule, in ``c.precision``."""
+    dtype = torch.float32 if c.precision == "float32" else torch.float64
+    if c.kind == "linear":
+        return linear_betas(c.num_train_timesteps, c.beta_start, c.beta_end, dtype)
+    if c.kind == "scaled_linear":
+        return linear_betas(c.num_train_timesteps, c.beta_start ** 0.5, c.beta_end ** 0.5, dtype) ** 2
+    if c.kind == "trained":
+        return torch.tensor(c.trained_betas, dtype=dtype)
+    return cosine_betas(c.num_train_timesteps, c.cosine_s, c.max_beta).to(dtype)
 
 
 def cosine_betas(num_train_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
@@ -58,14 +88,11 @@ class NoiseSchedule:
 
     def __init__(self, config: ScheduleConfig | None = None, **kwargs) -> None:
         self.config = config if config is not None else ScheduleConfig(**kwargs)
-        c = self.config
-        if c.kind == "linear":
-            betas = linear_betas(c.num_train_timesteps, c.beta_start, c.beta_end)
-        else:
-            betas = cosine_betas(c.num_train_timesteps, c.cosine_s, c.max_beta)
-        self.betas: Tensor = betas
-        self.alphas: Tensor = 1.0 - betas
-        self.alphas_cumprod: Tensor = torch.cumprod(self.alphas, dim=0)
+        betas = betas_of(self.config)
+        alphas = 1.0 - betas
+        self.betas: Tensor = betas.double()
+        self.alphas: Tensor = alphas.double()
+        self.alphas_cumprod: Tensor = torch.cumprod(alphas, dim=0).double()
         self._device_tables: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
     @property

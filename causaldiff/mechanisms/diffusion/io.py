@@ -1,5 +1,7 @@
 """Saving and loading a diffusion mechanism: a JSON config (format 2: hyperparameters and the
 fitted state apart) plus flat tensors (``stats.*``, ``denoiser.*``, ``predictor.*``); no code.
+A pretrained diffusers UNet adds its diffusers config under ``"pretrained"`` (what
+``save_pretrained`` writes as config.json) and its weights as ``denoiser.unet.*``.
 
 Format 1 (the state inside the config) is still read."""
 
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
     from .mechanism import DiffusionMechanism
 
 FORMAT = 2
+#: subclasses saved with an extra config section, by that section's key; each has ``build`` and
+#: ``load_saved(config, tensors)`` (``pretrained.py`` adds ``"pretrained"`` when the package loads)
+VARIANTS: dict[str, Any] = {}
 _NET, _PREDICTOR = TypeAdapter(DenoiserConfig), TypeAdapter(PredictorConfig | None)
 
 
@@ -55,7 +60,7 @@ def _upgrade(config: dict[str, Any]) -> dict[str, Any]:
     return {"format": FORMAT, "config": cfg, "state": state, "parents": config.get("parents")}
 
 
-def _groups(tensors: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+def groups_of(tensors: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
     groups: dict[str, dict[str, Tensor]] = {"stats": {}, "parent": {}, "denoiser": {}, "predictor": {}}
     for k, v in tensors.items():
         head, _, rest = k.partition(".")
@@ -67,7 +72,7 @@ def _groups(tensors: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
     return groups
 
 
-def _state(raw: dict[str, Any], groups: dict[str, dict[str, Tensor]], config: DiffusionConfig) -> DiffusionState:
+def state_of(raw: dict[str, Any], groups: dict[str, dict[str, Tensor]], config: DiffusionConfig) -> DiffusionState:
     try:
         net, predictor = _NET.validate_python(raw["net"]), _PREDICTOR.validate_python(raw["predictor"])
         event = tuple(int(d) for d in raw["event_shape"])
@@ -86,6 +91,9 @@ def _state(raw: dict[str, Any], groups: dict[str, dict[str, Tensor]], config: Di
 def load(cls: type["DiffusionMechanism"], config: dict[str, Any], tensors: dict[str, Tensor]) -> "DiffusionMechanism":
     """The mechanism saved as ``(saved_config(m), saved_tensors(m))``, on the tensors' device."""
     config = config if config.get("format") == FORMAT else _upgrade(config)
+    variant = next((VARIANTS[k] for k in VARIANTS if k in config), None)
+    if variant is not None:
+        return variant.load_saved(config, tensors)
     try:
         cfg = DiffusionConfig.model_validate(config["config"])
     except (KeyError, TypeError, ValidationError) as e:
@@ -95,13 +103,13 @@ def load(cls: type["DiffusionMechanism"], config: dict[str, Any], tensors: dict[
         if tensors:
             raise SerializationError("an unfitted DiffusionMechanism was saved with weights")
         return m
-    groups = _groups(tensors)
+    groups = groups_of(tensors)
     device = next(iter(tensors.values())).device if tensors else torch.device("cpu")
-    m.state, m._device = _state(config["state"], groups, cfg), device
+    m.state, m._device = state_of(config["state"], groups, cfg), device
     net, predictor = build_networks(cfg, m.state, torch.device("cpu"))
-    m.denoiser = _load_net(net, groups["denoiser"], "denoiser", device)
+    m.denoiser = load_net(net, groups["denoiser"], "denoiser", device)
     if predictor is not None:
-        m.predictor = _load_net(predictor, groups["predictor"], "predictor", device)
+        m.predictor = load_net(predictor, groups["predictor"], "predictor", device)
     elif groups["predictor"]:
         raise SerializationError("saved predictor weights for a mechanism without a predictor")
     parents = config.get("parents")
@@ -109,7 +117,7 @@ def load(cls: type["DiffusionMechanism"], config: dict[str, Any], tensors: dict[
     return m
 
 
-def _load_net(net: nn.Module, state: dict[str, Tensor], what: str, device: torch.device) -> nn.Module:
+def load_net(net: nn.Module, state: dict[str, Tensor], what: str, device: torch.device) -> nn.Module:
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:

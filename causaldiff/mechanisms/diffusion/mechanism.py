@@ -27,7 +27,7 @@ from ...diffusion.schedule import NoiseSchedule
 from ...errors import DataError, NotFittedError
 from ...registry import MECHANISMS
 from ..base import Abduction, Mechanism, Parents
-from .io import load, saved_config, saved_tensors
+from .io import VARIANTS, load, saved_config, saved_tensors
 from .config import DiffusionConfig
 from .fit import check_rows, fit_networks, record_state
 from .state import DiffusionState
@@ -63,6 +63,15 @@ class DiffusionMechanism(Mechanism):
         self._device: torch.device | None = None
         self.schedule = NoiseSchedule(self.config.schedule)
         self.sampler = DDIMSampler(self.schedule, self.config.sampler)
+
+    @classmethod
+    def from_diffusers(cls, unet: Any, scheduler: Any = None, **settings: Any) -> "DiffusionMechanism":
+        """An image node whose denoiser is a pretrained diffusers ``UNet2DModel`` (an object or a local
+        ``save_pretrained`` directory; never a download), steered by an anti-causal predictor that
+        ``scm.fit`` trains while the UNet stays frozen (``frozen=False`` fine-tunes it). ``scheduler``:
+        a diffusers scheduler, its config or a local ``scheduler_config.json``; ``settings``: other
+        :class:`DiffusionConfig` fields. See :mod:`causaldiff.mechanisms.diffusion.pretrained`."""
+        return VARIANTS["pretrained"].build(unet, scheduler, **settings)
 
     # ----------------------------------------------------------------------------- inference settings
     def with_inference(self, *, guidance_scale: float | dict[str, float] | None = None,

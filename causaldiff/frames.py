@@ -1,0 +1,161 @@
+"""pandas DataFrames in and out of every query (pandas is optional: imported only when used).
+
+Every query and ``fit`` accepts, where it takes rows (or noise):
+
+* a ``DataFrame`` with one column per scalar node. pandas ``Categorical`` columns travel as their
+  integer codes (``torch.long``) and come back as ``Categorical`` with the same categories; a
+  ``do`` value on such a node may be a category label (``do={"colour": "red"}``);
+* a pair ``(frame, tensors)`` to mix: scalar nodes in the frame, vector and image nodes in the
+  dict ``tensors`` (batch-first, rows in the frame's order).
+
+The result then has the same form: a ``DataFrame`` with the input's index and its node columns in
+the input's order (then the other scalar nodes, in topological order), or, when the result holds
+vector or image nodes, the pair ``(frame, tensors)``. ``sample`` and ``interventional_samples``
+return that form when called with ``frame=True``. Float columns keep the dtype the model returns;
+integer results of a node that came in as ``Categorical`` are mapped back to it (abducted noise is
+never a category). Object / string columns, columns that are not nodes, duplicated names and
+missing values (NaN, ``pd.NA``, a ``Categorical``'s missing code) are refused with a
+:class:`~causaldiff.errors.DataError` naming the column.
+
+>>> df = pd.DataFrame({"x": [0.1, -0.3], "y": [1.2, 0.4]}, index=["a", "b"])  # doctest: +SKIP
+>>> scm.counterfactual(df, do={"x": 1.0})                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import DataError
+from .interventions import Intervention
+
+
+def pandas() -> Any:
+    """The pandas module, imported now (``pip install 'causaldiff[pandas]'``)."""
+    try:
+        return importlib.import_module("pandas")
+    except ImportError:
+        raise ImportError("DataFrame results need the optional extra: pip install 'causaldiff[pandas]'") from None
+
+
+def is_frame(x: Any) -> bool:
+    """Whether ``x`` is a pandas DataFrame (without importing pandas: one exists only if it is)."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(x, pd.DataFrame)
+
+
+def is_tabular(x: Any) -> bool:
+    """A DataFrame, or the pair ``(DataFrame, dict of tensors)``."""
+    return is_frame(x) or (isinstance(x, tuple) and len(x) == 2 and is_frame(x[0]) and isinstance(x[1], Mapping))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a result needs to take the input's form: index, column order, categories."""
+
+    index: Any = None
+    columns: tuple[str, ...] = ()
+    categories: dict[str, Any] = field(default_factory=dict)
+
+
+def _column(pd: Any, name: str, col: Any) -> Tensor:
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes = np.asarray(col.cat.codes, dtype=np.int64)
+        if (codes < 0).any():
+            raise DataError(f"column {name!r}: missing values (NaN) at index {col.index[codes < 0][0]!r}")
+        return torch.from_numpy(codes.copy())
+    if pd.api.types.is_bool_dtype(col.dtype) or not pd.api.types.is_numeric_dtype(col.dtype):
+        raise DataError(f"column {name!r} has dtype {col.dtype}; give numbers, or a pandas Categorical "
+                        f"(df[{name!r}].astype('category')) for a categorical node")
+    missing = np.asarray(col.isna())
+    if missing.any():
+        raise DataError(f"column {name!r}: missing values (NaN) at index {col.index[missing][0]!r}")
+    return torch.from_numpy(np.array(col.to_numpy(dtype=getattr(col.dtype, "numpy_dtype", col.dtype))))
+
+
+def from_tabular(x: Any, nodes: tuple[str, ...]) -> tuple[dict[str, Any], Layout]:
+    """``(dict of node -> tensor, Layout)`` of a DataFrame or a ``(frame, tensors)`` pair."""
+    frame, tensors = (x, {}) if is_frame(x) else x
+    pd = sys.modules["pandas"]
+    names = list(frame.columns)
+    if len(set(names)) != len(names):
+        raise DataError(f"the DataFrame has duplicated columns {sorted({c for c in names if names.count(c) > 1})}")
+    extra = [c for c in names if c not in nodes]
+    if extra:
+        raise DataError(f"DataFrame column(s) {extra} are not nodes of the SCM; its nodes are {list(nodes)}")
+    both = sorted(set(names) & set(tensors))
+    if both:
+        raise DataError(f"node(s) {both} given both as DataFrame columns and as tensors")
+    values = {c: _column(pd, c, frame[c]) for c in names}
+    categories = {c: frame[c].dtype for c in names if isinstance(frame[c].dtype, pd.CategoricalDtype)}
+    return {**values, **dict(tensors)}, Layout(frame.index, tuple(names), categories)
+
+
+def _labels_to_codes(do: Any, layout: Layout) -> Any:
+    """``do`` with each plain value on a categorical column read as a category label and replaced
+    by its code (a tensor is taken as codes; interventions and callables pass unchanged)."""
+    if not isinstance(do, Mapping) or not layout.categories:
+        return do
+    out = dict(do)
+    for node, value in do.items():
+        dtype = layout.categories.get(node)
+        if dtype is None or isinstance(value, (Tensor, Intervention)) or callable(value):
+            continue
+        labels = list(dtype.categories)
+        try:
+            out[node] = labels.index(value)
+        except ValueError:
+            raise DataError(f"do on {node!r}: {value!r} is not one of its categories {labels}") from None
+    return out
+
+
+def to_tabular(values: Mapping[str, Tensor], layout: Layout) -> Any:
+    """A result in the input's form: a DataFrame, or ``(frame, tensors)`` with vector/image nodes."""
+    pd = pandas()
+    scalar = {k: v for k, v in values.items() if v.dim() == 1}
+    order = [c for c in layout.columns if c in scalar] + [c for c in scalar if c not in layout.columns]
+    data = {}
+    for c in order:
+        v = scalar[c].detach().cpu().numpy().copy()
+        dtype = layout.categories.get(c)
+        if dtype is not None and np.issubdtype(v.dtype, np.integer):
+            data[c] = pd.Categorical.from_codes(v, dtype=dtype)
+        else:
+            data[c] = v
+    frame = pd.DataFrame(data, index=layout.index, columns=order)
+    rest = {k: v for k, v in values.items() if v.dim() != 1}
+    return (frame, rest) if rest else frame
+
+
+def accepts_frames(method: Callable) -> Callable:
+    """Let an SCM query take and return DataFrames (module docstring); dicts pass through as before."""
+    sig = inspect.signature(method)
+    data_arg = list(sig.parameters)[1]
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, frame: bool = False, **kwargs: Any) -> Any:
+        bound = sig.bind(self, *args, **kwargs)
+        layout = None
+        if is_tabular(bound.arguments.get(data_arg)):
+            bound.arguments[data_arg], layout = from_tabular(bound.arguments[data_arg], self.nodes)
+            if "do" in bound.arguments:
+                bound.arguments["do"] = _labels_to_codes(bound.arguments["do"], layout)
+        result = method(*bound.args, **bound.kwargs)
+        if (layout is None and not frame) or not isinstance(result, Mapping):
+            return result
+        return to_tabular(result, layout or Layout())
+
+    wrapper.__doc__ = (method.__doc__ or "") + "\n\n        Also takes and returns pandas DataFrames: see :mod:`causaldiff.frames`."
+    return wrapper
+
+
+__all__ = ["Layout", "accepts_frames", "from_tabular", "is_frame", "is_tabular", "to_tabular"]
