@@ -41,7 +41,9 @@ from .scm import SCM as SCM
 from .scm import Samples as Samples
 from .scm import load as load
 from .training import TrainConfig as TrainConfig
-from . import datasets as datasets  # noqa: E402  (registers the built-in data sets)
+from . import auto as auto
+from . import datasets as datasets  # registers the built-in data sets
+from . import frames as frames
 
 try:
     __version__ = version("causaldiff")
@@ -55,5 +57,5 @@ __all__ = [
     "AdditiveNoiseConfig", "DiffusionConfig", "TrainConfig", "ScheduleConfig", "DDIMConfig", "MLPConfig",
     "UNetConfig", "DiTConfig", "MLPPredictorConfig", "ImagePredictorConfig",
     "set_progress", "CausalDiffError", "GraphError", "DataError", "InterventionError", "AbductionError",
-    "NotFittedError", "SerializationError", "RegistryError", "__version__",
+    "NotFittedError", "SerializationError", "RegistryError", "auto", "datasets", "frames", "__version__",
 ]

@@ -239,7 +239,8 @@ class SCM:
     def _check_rows(self, rows: Any, need: tuple[str, ...] | None, what: str) -> tuple[dict[str, Tensor], int]:
         """Validate each column once (type, batch, dtype, finiteness) and move it to the device."""
         if not isinstance(rows, Mapping):
-            raise DataError(f"{what} must be a dict of node name -> tensor, got {type(rows).__name__}")
+            raise DataError(f"{what} must be a dict of node name -> tensor or a pandas DataFrame, "
+                            f"got {type(rows).__name__}")
         for k in rows:
             self._require_node(k, what)
         missing = [k for k in (self.nodes if need is None else need) if k not in rows]

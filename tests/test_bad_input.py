@@ -157,7 +157,7 @@ def test_empty_batch(scm, data):
 
 
 def test_rows_that_are_not_a_mapping(scm, data):
-    refuse(scm, data, cd.DataError, r"the factual rows must be a dict of node name -> tensor, got list",
+    refuse(scm, data, cd.DataError, r"the factual rows must be a dict of node name -> tensor or a pandas DataFrame, got list",
            lambda: scm.counterfactual([data], do={"x": 1.0}))
 
 

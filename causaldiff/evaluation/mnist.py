@@ -193,7 +193,10 @@ def _main(scm: SCM, setting: Setting, d: Mapping[str, Any], sweeps: dict, cfs: d
                            batch_size=setting.eval_batch, seed=seed, summary=mean_sem, timer=timer)
     return scm, {**sweeps[fraction][scale], "scale": scale, "abduction_fraction": fraction,
                  "abduction_steps": scm.mechanisms["image"].config.abduction_steps,
-                 "rule": "auto" if auto else "fixed", **axioms, "n_composition": nc}
+                 "rule": "auto" if auto else "fixed", **axioms, "n_composition": nc,
+                 # realism, only where local Inception weights are given (CAUSALDIFF_FID_WEIGHTS)
+                 "fid": M.fid_if_configured(d["factual"]["image"], cfs[(fraction, scale)]["image"],
+                                            batch_size=setting.eval_batch)}
 
 
 def _grid(scm: SCM, d: Mapping[str, Any], path: Path, title: str, seed: int) -> None:

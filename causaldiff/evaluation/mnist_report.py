@@ -62,6 +62,7 @@ def _main_table(r: Mapping[str, Any]) -> list[str]:
              f"| IM1 | {_fmt(m['IM1'])} | {PAPER['IM1']} | lower |",
              f"| IM2 | {_fmt(m['IM2'], 4)} | {PAPER['IM2']} | lower |",
              f"| CLD | {_fmt(m['CLD'])} | ~1.06 at s = 0.7-0.8 | lower |",
+             f"| FID (counterfactuals vs factual test images) | {_fid(m.get('fid'))} | - | lower |",
              f"| effectiveness | {m['effectiveness']:.3f} | - | higher |",
              f"| minimality (L1) | {_fmt(m['minimality_l1'], 4)} | - | lower |",
              f"| reversibility (L1) | {_fmt(m['reversibility_l1'], 4)} | - | lower |"]
@@ -83,6 +84,10 @@ def _sweep_tables(r: Mapping[str, Any]) -> list[str]:
             lines.append(f"| {s:g} | {_fmt(row['CLD'])} | {near} | {_fmt(row['IM1'])} | {_fmt(row['IM2'], 4)} | "
                          f"{row['effectiveness']:.3f} | {_fmt(row['minimality_l1'], 4)} |")
     return lines
+
+
+def _fid(value: float | None) -> str:
+    return "n/a (set CAUSALDIFF_FID_WEIGHTS to local Inception weights)" if value is None else f"{value:.2f}"
 
 
 def markdown(r: Mapping[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import runpy
 import sys
 from pathlib import Path
@@ -18,6 +19,10 @@ def test_examples_are_found():
     assert {"custom_scm.py", "fit_learnable.py", "property_test.py"} <= set(SCRIPTS)
 
 
+#: examples that need an optional extra: script -> the module that extra installs
+EXTRAS = {"pretrained_diffusers.py": "diffusers"}
+
+
 def _needs_mnist(script: str) -> bool:
     return "mnist" in script
 
@@ -30,6 +35,9 @@ def _mnist_found() -> bool:
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_example_runs(script, tmp_path, monkeypatch, capsys):
+    extra = EXTRAS.get(script)
+    if extra and importlib.util.find_spec(extra) is None:
+        pytest.skip(f"needs the optional extra causaldiff[{extra}]")
     if _needs_mnist(script) and not _mnist_found():
         pytest.skip("MNIST files not found: set CAUSALDIFF_MNIST_DIR to the folder of the IDX files")
     for k, v in SMALL.items():
