@@ -251,10 +251,24 @@ class MorphoMNIST(GroundTruth):
                             "a draw from MorphoMNIST.sample or .load")
         t, i = self._parents(draw, {k: as_intervention(k, v) for k, v in do.items()})
         ex = draw.exogenous
+        # The image's exogenous noise is the handwriting alone: re-rendered at the new (t, i).
         images, _ = morpho.render_rows(ex["handwriting"].numpy(), ex["base_thickness"].numpy(),
                                        t.numpy(), i.numpy())
         return {"thickness": t, "intensity": i, "digit": draw.values["digit"].clone(),
                 "image": to_unit_images(images, self.config.size)}
+
+    def counterfactual_parents(self, draw: Draw, do: Mapping[str, Any]) -> dict[str, Tensor]:
+        """The true counterfactual thickness, intensity and digit under ``do`` (``digit``
+        included: the parents are defined, only the image is not), without rendering."""
+        ivs = {k: as_intervention(k, v) for k, v in do.items()}
+        unknown = [k for k in ivs if k not in BENCHMARK_INTERVENTIONS]
+        if unknown:
+            raise InterventionError(f"cannot intervene on {unknown}; parents: {list(BENCHMARK_INTERVENTIONS)}")
+        t, i = self._parents(draw, {k: v for k, v in ivs.items() if k != "digit"})
+        digit = draw.values["digit"]
+        if "digit" in ivs:
+            digit = intervene("digit", ivs["digit"], digit, len(draw), (), digit.dtype, digit.device).long()
+        return {"thickness": t, "intensity": i, "digit": digit.cpu()}
 
     def _parents(self, draw: Draw, ivs: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
         ex, n = draw.exogenous, len(draw)
