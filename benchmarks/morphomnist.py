@@ -1,11 +1,14 @@
-"""Morpho-MNIST benchmark (BENCHMARKS.md section 4): so far the generator's acceptance figures.
+"""Morpho-MNIST benchmark (BENCHMARKS.md section 4): causaldiff beside VAE / HVAE / GAN.
+
+The protocol is :mod:`causaldiff.evaluation.morphomnist`, the run :mod:`causaldiff.evaluation.morphomnist_run`.
 
 Usage::
 
-    CAUSALDIFF_MNIST_DIR=../shared/data/mnist python benchmarks/morphomnist.py --setting generator
-    python benchmarks/morphomnist.py --setting quick      # seconds: the CI setting
-
-The settings ``cpu`` and ``gpu`` (models, protocol, table) are not written yet.
+    export CAUSALDIFF_MNIST_DIR=../shared/data/mnist
+    python benchmarks/morphomnist.py --setting quick       # seconds: the CI setting (not saved)
+    python benchmarks/morphomnist.py --setting cpu         # a small UNet and DiT on 2 cores (not comparable)
+    python benchmarks/morphomnist.py --setting gpu --device cuda   # the full protocol on the 10k test split
+    python benchmarks/morphomnist.py --setting generator   # the generator's acceptance figures
 """
 
 from __future__ import annotations
@@ -17,43 +20,52 @@ import sys
 from pathlib import Path
 
 from causaldiff.datasets import MorphoMNIST
-from causaldiff.evaluation import report
+from causaldiff.evaluation import report, save_grid
 from causaldiff.evaluation.morphomnist import generator_statistics
+from causaldiff.evaluation.morphomnist_report import markdown, plot_effectiveness
+from causaldiff.evaluation.morphomnist_run import SETTINGS, run, sweep
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SETTINGS = {"quick": {"n_law": 60_000, "n_render": 8, "n_counterfactual": 4, "subset": 64},
-            "generator": {"n_law": 60_000, "n_render": 1000, "n_counterfactual": 100, "subset": None}}
+NOTES = {"quick": "CI setting: tiny models, not comparable.",
+         "cpu": "Small models on 2 CPU cores, a 3k-image subset: NOT comparable with the paper's rows.",
+         "gpu": "The full protocol on the 10k test split."}
 
 
-def markdown(results: dict) -> str:
-    law, pub = results["figures"]["law"], results["figures"]["published"]
-    rows = [[k, f"{law[k]:.4f}", f"{pub[k][0]} ± {pub[k][1]}", results["figures"]["law_within_published"][k]]
-            for k in pub]
-    out = [f"# Morpho-MNIST generator ({results['setting']})", "",
-           f"{results['environment']['date']} on {results['environment']['device']}; "
-           f"`{results['command']}`; {results['seconds']:.0f} s", "",
-           report.markdown_table(["statistic (60k train)", "ours", "published", "within"], rows), "",
-           "```json", json.dumps({k: v for k, v in results["figures"].items() if k not in ("law", "published",
-                                                                                         "law_within_published")},
-                                 indent=2), "```", ""]
-    return "\n".join(out)
+def generator(args: argparse.Namespace) -> dict:
+    timer = report.Timer()
+    with timer("generator"):
+        figures = generator_statistics(MorphoMNIST(workers=1))
+    results = {"setting": "generator", "figures": figures, "seconds": timer.seconds,
+               "environment": report.environment("cpu"), "command": args.command}
+    text = f"# Morpho-MNIST generator\n\n`{args.command}`\n\n```json\n{json.dumps(results, indent=2)}\n```\n"
+    report.write_results(args.out, "morphomnist_generator", results, text)
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--setting", choices=sorted(SETTINGS), default="generator")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    p.add_argument("--setting", choices=[*SETTINGS, "generator"], default="quick")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS_DIR}; quick: not saved)")
+    p.add_argument("--cache-dir", default=None, help="rendered-split cache (default ~/.cache/causaldiff/morphomnist)")
     args = p.parse_args(argv)
-    s = dict(SETTINGS[args.setting])
-    ds = MorphoMNIST(subset=s.pop("subset"), workers=1)
-    timer = report.Timer()
-    with timer("generator"):
-        figures = generator_statistics(ds, **s)
-    results = {"setting": args.setting, "settings": SETTINGS[args.setting], "figures": figures,
-               "seconds": timer.seconds["generator"], "environment": report.environment("cpu"),
-               "command": " ".join(["python", *map(shlex.quote, sys.argv)])}
-    if args.setting != "quick":
-        report.write_results(args.out, f"morphomnist_{args.setting}", results, markdown(results))
+    args.command = " ".join(["python", *map(shlex.quote, sys.argv if argv is None else ["benchmarks/morphomnist.py", *argv])])
+    save = args.setting != "quick" or args.out is not None
+    args.out = args.out or RESULTS_DIR
+    if args.setting == "generator":
+        return generator(args)
+    setting, timer = SETTINGS[args.setting], report.Timer(args.device)
+    out = run(setting, seed=args.seed, device=args.device, timer=timer, cache_dir=args.cache_dir)
+    results = {"setting": args.setting, "note": NOTES[args.setting], "settings": setting.model_dump(mode="json"),
+               "scores": out["scores"], "seconds": timer.seconds, "command": args.command,
+               "environment": report.environment(args.device)}
+    stem = f"morphomnist_{args.setting}"
+    if save:
+        rows, labels = out["grid"]
+        results["grid"] = save_grid(rows, labels, args.out / f"{stem}_grid.png", title=f"Morpho-MNIST ({args.setting})").name
+        results["plot"] = plot_effectiveness(sweep(out["scores"], setting), args.out / f"{stem}_sweep.png").name
+        report.write_results(args.out, stem, results, markdown(results))
     print(markdown(results))
     return results
 

@@ -169,10 +169,15 @@ def composition_scores(fn: M.CounterfactualFn, factual: Mapping[str, torch.Tenso
 
 
 def weighted_cld(vae: M.TrainedVAE, factual: torch.Tensor, counterfactual: torch.Tensor, factual_bins: torch.Tensor,
-                 target_bins: torch.Tensor, reference: torch.Tensor, reference_bins: torch.Tensor) -> float:
-    """CLD with the benchmark's 0.8/0.2 weighting, comparison sets of the same bins."""
-    return M.cld(vae, factual, counterfactual, factual_bins, target_bins, reference, reference_bins,
-                 weights=CLD_WEIGHTS).mean().item()
+                 target_bins: torch.Tensor, reference: torch.Tensor, reference_bins: torch.Tensor) -> dict[str, float]:
+    """CLD with the benchmark's 0.8/0.2 weighting, comparison sets of the same bins: mean over
+    the rows whose factual and target bins the reference set holds (``n``: how many)."""
+    present = torch.isin(factual_bins, reference_bins) & torch.isin(target_bins, reference_bins)
+    if not present.any():
+        return {"mean": float("nan"), "n": 0}
+    v = M.cld(vae, factual[present], counterfactual[present], factual_bins[present], target_bins[present],
+              reference, reference_bins, weights=CLD_WEIGHTS)
+    return {"mean": v.mean().item(), "n": int(present.sum())}
 
 
 CLD_WEIGHTS = (0.8, 0.2)
