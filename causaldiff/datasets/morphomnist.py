@@ -252,10 +252,11 @@ class MorphoMNIST(GroundTruth):
         t, i = self._parents(draw, {k: as_intervention(k, v) for k, v in do.items()})
         ex = draw.exogenous
         # The image's exogenous noise is the handwriting alone: re-rendered at the new (t, i).
-        images, _ = morpho.render_rows(ex["handwriting"].numpy(), ex["base_thickness"].numpy(),
+        images, _ = morpho.render_rows(ex["handwriting"].cpu().numpy(), ex["base_thickness"].cpu().numpy(),
                                        t.numpy(), i.numpy())
-        return {"thickness": t, "intensity": i, "digit": draw.values["digit"].clone(),
-                "image": to_unit_images(images, self.config.size)}
+        device = draw.values["digit"].device  # rendered on the CPU, returned where the draw lives
+        return {"thickness": t.to(device), "intensity": i.to(device), "digit": draw.values["digit"].clone(),
+                "image": to_unit_images(images, self.config.size).to(device)}
 
     def counterfactual_parents(self, draw: Draw, do: Mapping[str, Any]) -> dict[str, Tensor]:
         """The true counterfactual thickness, intensity and digit under ``do`` (``digit``
@@ -268,7 +269,8 @@ class MorphoMNIST(GroundTruth):
         digit = draw.values["digit"]
         if "digit" in ivs:
             digit = intervene("digit", ivs["digit"], digit, len(draw), (), digit.dtype, digit.device).long()
-        return {"thickness": t, "intensity": i, "digit": digit.cpu()}
+        device = draw.values["digit"].device
+        return {"thickness": t.to(device), "intensity": i.to(device), "digit": digit.to(device)}
 
     def _parents(self, draw: Draw, ivs: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
         ex, n = draw.exogenous, len(draw)

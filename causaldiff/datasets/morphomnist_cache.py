@@ -91,7 +91,7 @@ def _write(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> N
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+            np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
