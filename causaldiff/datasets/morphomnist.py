@@ -209,7 +209,9 @@ class MorphoMNIST(GroundTruth):
         data = self.generated(split)
         size = len(data["labels"])
         if not isinstance(n, int) or not 1 <= n <= size:
-            raise DataError(f"n must be an integer in 1..{size} for split {split!r}, got {n!r}")
+            raise DataError(f"n must be an integer in 1..{size} for split {split!r}, got {n!r}"
+                            + (f" (the data set keeps the first subset={self.config.subset} images)"
+                               if self.config.subset else ""))
         g = torch.Generator().manual_seed(split_seed(seed, split))
         rows = torch.arange(size) if n == size else torch.randperm(size, generator=g)[:n]
         r = rows.numpy()
