@@ -132,8 +132,13 @@ def pairwise_gaussian_kl(mu_p: Tensor, logvar_p: Tensor, mu_q: Tensor, logvar_q:
 
 def cld_from_posteriors(factual: tuple[Tensor, Tensor], counterfactual: tuple[Tensor, Tensor],
                         reference: tuple[Tensor, Tensor], factual_labels: Tensor,
-                        target_labels: Tensor, reference_labels: Tensor) -> Tensor:
-    """CLD per row ``(n,)`` from posteriors ``(mu, logvar)`` (see the module docstring)."""
+                        target_labels: Tensor, reference_labels: Tensor,
+                        weights: tuple[float, float] = (1.0, 1.0)) -> Tensor:
+    """CLD per row ``(n,)`` from posteriors ``(mu, logvar)`` (see the module docstring);
+    ``weights`` ``(w_cf, w_f)`` give ``log(w_cf e^{P(S_cf <= div)} + w_f e^{P(S_f >= div)})``
+    (Melistas et al. 2024 use ``(0.8, 0.2)``; Diff-SCM ``(1, 1)``)."""
+    if len(weights) != 2 or min(weights) < 0 or sum(weights) <= 0:
+        raise DataError(f"cld: weights must be two non-negative numbers, not both 0, got {weights}")
     mu_f, lv_f = factual
     mu_c, lv_c = counterfactual
     n = mu_f.shape[0]
@@ -158,12 +163,12 @@ def cld_from_posteriors(factual: tuple[Tensor, Tensor], counterfactual: tuple[Te
     in_factual = rl[None, :] == fl[:, None]
     p_cf = ((s <= div[:, None]) & in_target).sum(1) / in_target.sum(1)
     p_f = ((s >= div[:, None]) & in_factual).sum(1) / in_factual.sum(1)
-    return torch.log(torch.exp(p_cf.double()) + torch.exp(p_f.double()))
+    return torch.log(weights[0] * torch.exp(p_cf.double()) + weights[1] * torch.exp(p_f.double()))
 
 
 def cld(vae: TrainedVAE, factual: Tensor, counterfactual: Tensor, factual_labels: Tensor,
         target_labels: Tensor, reference_images: Tensor, reference_labels: Tensor,
-        batch_size: int = 1024) -> Tensor:
+        batch_size: int = 1024, weights: tuple[float, float] = (1.0, 1.0)) -> Tensor:
     """CLD per row ``(n,)`` of counterfactual images against their factual images.
 
     ``reference_images`` / ``reference_labels``: the data set the divergences are ranked
@@ -175,4 +180,4 @@ def cld(vae: TrainedVAE, factual: Tensor, counterfactual: Tensor, factual_labels
     return cld_from_posteriors(vae.posterior(factual, batch_size),
                                vae.posterior(counterfactual, batch_size),
                                vae.posterior(reference_images, batch_size),
-                               factual_labels, target_labels, reference_labels)
+                               factual_labels, target_labels, reference_labels, weights)
