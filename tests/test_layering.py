@@ -20,7 +20,8 @@ PUBLIC = ("causaldiff", "causaldiff.datasets", "causaldiff.evaluation", "causald
           "causaldiff.testing", "causaldiff.training", "causaldiff.diffusion", "causaldiff.registry",
           "causaldiff.progress", "causaldiff.evaluation.systems", "causaldiff.evaluation.dcm",
           "causaldiff.evaluation.report", "causaldiff.evaluation.axioms", "causaldiff.evaluation.mnist",
-          "causaldiff.evaluation.mnist_settings", "causaldiff.evaluation.plotting")
+          "causaldiff.evaluation.mnist_settings", "causaldiff.evaluation.morphomnist",
+          "causaldiff.evaluation.morphomnist_report", "causaldiff.evaluation.morphomnist_run", "causaldiff.evaluation.plotting")
 MAX_LINES = 60
 
 

@@ -18,6 +18,9 @@ from . import dcm as dcm
 from . import fitted as fitted
 from . import mnist as mnist
 from . import mnist_settings as mnist_settings
+from . import morphomnist as morphomnist
+from . import morphomnist_report as morphomnist_report
+from . import morphomnist_run as morphomnist_run
 from . import plotting as plotting
 from . import report as report
 from . import systems as systems
@@ -38,7 +41,7 @@ from .systems import CausaldiffSystem as CausaldiffSystem
 from .systems import DowhySystem as DowhySystem
 from .systems import System as System
 
-__all__ = ["axioms", "dcm", "fitted", "mnist", "mnist_settings", "plotting", "report", "systems",
+__all__ = ["axioms", "dcm", "fitted", "mnist", "mnist_settings", "morphomnist", "morphomnist_report", "morphomnist_run", "plotting", "report", "systems",
            "choose_main", "guidance_sweep", "image_counterfactual_metrics", "with_inference", "DCMSettings",
            "run_dcm", "draw_graph", "plot_sweep", "save_grid", "Timer", "batched", "environment",
            "write_results", "CausaldiffSystem", "DowhySystem", "System"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 
-from causaldiff.datasets import MNIST, ShapesConfig, ShapesSCM, TabularConfig, TabularSCM
+from causaldiff.datasets import MNIST, MorphoMNIST, MorphoMNISTConfig, ShapesConfig, ShapesSCM, TabularConfig, TabularSCM
 from causaldiff.datasets.mnist import ENV_VAR, locate
 from causaldiff.datasets.tabular import TABULAR_NAMES
 from causaldiff.registry import DATASETS
@@ -38,6 +40,14 @@ class TestShapesAt28(GroundTruthContract):
 class TestMNIST(DataSetContract):
     dataset_class = MNIST
     split = "test"
+
+
+@pytest.mark.skipif(locate("train") is None or locate("test") is None,
+                    reason=f"MNIST files not found: set {ENV_VAR} to their folder")
+class TestMorphoMNIST(GroundTruthContract):
+    dataset_class = MorphoMNIST
+    config = MorphoMNISTConfig(subset=16, workers=1, cache_dir=tempfile.mkdtemp(prefix="causaldiff-morphomnist-"))
+    n = 4
 
 
 def _subclasses(cls: type) -> list[type]:

@@ -14,7 +14,6 @@ from causaldiff.datasets import morpho
 from causaldiff.datasets.mnist import ENV_VAR, locate
 from causaldiff.errors import DataError, InterventionError
 from causaldiff.evaluation.morphomnist import law_statistics, within_published
-from causaldiff.testing.dataset_contract import GroundTruthContract
 
 needs_mnist = pytest.mark.skipif(locate("train") is None or locate("test") is None,
                                  reason=f"MNIST files not found: set {ENV_VAR} to their folder")
@@ -93,13 +92,6 @@ def test_config_is_validated():
 # ------------------------------------------------------------------------------ with MNIST
 def small(**kw) -> MorphoMNIST:
     return MorphoMNIST(**{"subset": 24, "workers": 1, "cache_dir": CACHE, **kw})
-
-
-@needs_mnist
-class TestMorphoMNIST(GroundTruthContract):
-    dataset_class = MorphoMNIST
-    config = MorphoMNISTConfig(subset=16, workers=1, cache_dir=CACHE)
-    n = 4
 
 
 @needs_mnist
