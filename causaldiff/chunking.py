@@ -2,7 +2,9 @@
 
 Each chunk runs the whole plan (:func:`causaldiff.engine.execute`) on its slice of the rows, so a
 query holds one chunk's intermediates at a time; the results are written into tensors of the full
-batch allocated once. Deterministic queries give bit-for-bit the unchunked result; stochastic ones
+batch allocated once. Deterministic queries give bit-for-bit the unchunked result when the mechanisms'
+arithmetic is row-wise (Pyro distributions, codecs, elementwise maps; networks agree to float
+rounding, since BLAS chooses its kernels by the number of rows); stochastic ones
 (sampling, Gumbel-max abduction) draw per fixed RNG block of rows (:mod:`causaldiff.rng`), so a
 seed gives the same rows whatever ``batch_size`` is; their chunks hold whole blocks (``batch_size``
 rounded up to a multiple of :data:`~causaldiff.rng.ROW_BLOCK`).
