@@ -13,6 +13,7 @@ rounded up to a multiple of :data:`~causaldiff.rng.ROW_BLOCK`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -78,6 +79,28 @@ def _slice(columns: Columns | None, a: int, b: int, n: int) -> dict[str, Tensor]
     return dict(columns) if (a, b) == (0, n) else {k: v[a:b] for k, v in columns.items()}
 
 
+def _per_row(value: Any, n: int, shape: tuple[int, ...] | None) -> bool:
+    """Whether an intervention's value gives one entry per row (``(n, *event_shape)``)."""
+    if not isinstance(value, Tensor) and hasattr(value, "__array__"):
+        value = torch.as_tensor(value)
+    return isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == n and \
+        (shape is None or tuple(value.shape[1:]) == tuple(shape))
+
+
+def plan_rows(plan: engine.Plan, a: int, b: int, n: int, rows: Columns | None) -> engine.Plan:
+    """``plan`` for rows ``a:b``: per-row intervention values (``Hard``'s value, ``Shift``'s delta)
+    sliced to the chunk; a ``Transform`` sees the chunk's natural values (it must act row-wise)."""
+    if (a, b) == (0, n):
+        return plan
+    sliced = {}
+    for node, iv in plan.target.interventions.items():
+        shape = tuple(rows[node].shape[1:]) if rows is not None and node in rows else None
+        update = {f.name: torch.as_tensor(getattr(iv, f.name))[a:b] for f in dataclasses.fields(iv)
+                  if _per_row(getattr(iv, f.name), n, shape)}
+        sliced[node] = dataclasses.replace(iv, **update) if update else iv
+    return dataclasses.replace(plan, target=dataclasses.replace(plan.target, interventions=sliced))
+
+
 class _Gather:
     """The full-batch results, filled chunk by chunk (each tensor allocated once)."""
 
@@ -108,7 +131,8 @@ def execute(plan: engine.Plan, n: int, *, rows: Columns | None = None, noise: Co
             rows_c = _slice(rows, a, b, n)
             fac = factual if (a, b) == (0, n) or factual is None else \
                 engine.Conditionals(factual.structure, rows_c, b - a)
-            values = engine.execute(plan, b - a, rows_c, _slice(noise, a, b, n), fac, streams(a, b - a))
+            values = engine.execute(plan_rows(plan, a, b, n, rows), b - a, rows_c, _slice(noise, a, b, n), fac,
+                                    streams(a, b - a))
             gather.put(a, b, values, plan.recompute)
     kept = {k: v for k, v in (rows or {}).items() if k not in gather.out}
     return {v: gather.out[v] if v in gather.out else kept[v] for v in plan.target.order

@@ -88,6 +88,10 @@ def test_deterministic_counterfactual_is_bit_identical_whatever_the_batch_size()
     u = scm.abduct(rows)
     assert same(scm.predict(u, do={"w": cd.Shift(1.0)}, batch_size=13), scm.predict(u, do={"w": cd.Shift(1.0)}))
     assert ref["z"].shape == (1000,) and not torch.equal(ref["z"], rows["z"])
+    per_row = {"x": torch.linspace(-1.0, 1.0, 1000, dtype=F64), "w": cd.Shift(torch.arange(1000.0, dtype=F64))}
+    whole = scm.counterfactual(rows, do=per_row)
+    assert same(scm.counterfactual(rows, do=per_row, batch_size=64), whole)
+    assert torch.equal(whole["x"], per_row["x"])
 
 
 def test_stochastic_queries_give_the_same_rows_for_a_seed_whatever_the_batch_size():
