@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 #: rows per RNG block (fixed: the unit of randomness, independent of ``batch_size``)
-ROW_BLOCK = 256
+ROW_BLOCK = 1024
 
 _MASK = (1 << 64) - 1
 
