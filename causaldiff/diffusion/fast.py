@@ -41,7 +41,8 @@ class InferenceConfig(BaseModel):
     channels_last: bool = False
     #: pad every network call to this many rows (None: the chunk's own size)
     fixed_batch: int | None = Field(None, ge=1)
-    #: capture the guided noise prediction of a step as a CUDA graph (CUDA only; needs fixed_batch)
+    #: capture the guided noise prediction of a step as a CUDA graph, one per batch shape (CUDA
+    #: only; with fixed_batch, one graph serves every chunk)
     cuda_graphs: bool = False
 
     @property
@@ -52,8 +53,6 @@ class InferenceConfig(BaseModel):
         """Refuse settings the device cannot run, naming the field."""
         if self.cuda_graphs and device.type != "cuda":
             raise ValueError(f"node {node!r}: inference.cuda_graphs needs a CUDA device, the mechanism is on {device}")
-        if self.cuda_graphs and self.fixed_batch is None:
-            raise ValueError(f"node {node!r}: inference.cuda_graphs needs inference.fixed_batch (one shape per graph)")
 
 
 class FastNet:
