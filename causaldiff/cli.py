@@ -89,7 +89,9 @@ def _counterfactual(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise UsageError(f"--n must be positive, got {args.n}")
-    counterfactual_run(Path(args.run), _parse_do(args.do), n=args.n, out=args.out)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
+    counterfactual_run(Path(args.run), _parse_do(args.do), n=args.n, out=args.out, batch_size=args.batch_size)
     return 0
 
 
@@ -136,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--do", action="append", default=[], metavar="NODE=VALUE", help="intervention (repeatable)")
     c.add_argument("--n", type=int, default=16, help="number of test rows")
     c.add_argument("--out", help="output PNG (image nodes) or JSON")
+    c.add_argument("--batch-size", type=int, default=None,
+                   help="rows computed at once (memory grows with it; results do not depend on it)")
     c.set_defaults(func=_counterfactual)
 
     e = sub.add_parser("evaluate", help="counterfactual metrics of a fitted run")

@@ -34,6 +34,7 @@ from torch.distributions import constraints
 from .errors import AbductionError, DataError, InterventionError, NotFittedError
 from .interventions import Intervention
 from .mechanisms.base import Abduction, Conditional, Mechanism
+from .rng import RowStreams
 
 
 @dataclass(frozen=True)
@@ -246,17 +247,34 @@ def precheck_abduction(structure: Structure, conds: Conditionals, nodes: Any) ->
 
 
 def abduct_nodes(structure: Structure, conds: Conditionals, rows: Mapping[str, Tensor],
-                 nodes: Any) -> dict[str, Tensor]:
+                 nodes: Any, streams: RowStreams | None = None) -> dict[str, Tensor]:
     """Exogenous noise of ``nodes`` from their rows under their factual parents."""
-    return {node: _abduct(structure, conds, rows, node) for node in nodes}
+    return {node: _abduct(structure, conds, rows, node, streams) for node in nodes}
 
 
-def _abduct(structure: Structure, conds: Conditionals, rows: Mapping[str, Tensor], node: str) -> Tensor:
+def _abduct(structure: Structure, conds: Conditionals, rows: Mapping[str, Tensor], node: str,
+            streams: RowStreams | None = None) -> Tensor:
     x = rows[node]
     iv = structure.interventions.get(node)
     if iv is not None:  # an intervention the SCM already carries: its natural value is abducted
         x = iv.invert(node, x)
-    return conds(node).abduct(x)
+    cond = conds(node)
+    if streams is None or streams.single or cond.abduction is not Abduction.STOCHASTIC:
+        return cond.abduct(x)
+    return streams.draw(lambda sl, m: _block_conditional(conds, node, sl, m).abduct(x[sl]))
+
+
+def _block_conditional(conds: "Conditionals", node: str, rows: slice, m: int) -> Conditional:
+    """The node's conditional for one RNG block of the chunk (its parents' rows ``rows``)."""
+    s = conds.structure
+    return s.mechanisms[node].given({p: conds.values[p][rows] for p in s.parents[node]}, m)
+
+
+def draw_noise(conds: "Conditionals", node: str, streams: RowStreams | None) -> Tensor:
+    """The node's exogenous noise for the chunk's rows, each RNG block in its own stream."""
+    if streams is None or streams.single:
+        return conds(node).sample_noise()
+    return streams.draw(lambda sl, m: _block_conditional(conds, node, sl, m).sample_noise())
 
 
 def check_hard_support(structure: Structure, node: str, iv: Intervention, values: Mapping[str, Tensor],
@@ -272,7 +290,8 @@ def check_hard_support(structure: Structure, node: str, iv: Intervention, values
 
 
 def predict_node(plan: Plan, conds: Conditionals, node: str, values: dict[str, Tensor],
-                 noise: Mapping[str, Tensor], n: int, ref: Tensor | None) -> Tensor:
+                 noise: Mapping[str, Tensor], n: int, ref: Tensor | None,
+                 streams: RowStreams | None = None) -> Tensor:
     """One node's value under ``plan.target``; samples the noise it is not given."""
     target = plan.target
     iv = target.interventions.get(node)
@@ -283,7 +302,7 @@ def predict_node(plan: Plan, conds: Conditionals, node: str, values: dict[str, T
     else:
         cond = conds(node)
         u = noise.get(node)
-        natural = cond.forward(cond.sample_noise() if u is None else u)
+        natural = cond.forward(draw_noise(conds, node, streams) if u is None else u)
     if iv is None:
         return natural
     out = iv.apply(node, natural, n, tuple(natural.shape[1:]), natural.dtype, target.device)
@@ -322,8 +341,10 @@ def _pair(plan: Plan, factual: Conditionals, conds: Conditionals, node: str, n: 
 
 
 def execute(plan: Plan, n: int, rows: Mapping[str, Tensor] | None = None,
-            noise: Mapping[str, Tensor] | None = None, factual: Conditionals | None = None) -> dict[str, Tensor]:
+            noise: Mapping[str, Tensor] | None = None, factual: Conditionals | None = None,
+            streams: RowStreams | None = None) -> dict[str, Tensor]:
     """Values of every node: the planned ones computed in order, the others taken from ``rows``.
+    ``streams``: the RNG blocks of these rows (None: draw from the global RNG as it stands).
 
     With ``factual`` (the factual conditionals, already checked), each node of ``plan.abduct`` is
     abducted just before it is predicted, and its conditionals are released as soon as they are
@@ -337,10 +358,10 @@ def execute(plan: Plan, n: int, rows: Mapping[str, Tensor] | None = None,
         if node in plan.paired and factual is not None:
             _pair(plan, factual, conds, node, n)
         if node in pending:
-            noise[node] = _abduct(factual.structure, factual, rows, node)
+            noise[node] = _abduct(factual.structure, factual, rows, node, streams)
             factual.release(node)
         ref = rows[node] if rows is not None else None
-        values[node] = predict_node(plan, conds, node, values, noise, n, ref)
+        values[node] = predict_node(plan, conds, node, values, noise, n, ref, streams)
         conds.release(node)
         noise.pop(node, None)
     return values

@@ -95,13 +95,14 @@ def _subset(values: dict[str, Tensor], n: int) -> dict[str, Tensor]:
     return {k: v[:min(n, m)] for k, v in values.items()}
 
 
-def counterfactual_run(run: Path, do: dict[str, Any], n: int = 16, out: str | None = None) -> dict[str, Tensor]:
+def counterfactual_run(run: Path, do: dict[str, Any], n: int = 16, out: str | None = None,
+                       batch_size: int | None = None) -> dict[str, Tensor]:
     spec, scm, rows = load_run(run)
     unknown = [k for k in do if k not in scm.nodes]
     if unknown:
         raise DataError(f"--do names unknown node(s) {unknown}; nodes are {list(scm.nodes)}")
     factual = _subset(rows.values, n)
-    cf = scm.counterfactual(factual, do=do, seed=0)
+    cf = scm.counterfactual(factual, do=do, seed=0, batch_size=batch_size)
     img = image_node(scm)
     desc = ", ".join(f"{k}={v}" for k, v in do.items())
     if img is not None:

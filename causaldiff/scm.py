@@ -27,7 +27,8 @@ import torch
 import torch.distributions as tdist
 from torch import Tensor
 
-from . import engine
+from . import chunking, engine
+from .chunking import check_batch_size
 from .errors import DataError, GraphError, InterventionError
 from .frames import accepts_frames
 from .interventions import Intervention, as_intervention
@@ -262,36 +263,45 @@ class SCM:
 
     # ------------------------------------------------------------------------------ queries
     @accepts_frames
-    def sample(self, n: int, *, seed: int | None = None) -> Samples:
-        """``n`` draws from the model (observational, or interventional on an intervened SCM)."""
+    def sample(self, n: int, *, seed: int | None = None, batch_size: int | None = None) -> Samples:
+        """``n`` draws from the model (observational, or interventional on an intervened SCM).
+
+        ``batch_size``: rows per chunk (memory grows with it, not with ``n``); the same ``seed``
+        gives the same rows whatever it is (see :mod:`causaldiff.rng`)."""
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise DataError(f"n must be a positive integer, got {n!r}")
+        batch_size = check_batch_size(batch_size)
         engine.require_fitted(self._s, self.nodes)
         with _query(seed):
-            values = engine.execute(engine.plan_sample(self._s), n)
+            values = chunking.execute(engine.plan_sample(self._s), n, batch_size=batch_size, seed=seed,
+                                      desc="sample")
         return Samples(values, "sample", self._s.interventions)
 
     @accepts_frames
-    def interventional_samples(self, n: int, do: Mapping[str, Any], *, seed: int | None = None) -> Samples:
+    def interventional_samples(self, n: int, do: Mapping[str, Any], *, seed: int | None = None,
+                               batch_size: int | None = None) -> Samples:
         """``n`` draws from ``P(V | do(...))``."""
-        return self.do(do).sample(n, seed=seed)
+        return self.do(do).sample(n, seed=seed, batch_size=batch_size)
 
     @accepts_frames
-    def predict(self, noise: Rows, do: Mapping[str, Any] | None = None, *, seed: int | None = None) -> Samples:
+    def predict(self, noise: Rows, do: Mapping[str, Any] | None = None, *, seed: int | None = None,
+                batch_size: int | None = None) -> Samples:
         """Push exogenous noise through the (intervened) model: every node is recomputed."""
         plan = engine.plan_predict(self._s, self._parse_do(do))
         if not isinstance(noise, Mapping):
             raise DataError(f"noise must be a dict of node name -> tensor, got {type(noise).__name__}")
+        batch_size = check_batch_size(batch_size)
         need = tuple(v for v in self.nodes if not plan.target.is_hard(v))
         u, n = self._check_rows(noise, need, "the noise")
         engine.require_fitted(plan.target, self.nodes)
         with _query(seed):
-            values = engine.execute(plan, n, noise=u)
+            values = chunking.execute(plan, n, noise=u, batch_size=batch_size, seed=seed, desc="predict")
         return Samples(values, "predict", plan.target.interventions)
 
     @accepts_frames
-    def abduct(self, data: Rows, *, seed: int | None = None) -> Samples:
+    def abduct(self, data: Rows, *, seed: int | None = None, batch_size: int | None = None) -> Samples:
         """Exogenous noise of every (non hard-intervened) node given observed rows."""
+        batch_size = check_batch_size(batch_size)
         rows, n = self._check_rows(data, None, "the observed rows")
         nodes = engine.plan_abduct(self._s).abduct
         conds = engine.Conditionals(self._s, rows, n)
@@ -300,17 +310,20 @@ class SCM:
             engine.check_observed(conds, rows, nodes, "the observed rows")
             engine.precheck_abduction(self._s, conds, nodes)
             with seeded(seed), torch.no_grad():
-                u = engine.abduct_nodes(self._s, conds, rows, nodes)
+                u = chunking.abduct(self._s, conds, rows, nodes, n, batch_size=batch_size, seed=seed)
         return Samples(u, "abducted noise")
 
     @accepts_frames
-    def counterfactual(self, factual: Rows, do: Mapping[str, Any], *, seed: int | None = None) -> Samples:
+    def counterfactual(self, factual: Rows, do: Mapping[str, Any], *, seed: int | None = None,
+                       batch_size: int | None = None) -> Samples:
         """What each factual row would have been under ``do`` (Pearl's three steps).
 
         Only the intervened nodes and their descendants are recomputed; every other node is the
-        factual tensor itself. ``seed`` fixes stochastic abduction (Gumbel-max nodes).
+        factual tensor itself. ``seed`` fixes stochastic abduction (Gumbel-max nodes);
+        ``batch_size`` bounds the rows computed at once (results do not depend on it).
         """
         ivs = self._parse_do(do)
+        batch_size = check_batch_size(batch_size)
         rows, n = self._check_rows(factual, None, "the factual rows")
         plan = engine.plan_counterfactual(self._s, ivs, n)
         conds = engine.Conditionals(self._s, rows, n)
@@ -323,7 +336,8 @@ class SCM:
                 if iv.cuts_edges:
                     engine.check_hard_support(self._s, node, iv, rows, n)
             with seeded(seed), torch.no_grad():
-                values = engine.execute(plan, n, rows=rows, factual=conds)
+                values = chunking.execute(plan, n, rows=rows, factual=conds, batch_size=batch_size, seed=seed,
+                                          desc="counterfactual")
         return Samples(values, "counterfactual", ivs)
 
     # ------------------------------------------------------------------------------ learning

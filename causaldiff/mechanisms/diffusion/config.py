@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...diffusion.ddim import DDIMConfig
+from ...diffusion.fast import InferenceConfig
 from ...diffusion.nets import DenoiserConfig, PredictorConfig
 from ...diffusion.schedule import ScheduleConfig
 from ...diffusion.train import TrainConfig
@@ -44,6 +45,8 @@ class DiffusionConfig(BaseModel):
     standardize: bool | None = None
     train: TrainConfig = TrainConfig()
     predictor_train: TrainConfig = TrainConfig()
+    #: how the DDIM loops run: precision, compile, channels_last, fixed batch, CUDA graphs
+    inference: InferenceConfig = InferenceConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> "DiffusionConfig":

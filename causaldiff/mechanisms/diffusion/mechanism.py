@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from torch import Tensor, nn
 
 from ...diffusion.ddim import DDIMSampler
+from ...diffusion.fast import InferenceConfig, fast_eps, fast_net
 from ...diffusion.guidance import AntiCausalGuidance, ClassifierFreeGuidance, PredictorLikelihood
 from ...diffusion.schedule import NoiseSchedule
 from ...errors import DataError, NotFittedError
@@ -63,6 +64,7 @@ class DiffusionMechanism(Mechanism):
         self._device: torch.device | None = None
         self.schedule = NoiseSchedule(self.config.schedule)
         self.sampler = DDIMSampler(self.schedule, self.config.sampler)
+        self._fast: dict[int, Any] = {}  # FastNet per network for this mechanism's inference setting
 
     @classmethod
     def from_diffusers(cls, unet: Any, scheduler: Any = None, **settings: Any) -> "DiffusionMechanism":
@@ -77,18 +79,23 @@ class DiffusionMechanism(Mechanism):
     def with_inference(self, *, guidance_scale: float | dict[str, float] | None = None,
                        abduction_fraction: float | None = None, num_inference_steps: int | None = None,
                        cfg_scale: float | None = None, guide_abduction: bool | None = None,
-                       sampler: Mapping[str, Any] | None = None) -> "DiffusionMechanism":
+                       sampler: Mapping[str, Any] | None = None,
+                       inference: InferenceConfig | Mapping[str, Any] | None = None) -> "DiffusionMechanism":
         """A new mechanism with other inference settings, sharing this one's fitted networks and
         state (no copy of the weights; moving either to a device moves the shared networks); this
         mechanism is unchanged. ``sampler`` updates fields of the :class:`DDIMConfig` (e.g.
-        ``clip_sample``, ``inversion_fixed_point_iters``), ``num_inference_steps`` is its ``K``.
-        Raises ``ValueError`` naming the field if a setting is invalid."""
+        ``clip_sample``, ``inversion_fixed_point_iters``), ``num_inference_steps`` is its ``K``;
+        ``inference`` updates fields of the :class:`~causaldiff.diffusion.fast.InferenceConfig`
+        (``precision``, ``compile``, ``channels_last``, ``fixed_batch``, ``cuda_graphs``). Raises ``ValueError`` naming the field if a setting is invalid."""
         update: dict[str, Any] = {k: v for k, v in (
             ("guidance_scale", guidance_scale), ("abduction_fraction", abduction_fraction),
             ("cfg_scale", cfg_scale), ("guide_abduction", guide_abduction)) if v is not None}
         steps = {} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}
         if sampler is not None or steps:
             update["sampler"] = {**self.config.sampler.model_dump(), **dict(sampler or {}), **steps}
+        if inference is not None:
+            given = inference.model_dump() if isinstance(inference, InferenceConfig) else dict(inference)
+            update["inference"] = {**self.config.inference.model_dump(), **given}
         try:
             config = DiffusionConfig.model_validate({**self.config.model_dump(), **update})
             if self.state is not None:
@@ -123,20 +130,27 @@ class DiffusionMechanism(Mechanism):
                             f"(n, *{tuple(shape) if shape is not None else '...'})")
 
     def _unconditional(self, x: Tensor, t: Tensor, cond: Any) -> Tensor:
-        return self.denoiser(x, t, None)
+        return fast_net(self.denoiser, self.config.inference, self._fast)(x, t, None)
 
     def _eps(self, parents: Parents, n: int, *, guided: bool):
-        """``(eps callable, cond)`` for the DDIM loops, toward ``parents``."""
+        """``(eps callable, cond)`` for the DDIM loops toward ``parents``, run as the inference
+        setting says (:mod:`causaldiff.diffusion.fast`)."""
+        eps, cond = self._eager_eps(parents, n, guided=guided)
+        return fast_eps(eps, self.config.inference), cond
+
+    def _eager_eps(self, parents: Parents, n: int, *, guided: bool):
         state, c = self._fitted(), self.config
+        c.inference.check_device(self.device, self.node)
         cond, targets = state.condition(c, parents, n, self.device, self.node)
+        denoiser = fast_net(self.denoiser, c.inference, self._fast)
         if c.guidance == "conditional":
             if cond is None:
                 return self._unconditional, None
-            return ClassifierFreeGuidance(self.denoiser, c.cfg_scale), cond
+            return ClassifierFreeGuidance(denoiser, c.cfg_scale), cond
         if not guided or self.predictor is None:
             return self._unconditional, None
-        likelihood = PredictorLikelihood(self.predictor, state.heads(c))
-        return AntiCausalGuidance(self.denoiser, likelihood, self.schedule), targets
+        likelihood = PredictorLikelihood(fast_net(self.predictor, c.inference, self._fast), state.heads(c))
+        return AntiCausalGuidance(denoiser, likelihood, self.schedule), targets
 
     # ----------------------------------------------------------------------------- the contract
     def abduction(self, parents: Parents | None = None) -> Abduction:

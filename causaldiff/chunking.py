@@ -1,0 +1,159 @@
+"""Memory-bounded queries: a planned query executed over chunks of at most ``batch_size`` rows.
+
+Each chunk runs the whole plan (:func:`causaldiff.engine.execute`) on its slice of the rows, so a
+query holds one chunk's intermediates at a time; the results are written into tensors of the full
+batch allocated once. Deterministic queries give bit-for-bit the unchunked result when the mechanisms'
+arithmetic is row-wise (Pyro distributions, codecs, elementwise maps; networks agree to float
+rounding, since BLAS chooses its kernels by the number of rows); stochastic ones
+(sampling, Gumbel-max abduction) draw per fixed RNG block of rows (:mod:`causaldiff.rng`), so a
+seed gives the same rows whatever ``batch_size`` is; their chunks hold whole blocks (``batch_size``
+rounded up to a multiple of :data:`~causaldiff.rng.ROW_BLOCK`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import engine
+from .errors import DataError
+from .mechanisms.base import Abduction
+from .progress import progress
+from .rng import ROW_BLOCK, RowStreams, query_seed
+
+Columns = Mapping[str, Tensor]
+
+
+def check_batch_size(batch_size: Any) -> int | None:
+    """``None`` (one chunk) or a positive integer; anything else is refused."""
+    if batch_size is None:
+        return None
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise DataError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    return batch_size
+
+
+def chunk_bounds(n: int, batch_size: int | None, stochastic: bool) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each chunk; a stochastic query's chunks hold whole RNG blocks."""
+    if batch_size is None or batch_size >= n:
+        return [(0, n)]
+    size = ROW_BLOCK * math.ceil(batch_size / ROW_BLOCK) if stochastic else batch_size
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def draws_randomly(plan: engine.Plan, noise: Columns | None, factual: engine.Conditionals | None) -> bool:
+    """Whether the plan draws random numbers: some recomputed node samples its noise, or some
+    abducted node's abduction is a sample (Gumbel-max)."""
+    abducted = set(plan.abduct) if factual is not None else set()
+    for node in plan.recompute:
+        if node in plan.paired:  # its conditionals are built when it is reached: assume it may draw
+            return True
+        if node in abducted:
+            if factual(node).abduction is Abduction.STOCHASTIC:
+                return True
+        elif not (plan.target.is_hard(node) or node in plan.keep_natural or (noise and node in noise)):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _rng(seed: int | None, n: int, stochastic: bool, device: torch.device) -> Iterator[Callable[[int, int], Any]]:
+    """Yields ``streams(start, m)`` for each chunk, in a fork of the global RNG. Unseeded queries
+    of one block draw from the global RNG as it stands (as an unchunked draw always did)."""
+    if not stochastic or (seed is None and n <= ROW_BLOCK):
+        yield lambda start, m: None
+        return
+    base = query_seed(seed)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        yield lambda start, m: RowStreams(base, start, m, device)
+
+
+def _slice(columns: Columns | None, a: int, b: int, n: int) -> dict[str, Tensor] | None:
+    if columns is None:
+        return None
+    return dict(columns) if (a, b) == (0, n) else {k: v[a:b] for k, v in columns.items()}
+
+
+def _per_row(value: Any, n: int, shape: tuple[int, ...] | None) -> bool:
+    """Whether an intervention's value gives one entry per row (``(n, *event_shape)``)."""
+    if not isinstance(value, Tensor) and hasattr(value, "__array__"):
+        value = torch.as_tensor(value)
+    return isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == n and \
+        (shape is None or tuple(value.shape[1:]) == tuple(shape))
+
+
+def plan_rows(plan: engine.Plan, a: int, b: int, n: int, rows: Columns | None) -> engine.Plan:
+    """``plan`` for rows ``a:b``: per-row intervention values (``Hard``'s value, ``Shift``'s delta)
+    sliced to the chunk; a ``Transform`` sees the chunk's natural values (it must act row-wise)."""
+    if (a, b) == (0, n):
+        return plan
+    sliced = {}
+    for node, iv in plan.target.interventions.items():
+        shape = tuple(rows[node].shape[1:]) if rows is not None and node in rows else None
+        update = {f.name: torch.as_tensor(getattr(iv, f.name))[a:b] for f in dataclasses.fields(iv)
+                  if _per_row(getattr(iv, f.name), n, shape)}
+        sliced[node] = dataclasses.replace(iv, **update) if update else iv
+    return dataclasses.replace(plan, target=dataclasses.replace(plan.target, interventions=sliced))
+
+
+class _Gather:
+    """The full-batch results, filled chunk by chunk (each tensor allocated once)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.out = n, {}
+
+    def put(self, a: int, b: int, values: Columns, nodes: Any) -> None:
+        if (a, b) == (0, self.n):
+            self.out.update({k: values[k] for k in nodes})
+            return
+        for k in nodes:
+            v = values[k]
+            if k not in self.out:
+                self.out[k] = torch.empty((self.n, *v.shape[1:]), dtype=v.dtype, device=v.device)
+            self.out[k][a:b] = v
+
+
+def execute(plan: engine.Plan, n: int, *, rows: Columns | None = None, noise: Columns | None = None,
+            factual: engine.Conditionals | None = None, batch_size: int | None = None,
+            seed: int | None = None, desc: str = "query") -> dict[str, Tensor]:
+    """:func:`causaldiff.engine.execute` over chunks of ``batch_size`` rows (``factual``: the
+    factual conditionals of the whole batch, already checked; each chunk builds its own)."""
+    stochastic = draws_randomly(plan, noise, factual)
+    bounds = chunk_bounds(n, batch_size, stochastic)
+    gather = _Gather(n)
+    with _rng(seed, n, stochastic, plan.target.device) as streams:
+        for a, b in progress(bounds, desc=desc, total=len(bounds)) if len(bounds) > 1 else bounds:
+            rows_c = _slice(rows, a, b, n)
+            fac = factual if (a, b) == (0, n) or factual is None else \
+                engine.Conditionals(factual.structure, rows_c, b - a)
+            values = engine.execute(plan_rows(plan, a, b, n, rows), b - a, rows_c, _slice(noise, a, b, n), fac,
+                                    streams(a, b - a))
+            gather.put(a, b, values, plan.recompute)
+    kept = {k: v for k, v in (rows or {}).items() if k not in gather.out}
+    return {v: gather.out[v] if v in gather.out else kept[v] for v in plan.target.order
+            if v in gather.out or v in kept}
+
+
+def abduct(structure: engine.Structure, conds: engine.Conditionals, rows: Columns, nodes: tuple[str, ...],
+           n: int, *, batch_size: int | None = None, seed: int | None = None,
+           desc: str = "abduct") -> dict[str, Tensor]:
+    """:func:`causaldiff.engine.abduct_nodes` over chunks of ``batch_size`` rows."""
+    stochastic = any(conds(v).abduction is Abduction.STOCHASTIC for v in nodes)
+    bounds = chunk_bounds(n, batch_size, stochastic)
+    gather = _Gather(n)
+    with _rng(seed, n, stochastic, structure.device) as streams:
+        for a, b in progress(bounds, desc=desc, total=len(bounds)) if len(bounds) > 1 else bounds:
+            rows_c = _slice(rows, a, b, n)
+            c = conds if (a, b) == (0, n) else engine.Conditionals(structure, rows_c, b - a)
+            gather.put(a, b, engine.abduct_nodes(structure, c, rows_c, nodes, streams(a, b - a)), nodes)
+    return {v: gather.out[v] for v in nodes}
+
+
+__all__ = ["execute", "abduct", "chunk_bounds", "check_batch_size", "draws_randomly"]
