@@ -12,6 +12,8 @@ from pathlib import Path
 
 from .errors import CausalDiffError
 
+ENV_HINT = "CAUSALDIFF_MNIST_DIR"  # the MNIST folder's environment variable (causaldiff.datasets.mnist.ENV_VAR)
+
 
 class UsageError(Exception):
     """A bad command-line argument (exit status 2)."""
@@ -45,7 +47,8 @@ def _parse_scales(text: str) -> list[float]:
 def _demo(args: argparse.Namespace) -> int:
     from .demos import run_demo
 
-    run_demo(args.kind, out=Path(args.out), seed=args.seed, quick=args.quick)
+    out = Path(args.out) if args.out else Path("outputs") / "demo" / args.kind
+    run_demo(args.kind, out=out, seed=args.seed, quick=args.quick)
     return 0
 
 
@@ -80,7 +83,8 @@ def _parse_device(text: str):
 def _fit(args: argparse.Namespace) -> int:
     from .runs import fit_run
 
-    fit_run(args.spec, Path(args.out), quick=args.quick, device=_parse_device(args.device))
+    fit_run(args.spec, Path(args.out), quick=args.quick, device=_parse_device(args.device), setting=args.setting,
+            data=args.data, steps=args.steps)
     return 0
 
 
@@ -114,21 +118,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="train a small SCM from scratch and answer counterfactual queries")
-    d.add_argument("--kind", choices=("image", "tabular"), default="image", help="which embedded demo to run")
-    d.add_argument("--out", default="outputs/demo", help="output directory (metrics JSON, figures)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--quick", action="store_true", help="a seconds-long setting (for tests)")
+    d.add_argument("--kind", choices=("image", "tabular"), default="image",
+                   help="image: the shapes SCM with a diffusion image node (~4 min on 2 idle cores); "
+                        "tabular: the DCM chain with additive-noise MLPs (~1 min)")
+    d.add_argument("--out", help="output directory (default: outputs/demo/KIND, one per demo)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the data, the training and the queries")
+    d.add_argument("--quick", action="store_true", help="a seconds-long smoke test (for tests): figures meaningless")
     d.set_defaults(func=_demo)
 
     g = sub.add_parser("graph", help="draw a spec's DAG to PNG")
     g.add_argument("spec", help="graphs/NAME.toml")
-    g.add_argument("--out", help="PNG path (default: NAME.png)")
+    g.add_argument("--out", help="PNG path (default: NAME.png in the current directory)")
     g.set_defaults(func=_graph)
 
     f = sub.add_parser("fit", help="fit a declarative SCM spec to its dataset and save the run")
     f.add_argument("spec", help="graphs/NAME.toml")
     f.add_argument("--out", required=True, help="run directory to write")
-    f.add_argument("--quick", action="store_true", help="tiny data and training (for tests)")
+    f.add_argument("--setting", choices=("quick", "cpu", "gpu"),
+                   help="MNIST specs: the benchmark's settings (causaldiff.evaluation.mnist_settings): quick "
+                        "(seconds, a smoke test), cpu (~10 min on 2 cores, digits visibly change), gpu (the reference "
+                        "UNet, 12k steps: ~7 min on one H200); other specs: quick only. Default: the spec as written")
+    f.add_argument("--quick", action="store_true", help="same as --setting quick: a smoke test, not a model")
+    f.add_argument("--data", metavar="DIR",
+                   help=f"folder of the data set's files (MNIST: the four IDX files; default: ${ENV_HINT}, "
+                        "then ../shared/data/mnist)")
+    f.add_argument("--steps", type=int, metavar="N",
+                   help="training steps of every network of the spec (denoisers, guidance classifiers, MLPs)")
     f.add_argument("--device", default="cpu",
                    help="device to train on: cpu, cuda or cuda:N (the saved run loads on any machine)")
     f.set_defaults(func=_fit)
@@ -142,14 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows computed at once (memory grows with it; results do not depend on it)")
     c.set_defaults(func=_counterfactual)
 
-    e = sub.add_parser("evaluate", help="counterfactual metrics of a fitted run")
-    e.add_argument("run")
+    e = sub.add_parser("evaluate", help="counterfactual metrics of a fitted run (flags the ones it cannot trust)")
+    e.add_argument("run", help="run directory written by `causaldiff fit`")
     e.add_argument("--n", type=int, default=200, help="number of test rows")
     e.set_defaults(func=_evaluate)
 
     s = sub.add_parser("sweep", help="metrics against the guidance scale, saved as a plot")
-    s.add_argument("run")
-    s.add_argument("--scales", default="0,0.3,0.7,1,2,3")
+    s.add_argument("run", help="run directory written by `causaldiff fit` (needs a diffusion image node)")
+    s.add_argument("--scales", default="0,0.3,0.7,1,2,3", help="comma-separated guidance scales s >= 0")
     s.add_argument("--n", type=int, default=100, help="number of test rows")
     s.set_defaults(func=_sweep)
     return p

@@ -48,7 +48,7 @@ def tabular_demo(out: Path, seed: int = 0, quick: bool = False) -> dict:
     noise = truth.sample_noise(n_cf, gen)
     factual = truth.simulate(noise)
     grid = truth.quantile_grid("x1", 5, generator=gen)
-    rows = [("do(x1 = v)", "cf MSE x2", "cf MSE x3", "factual MSE x3 (no model)")]
+    rows = [("do(x1 = v)", "cf MSE x2", "cf MSE x3", "factual MSE x3")]
     results = []
     for v in progress(grid.tolist(), desc="counterfactuals"):
         true_cf = truth.simulate(noise, do={"x1": v})
@@ -66,6 +66,7 @@ def tabular_demo(out: Path, seed: int = 0, quick: bool = False) -> dict:
     write_json(out / "metrics.json", summary)
     print(f"\nDCM chain (x1 -> x2 -> x3), additive-noise MLPs fitted in {fit_s:.1f} s on {n_train} rows")
     print(_table(rows))
+    print("\n" + TABULAR_LEGEND)
     print(f"\nwrote {out / 'metrics.json'}")
     return summary
 
@@ -104,7 +105,8 @@ _IMAGE_KEYS = {"effectiveness_shape": "effectiveness",
 
 def _image_queries(scm: SCM, truth: Any, test: Any, classifier: Any, gen: torch.Generator,
                    seed: int) -> tuple[dict[str, dict], list, list[str]]:
-    """The four queries scored against the exact counterfactuals; the grid rows and their labels."""
+    """The four queries scored against the exact counterfactuals; the grid rows (the factual images,
+    then each query's counterfactuals and the true ones) and their labels."""
     from .evaluation.axioms import image_counterfactual_metrics, other_class
 
     factual = test.values
@@ -126,9 +128,8 @@ def _image_queries(scm: SCM, truth: Any, test: Any, classifier: Any, gen: torch.
                                          truth_images=true["image"], cycles=(), reversibility=False,
                                          counterfactual=cf, target=true["shape"])
         results[name] = {**{k: m[v] for k, v in _IMAGE_KEYS.items()}, "seconds": timer.seconds["counterfactual"]}
-        if "null" not in name:
-            grids += [cf["image"], true["image"]]
-            labels += [name.replace("do(", "cf do("), "true cf"]
+        grids += [cf["image"], true["image"]]
+        labels += [name.replace("do(", "cf do("), "true cf"]
     return results, grids, labels
 
 
@@ -157,17 +158,35 @@ def image_demo(out: Path, seed: int = 0, quick: bool = False) -> dict:
         "classifier_accuracy_on_factual": float(M.effectiveness(classifier, test.values["image"],
                                                                 test.values["shape"])),
         "image_mechanism": scm.mechanisms["image"].config.model_dump(mode="json"),
-        "total_seconds": time.perf_counter() - t_start,
+        "figure_rows": labels, "total_seconds": time.perf_counter() - t_start,
         "device": str(scm.device), "torch": torch.__version__, "python": platform.python_version(), "date": now(),
     }
     k = min(len(test), 12)
     save_grid([g[:k] for g in grids], labels, out / "counterfactuals.png",
-              title="shapes SCM: factual, causaldiff counterfactuals and the true ones")
+              title="shapes SCM: factual images, then for each query causaldiff's counterfactuals (cf) and the exact ones (true cf)")
     write_json(out / "metrics.json", summary)
     _print_image(summary)
     print(f"\nwrote {out / 'counterfactuals.png'} and {out / 'metrics.json'} "
           f"({summary['total_seconds']:.0f} s in all)")
     return summary
+
+
+#: what the columns of the image demo's table mean (printed under it)
+IMAGE_LEGEND = """\
+effectiveness    share of counterfactual images that an independent shape classifier (trained on
+                 factual images only) assigns the shape the query implies: the new shape under
+                 do(shape); the factual shape under do(size) and the null query (it must not change)
+(on true cf)     the same classifier on the exact counterfactual images: the best the column before
+                 can be with this classifier
+cf MSE vs truth  mean squared pixel error of the counterfactual against the exact one (lower is better)
+unchanged MSE    the same error of the factual image left as it is: what a model that changes nothing
+  vs truth       scores (cf MSE far below it: the model moved the image the right way)
+PSNR (dB)        peak signal-to-noise ratio of the counterfactual against the exact one (higher is better)"""
+
+#: what the columns of the tabular demo's table mean (printed under it)
+TABULAR_LEGEND = """\
+cf MSE x2, x3    mean squared error of the counterfactual x2, x3 against the true ones (same noise)
+factual MSE x3   the same error of the factual x3 left as it is: what a model that changes nothing scores"""
 
 
 def _print_image(summary: dict) -> None:
@@ -179,9 +198,12 @@ def _print_image(summary: dict) -> None:
           f"on {summary['n_train']} images (independent shape classifier: "
           f"{summary['classifier_accuracy_on_factual']:.2f} on factual images)")
     print(_table(rows))
+    print("\n" + IMAGE_LEGEND)
 
 
 def run_demo(kind: str, out: Path, seed: int = 0, quick: bool = False) -> dict:
+    """Run the ``image`` or ``tabular`` demo, writing into ``out`` (the CLI's default:
+    ``outputs/demo/<kind>``, so that neither demo overwrites the other's files)."""
     if kind == "tabular":
         return tabular_demo(out, seed=seed, quick=quick)
     if kind == "image":

@@ -21,8 +21,10 @@ from .evaluation import fitted, plotting
 from .evaluation.axioms import diffusion_nodes
 from .evaluation.plotting import save_grid as save_grid
 from .evaluation.report import now, write_json, write_text
+from .registry import MECHANISMS
 from .scm import SCM, load
 from .spec import TRUTH, GraphSpec, load_spec, parse_spec
+from .training import TrainConfig
 
 
 def draw_graph(spec: GraphSpec, out: Path) -> None:
@@ -31,22 +33,91 @@ def draw_graph(spec: GraphSpec, out: Path) -> None:
                         title=f"{spec.name}: {spec.description}")
 
 
+#: printed and recorded by every command on a run fitted with ``--quick`` / ``--setting quick``
+SMOKE_NOTE = ("SMOKE TEST: this run was fitted with --quick (tiny networks, tens of training steps); its "
+              "metrics check the pipeline, not the model (`--setting cpu` fits MNIST in ~10 minutes)")
+
+
+def _fit_record(run: Path) -> dict[str, Any]:
+    fit = run / "fit.json"
+    return json.loads(fit.read_text()) if fit.is_file() else {}
+
+
 def _quick_classifier(run: Path) -> Any:
     """A short effectiveness-classifier training for runs fitted with ``--quick`` (else None)."""
     from .metrics import ClassifierConfig
 
-    fit = run / "fit.json"
-    quick = fit.is_file() and json.loads(fit.read_text()).get("quick", False)
-    return ClassifierConfig(steps=100, batch_size=32) if quick else None
+    return ClassifierConfig(steps=100, batch_size=32) if _fit_record(run).get("quick", False) else None
 
 
-def fit_run(spec_path: str | Path, out: Path, quick: bool = False,
-            device: torch.device | str | None = None) -> SCM:
-    """Fit a spec's SCM to its data set's training rows on ``device`` (default: the CPU) and save
-    the run (spec, weights, timing) to ``out``; the saved weights are device-free."""
+def with_setting(spec: GraphSpec, setting: str) -> GraphSpec:
+    """``spec`` in a declared setting: on MNIST, the benchmark's settings
+    (:data:`causaldiff.evaluation.mnist_settings.SETTINGS`: data sizes, every diffusion node's
+    networks, training and sampler); on other data sets only ``quick`` (:meth:`GraphSpec.quick`)."""
+    from .evaluation.mnist_settings import SETTINGS
+
+    if spec.dataset.kind != "mnist":
+        if setting == "quick":
+            return spec.quick()
+        raise GraphError(f"--setting {setting}: declared for MNIST specs only (this spec's data set is "
+                         f"{spec.dataset.kind!r}); use --quick or --steps N, or edit the spec")
+    if setting not in SETTINGS:
+        raise GraphError(f"--setting {setting!r}: unknown; declared: {', '.join(SETTINGS)}")
+    s = SETTINGS[setting]
+    image = s.diffusion_config().model_dump(mode="json")
+    raw = spec.model_dump(mode="json")
+    raw["dataset"].update(n_train=s.n_train, n_test=s.n_test)
+    for node, ns in raw["nodes"].items():
+        if ns["mechanism"] == "diffusion":
+            ns["options"] = image
+    return parse_spec(raw, f"{spec.name} --setting {setting}")
+
+
+def _with_steps(options: dict[str, Any], config: Any, steps: int) -> dict[str, Any]:
+    """``options`` with ``steps`` training steps for every training of the mechanism: a ``steps``
+    field, and the ``steps`` of each :class:`TrainConfig` field."""
+    out = dict(options)
+    for field in type(config).model_fields:
+        value = getattr(config, field)
+        if field == "steps":
+            out["steps"] = steps
+        elif isinstance(value, TrainConfig):
+            out[field] = {**value.model_dump(mode="json"), "steps": steps}
+    return out
+
+
+def with_overrides(spec: GraphSpec, data: str | Path | None = None, steps: int | None = None) -> GraphSpec:
+    """``spec`` reading its data set's files from ``data`` and training every network ``steps`` steps."""
+    raw = spec.model_dump(mode="json")
+    if data is not None:
+        if "root" not in type(spec.dataset.config()).model_fields:
+            raise DataError(f"--data: the {spec.dataset.kind!r} data set is generated, it reads no files")
+        if not Path(data).is_dir():
+            raise DataError(f"--data {data}: no such folder")
+        raw["dataset"]["options"]["root"] = str(Path(data).resolve())
+    if steps is not None:
+        if steps < 1:
+            raise GraphError(f"--steps must be positive, got {steps}")
+        for node, ns in raw["nodes"].items():
+            if ns["mechanism"] != TRUTH:
+                cls = MECHANISMS.get(ns["mechanism"])
+                ns["options"] = _with_steps(ns["options"], cls.Config.model_validate(ns["options"]), steps)
+    return parse_spec(raw, spec.name)
+
+
+def fit_run(spec_path: str | Path, out: Path, quick: bool = False, device: torch.device | str | None = None,
+            setting: str | None = None, data: str | Path | None = None, steps: int | None = None) -> SCM:
+    """Fit a spec's SCM (in ``setting``, ``quick`` meaning ``setting="quick"``; see
+    :func:`with_setting`, :func:`with_overrides`) to its data set's training rows on ``device``
+    (default: the CPU) and save the run (spec, weights, timing) to ``out``; the saved weights are
+    device-free."""
+    if quick and setting not in (None, "quick"):
+        raise GraphError(f"--quick is --setting quick; it cannot be combined with --setting {setting}")
+    setting = "quick" if quick else setting
     spec = load_spec(spec_path)
-    if quick:
-        spec = spec.quick()
+    if setting is not None:
+        spec = with_setting(spec, setting)
+    spec = with_overrides(spec, data=data, steps=steps)
     rows = load_rows(spec.dataset, "train")
     scm = build_scm(spec, rows.dataset)
     if device is not None:
@@ -58,8 +129,11 @@ def fit_run(spec_path: str | Path, out: Path, quick: bool = False,
     write_text(out / "spec.json", spec.model_dump_json(indent=2))
     scm.save(out / "scm")
     write_json(out / "fit.json", {"seconds": seconds, "n_train": len(rows.draw), "date": now(),
-                                  "torch": torch.__version__, "quick": quick, "device": str(scm.device)})
+                                  "torch": torch.__version__, "quick": setting == "quick", "setting": setting,
+                                  "steps": steps, "device": str(scm.device)})
     print(f"fitted {spec.name} on {spec.dataset.n_train} rows in {seconds:.1f} s on {scm.device} -> {out}")
+    if setting == "quick":
+        print(SMOKE_NOTE)
     return scm
 
 
@@ -143,8 +217,15 @@ def _effectiveness_setup(run: Path, spec: GraphSpec, scm: SCM, rows: Rows, img: 
     return train, label, fitted.effectiveness_classifier(train.values, img, label, config=_quick_classifier(run))
 
 
+def _notes(run: Path, metrics: dict[str, Any]) -> list[str]:
+    """The warnings a run's metrics carry: a smoke-test fit, an untrusted classifier."""
+    notes = [SMOKE_NOTE] if _fit_record(run).get("quick", False) else []
+    return notes + ([metrics["warning"]] if metrics.get("warning") else [])
+
+
 def evaluate_run(run: Path, n: int = 200) -> dict[str, Any]:
-    """Metrics of a fitted run on its test rows, written to ``<run>/metrics.json``."""
+    """Metrics of a fitted run on its test rows, written to ``<run>/metrics.json`` (with
+    ``smoke_test`` and ``warnings``)."""
     spec, scm, rows = load_run(run)
     img = image_node(scm)
     if img is None:
@@ -152,9 +233,13 @@ def evaluate_run(run: Path, n: int = 200) -> dict[str, Any]:
     else:
         train, label, classifier = _effectiveness_setup(run, spec, scm, rows, img)
         metrics = evaluate_images(scm, rows, train, n, node=img, label=label, classifier=classifier)
-    metrics.update({"run": str(run), "date": now(), "device": str(scm.device)})
+    notes = _notes(run, metrics)
+    metrics.update({"run": str(run), "date": now(), "device": str(scm.device),
+                    "smoke_test": _fit_record(run).get("quick", False), "warnings": notes})
     write_json(run / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))
+    for note in notes:
+        print(f"WARNING: {note}")
     return metrics
 
 
@@ -169,8 +254,13 @@ def sweep_run(run: Path, scales: list[float], n: int = 100) -> dict[str, Any]:
                                      classifier=classifier, truth=rows.truth, draw=rows.draw)
     keys = [k for k in ("effectiveness", "minimality_l1", "composition_l1_1", "true_cf_mse") if k in results[0]]
     plotting.plot_sweep({None: {r["scale"]: r for r in results}}, run / "sweep.png", keys=keys)
-    write_json(run / "sweep.json", {"results": results, "date": now()})
+    notes = _notes(run, results[0])  # one classifier and one set of factual images for every scale
+    write_json(run / "sweep.json", {"results": results, "date": now(), "untrusted": results[0]["untrusted"],
+                                    "smoke_test": _fit_record(run).get("quick", False), "warnings": notes})
     for r in results:
-        print(f"s={r['scale']:<5} " + "  ".join(f"{k}={r[k]:.4f}" for k in keys))
+        print(f"s={r['scale']:<5} " + "  ".join(f"{k}={r[k]:.4f}" + ("(untrusted)" if k in r["untrusted"] else "")
+                                          for k in keys))
+    for note in notes:
+        print(f"WARNING: {note}")
     print(f"wrote {run / 'sweep.png'}")
     return {"results": results}

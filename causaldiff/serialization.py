@@ -9,6 +9,7 @@ code (a Pyro callable, a custom module) is recorded by name only and must be pas
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from .registry import MECHANISMS
 
 FORMAT = "causaldiff-scm/1"
 CONFIG_FILE, WEIGHTS_FILE = "scm.json", "weights.safetensors"
+#: saved files are readable by the group and others (a run shared on a cluster): rw-r--r--, rwxr-xr-x
+FILE_MODE, DIR_MODE = 0o644, 0o755
 
 
 class SavedNode(BaseModel):
@@ -56,7 +59,7 @@ def _sha256(path: Path) -> str:
 
 
 def save_scm(scm: Any, path: str | Path) -> None:
-    """Write ``scm`` to the directory ``path`` (created if needed)."""
+    """Write ``scm`` to the directory ``path`` (created with mode 0755 if needed; files 0644)."""
     if scm.interventions:
         raise SerializationError("save the SCM before intervening: intervened copies are not saved "
                                  f"(interventions on {sorted(scm.interventions)})")
@@ -74,12 +77,17 @@ def save_scm(scm: Any, path: str | Path) -> None:
         nodes.append(SavedNode(name=node, parents=list(scm.parents(node)),
                                mechanism=m.name if config is not None else None,
                                config=config, description=repr(m)))
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
+    if created:
+        os.chmod(path, DIR_MODE)
     weights = path / WEIGHTS_FILE
-    save_file(tensors, str(weights), metadata={"format": FORMAT})
+    save_file(tensors, str(weights), metadata={"format": FORMAT})  # safetensors writes mode 0600
     meta = SavedSCM(format=FORMAT, causaldiff_version=_version(), nodes=nodes,
                     weights_sha256=_sha256(weights))
     (path / CONFIG_FILE).write_text(meta.model_dump_json(indent=2))
+    for f in (weights, path / CONFIG_FILE):
+        os.chmod(f, FILE_MODE)
 
 
 def _version() -> str:

@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from causaldiff.cli import main
-
+from causaldiff.cli import ENV_HINT, build_parser, main
 
 
 def test_demo_tabular_quick(tmp_path, capsys):
@@ -50,10 +49,17 @@ def test_fit_evaluate_counterfactual_tabular(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["fit", str(GRAPHS / "tabular_chain_nonlinear_anm.toml"), "--out", str(run), "--quick",
                  "--device", "cpu"]) == 0
+    assert "SMOKE TEST" in capsys.readouterr().out  # a --quick fit says its metrics are a smoke test
     assert (run / "scm" / "weights.safetensors").is_file() and (run / "spec.json").is_file()
     assert json.loads((run / "fit.json").read_text())["device"] == "cpu"
+    # saved files readable by the group and others
+    assert {p.name: p.stat().st_mode & 0o777 for p in (run / "scm").iterdir()} == {
+        "weights.safetensors": 0o644, "scm.json": 0o644}
+    assert (run / "scm").stat().st_mode & 0o777 == 0o755
     assert main(["evaluate", str(run), "--n", "50"]) == 0
+    assert "WARNING: SMOKE TEST" in capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["smoke_test"] is True and metrics["warnings"]
     assert set(metrics) >= {"do(x1)", "do(x2)"}
     assert metrics["do(x1)"]["cf_mse"] < 0.2  # vs ~1 for "nothing changes"
     assert main(["counterfactual", str(run), "--do", "x1=1.0", "--n", "4"]) == 0
@@ -92,12 +98,80 @@ def test_fit_refuses_a_bad_device_before_any_work(tmp_path, capsys, device, mess
     assert not run.exists()
 
 
+def test_every_option_has_help():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help and action.help.strip(), f"causaldiff {name} {action.dest}: no help"
+
+
+def test_mnist_folder_hint_names_the_loader_variable():
+    from causaldiff.datasets.mnist import ENV_VAR
+
+    assert ENV_HINT == ENV_VAR
+
+
+def test_fit_steps_setting_and_data_of_a_tabular_spec(tmp_path, capsys):
+    """--steps N reaches every trained mechanism; --setting cpu/gpu and --data are refused for a
+    generated data set, before any work."""
+    run = tmp_path / "run"
+    assert main(["fit", str(GRAPHS / "tabular_chain_nonlinear_anm.toml"), "--out", str(run), "--quick",
+                 "--steps", "7"]) == 0
+    spec = json.loads((run / "spec.json").read_text())
+    trained = [ns for ns in spec["nodes"].values() if ns["mechanism"] == "additive_noise"]
+    assert trained and all(ns["options"]["steps"] == 7 for ns in trained)
+    assert json.loads((run / "fit.json").read_text())["steps"] == 7
+    capsys.readouterr()
+    other = tmp_path / "other"
+    for args, message in ((["--setting", "cpu"], "declared for MNIST specs only"),
+                          (["--data", str(tmp_path)], "is generated"), (["--steps", "0"], "must be positive"),
+                          (["--quick", "--setting", "gpu"], "cannot be combined")):
+        assert main(["fit", str(GRAPHS / "tabular_chain_nonlinear_anm.toml"), "--out", str(other), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (args, err)
+        assert not other.exists()
+
+
+def test_untrusted_classifier_metrics_are_flagged():
+    from causaldiff.evaluation.fitted import flag_untrusted
+
+    bad = flag_untrusted({"effectiveness": 0.8, "factual_accuracy": 0.34, "minimality_l1": 0.1})
+    assert bad["untrusted"] == ["effectiveness"] and "0.34" in bad["warning"]
+    good = flag_untrusted({"effectiveness": 0.8, "factual_accuracy": 0.95})
+    assert good["untrusted"] == [] and "warning" not in good
+    assert flag_untrusted({"effectiveness": 0.8, "factual_accuracy": 0.9})["untrusted"] == []
+
+
 def test_spec_refuses_unknown_fields(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\nexec = "import os"\n[dataset]\nkind = "tabular"\nname = "chain-nonlinear"\n'
                    '[nodes.a]\nmechanism = "additive_noise"\n')
     assert main(["graph", str(bad)]) == 2
     assert "exec" in capsys.readouterr().err
+
+
+def test_demos_write_to_their_own_folders_with_every_query_and_a_legend(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--kind", "tabular", "--quick"]) == 0
+    assert "factual MSE x3   the same error" in capsys.readouterr().out  # the table's legend
+    assert main(["demo", "--quick"]) == 0
+    out = capsys.readouterr().out
+    demo = tmp_path / "outputs" / "demo"
+    assert json.loads((demo / "tabular" / "metrics.json").read_text())["demo"] == "tabular"  # not overwritten
+    metrics = json.loads((demo / "image" / "metrics.json").read_text())
+    assert metrics["demo"] == "image"
+    queries = {"do(shape = another)", "do(size = 0.6)", "do(shape = another, intensity = 0.4)",
+               "do(shape = itself) [null]"}
+    assert set(metrics["queries"]) == queries
+    # the picture: the factual row, then each query's counterfactuals and the true ones
+    assert metrics["figure_rows"] == ["factual"] + [r for q in metrics["queries"]
+                                                    for r in (q.replace("do(", "cf do("), "true cf")]
+    assert (demo / "image" / "counterfactuals.png").read_bytes()[:4] == b"\x89PNG"
+    for column in ("effectiveness", "(on true cf)", "cf MSE vs truth", "unchanged MSE", "PSNR (dB)"):
+        assert sum(line.startswith(column) for line in out.splitlines()) == 1, column  # explained once
+    assert "do(size) and the null query" in out
 
 
 def test_demo_image_quick(tmp_path, capsys):

@@ -72,8 +72,14 @@ def test_quick_shrinks_image_networks():
 def _cli_round_trip(spec: Path, run: Path, do: str, capsys) -> dict:
     assert main(["fit", str(spec), "--out", str(run), "--quick"]) == 0
     assert json.loads((run / "fit.json").read_text())["quick"] is True
+    capsys.readouterr()
     assert main(["evaluate", str(run), "--n", "6"]) == 0
+    printed = capsys.readouterr().out
     metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["smoke_test"] is True and "SMOKE TEST" in printed  # a --quick fit says what it is
+    untrusted = metrics["factual_accuracy"] < 0.9  # the classifier misreads real images: flagged
+    assert metrics["untrusted"] == (["effectiveness"] if untrusted else [])
+    assert ("cannot be trusted" in printed) == untrusted == any("cannot be trusted" in w for w in metrics["warnings"])
     for key in ("effectiveness", "minimality_l1", "reversibility_l1", "composition_l1_1",
                 "composition_l1_10"):
         assert math.isfinite(metrics[key]) and metrics[key] >= 0, key
@@ -84,6 +90,8 @@ def _cli_round_trip(spec: Path, run: Path, do: str, capsys) -> dict:
     assert main(["sweep", str(run), "--scales", "0,1", "--n", "4"]) == 0
     sweep = json.loads((run / "sweep.json").read_text())
     assert [r["scale"] for r in sweep["results"]] == [0.0, 1.0]
+    assert sweep["smoke_test"] is True and "SMOKE TEST" in capsys.readouterr().out
+    assert sweep["untrusted"] == (["effectiveness"] if sweep["results"][0]["factual_accuracy"] < 0.9 else [])
     assert (run / "sweep.png").read_bytes()[:8] == PNG
     capsys.readouterr()
     return metrics
@@ -95,8 +103,37 @@ def test_shapes_spec_through_the_cli(tmp_path, capsys):
     assert math.isfinite(metrics["true_cf_mse"]) and metrics["unchanged_factual_mse"] > 0
 
 
-@pytest.mark.skipif(not _mnist_available(), reason="MNIST files not found (../shared/data/mnist)")
+@pytest.mark.skipif(not _mnist_available(), reason="MNIST files not found: set CAUSALDIFF_MNIST_DIR to their folder")
 def test_mnist_spec_through_the_cli(tmp_path, capsys):
     metrics = _cli_round_trip(GRAPHS / "mnist.toml", tmp_path / "mnist", "digit=5", capsys)
     assert metrics["intervened"] == "digit"
     assert metrics["factual_accuracy"] > 0.3  # a 100-step classifier already beats chance (0.1)
+
+
+@pytest.mark.parametrize("name", ["quick", "cpu", "gpu"])
+def test_mnist_settings_of_the_benchmark_reach_the_fitted_spec(name):
+    """``causaldiff fit graphs/mnist.toml --setting NAME`` fits the benchmark's setting (declared once
+    in causaldiff.evaluation.mnist_settings): its data sizes and the image node's whole config."""
+    from causaldiff.evaluation.mnist_settings import SETTINGS
+    from causaldiff.runs import with_overrides, with_setting
+
+    setting = SETTINGS[name]
+    spec = with_setting(load_spec(GRAPHS / "mnist.toml"), name)
+    assert (spec.dataset.n_train, spec.dataset.n_test) == (setting.n_train, setting.n_test)
+    cfg = build_scm(spec).mechanisms["image"].config
+    assert cfg == setting.diffusion_config()
+    assert cfg.guidance_scale == setting.fit_guidance_scale and cfg.abduction_fraction == setting.fit_abduction_fraction
+    assert spec.nodes["digit"] == load_spec(GRAPHS / "mnist.toml").nodes["digit"]
+    steps = build_scm(with_overrides(spec, steps=11)).mechanisms["image"].config
+    assert steps.train.steps == steps.predictor_train.steps == 11
+    assert steps.model_copy(update={"train": cfg.train, "predictor_train": cfg.predictor_train}) == cfg
+
+
+def test_data_option_reaches_the_mnist_loader_before_any_training(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", str(GRAPHS / "mnist.toml"), "--setting", "cpu", "--data", str(tmp_path), "--out",
+                 str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "MNIST train files not found" in err and str(tmp_path) in err and not run.exists()
+    assert main(["fit", str(GRAPHS / "mnist.toml"), "--data", str(tmp_path / "nowhere"), "--out", str(run)]) == 2
+    assert "no such folder" in capsys.readouterr().err and not run.exists()

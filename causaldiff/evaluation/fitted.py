@@ -5,7 +5,8 @@
   over a quantile grid of values;
 * :func:`image_run_metrics`: effectiveness, minimality, reversibility, composition (and the error
   against the true counterfactual when the data set renders it) of ``do(label = another class)``;
-* :func:`image_run_sweep`: those metrics against the guidance scale of the diffusion nodes.
+* :func:`image_run_sweep`: those metrics against the guidance scale of the diffusion nodes;
+* :func:`flag_untrusted`: marks the classifier's verdicts when it misreads real images.
 """
 
 from __future__ import annotations
@@ -21,6 +22,26 @@ from .. import metrics as M
 from ..datasets.base import Draw, GroundTruth
 from ..scm import SCM
 from .axioms import guidance_sweep, image_counterfactual_metrics, other_class
+
+
+#: below this accuracy on the real (factual) test images, the effectiveness classifier's verdicts
+#: on counterfactuals are not evidence of anything
+TRUSTED_ACCURACY = 0.9
+#: the metrics computed with the effectiveness classifier
+CLASSIFIER_METRICS = ("effectiveness",)
+
+
+def flag_untrusted(row: Mapping[str, Any], threshold: float = TRUSTED_ACCURACY) -> dict[str, Any]:
+    """``row`` with ``untrusted`` (the classifier's metrics, when its ``factual_accuracy`` is below
+    ``threshold``; else empty) and, when any, a ``warning`` saying why."""
+    acc = row.get("factual_accuracy")
+    bad = [k for k in CLASSIFIER_METRICS if k in row] if acc is not None and acc < threshold else []
+    out = {**row, "untrusted": bad}
+    if bad:
+        out["warning"] = (f"{', '.join(bad)} cannot be trusted: the classifier that scores it is right on "
+                          f"only {acc:.2f} of the real test images (< {threshold}); train the run longer "
+                          f"or evaluate on more training rows")
+    return out
 
 
 def tabular_counterfactual_mse(scm: SCM, truth: GroundTruth, draw: Draw, values: int = 5) -> dict[str, Any]:
@@ -79,7 +100,7 @@ def _image_row(scm: SCM, factual: dict, target: Tensor, *, node: str, label: str
            "factual_accuracy": float(M.effectiveness(classifier, factual[node], factual[label]))}
     if "counterfactual_seconds" in m:
         row["seconds_per_counterfactual"] = m.pop("counterfactual_seconds") / n
-    return {**row, **m}
+    return flag_untrusted({**row, **m})
 
 
 def image_run_metrics(scm: SCM, values: Mapping[str, Tensor], train: Mapping[str, Tensor], n: int, *,
@@ -113,5 +134,5 @@ def image_run_sweep(scm: SCM, values: Mapping[str, Tensor], train: Mapping[str, 
     return [{**r, "scale": s} for s, r in sweeps[None].items()]
 
 
-__all__ = ["tabular_counterfactual_mse", "image_label", "effectiveness_classifier", "image_run_metrics",
+__all__ = ["TRUSTED_ACCURACY", "CLASSIFIER_METRICS", "flag_untrusted", "tabular_counterfactual_mse", "image_label", "effectiveness_classifier", "image_run_metrics",
            "image_run_sweep"]

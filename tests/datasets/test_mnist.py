@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 from pathlib import Path
 
@@ -17,9 +16,21 @@ from causaldiff.datasets.mnist import ENV_VAR, MNIST, MNISTConfig, load_mnist, l
 from causaldiff.errors import DataError
 from causaldiff.registry import DATASETS
 
-SHARED = Path(os.environ.get(ENV_VAR) or Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist")
-needs_mnist = pytest.mark.skipif(not (SHARED / "t10k-labels-idx1-ubyte.gz").is_file(),
-                                 reason=f"MNIST not present in {SHARED} (set {ENV_VAR})")
+
+
+def _shared() -> Path:
+    """The first folder of the loader's search path ($CAUSALDIFF_MNIST_DIR first) holding the gzipped
+    files (these tests copy and corrupt them), else that variable's folder or the first folder."""
+    dirs = mnist.candidate_dirs()
+    held = [d for d in dirs if all((d / f"{stem}.gz").is_file() for stem in mnist.FILES["test"])]
+    return (held or dirs)[0]
+
+
+SHARED = _shared()
+needs_mnist = pytest.mark.skipif(
+    not all((SHARED / f"{stem}.gz").is_file() for stem in mnist.FILES["test"]),
+    reason=f"MNIST IDX files (.gz) not found (looked in {', '.join(map(str, mnist.candidate_dirs()))}): "
+           f"set {ENV_VAR} to their folder")
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -132,3 +143,17 @@ def test_load_equals_the_spec_path_of_before():
         assert torch.equal(draw.values["digit"], labels) and torch.equal(draw.values["image"], images)
         assert draw.values["image"].dtype == torch.float32 and draw.values["digit"].dtype == torch.long
     assert locate("test", SHARED) is not None
+
+
+def test_the_environment_variable_is_where_files_are_read(tmp_path, monkeypatch):
+    """``CAUSALDIFF_MNIST_DIR`` (no ``root``) is the folder read: a synthetic test split there loads."""
+    images = np.zeros((mnist.SIZES["test"], 28, 28), dtype=np.uint8)
+    images[:, 0, 0] = 255
+    labels = (np.arange(mnist.SIZES["test"]) % 10).astype(np.uint8)
+    for stem, arr in zip(mnist.FILES["test"], (images, labels)):
+        (tmp_path / stem).write_bytes(_idx(arr))
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    assert locate("test") == (tmp_path / mnist.FILES["test"][0], tmp_path / mnist.FILES["test"][1])
+    x, y = load_mnist(split="test", n=12, verify_checksums=False)
+    assert y.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    assert x[:, 0, 0, 0].eq(1).all() and x[:, 0, 1:, :].eq(-1).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 import networkx as nx
+import numpy as np
 import pytest
 import torch
 
@@ -61,3 +62,84 @@ def test_a_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path):
         save_figure(plt.figure(), path, facecolor="no such colour")
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["ok.png"]
     assert plt.get_fignums() == []  # every figure closed, failed or not
+
+
+def _dag_cases():
+    return {"chain": nx.DiGraph([("a", "b"), ("b", "c")]),
+            "diamond": nx.DiGraph([("x1", "x2"), ("x1", "x3"), ("x2", "x3"), ("x2", "x4"), ("x3", "x4")]),
+            "shapes": nx.DiGraph([("shape", "size"), ("size", "intensity"), ("shape", "image"),
+                                  ("size", "image"), ("intensity", "image")]),
+            "wide": nx.DiGraph([("r", c) for c in "abcde"] + [("a", "z"), ("e", "z"), ("r", "z"), ("c", "y")])}
+
+
+def _inside(point, box, margin=1e-9) -> bool:
+    x, y, w, h = box
+    return abs(point[0] - x) < w / 2 - margin and abs(point[1] - y) < h / 2 - margin
+
+
+@pytest.mark.parametrize("name", ["chain", "diamond", "shapes", "wide"])
+def test_dag_is_drawn_in_layers_without_overlaps_every_edge_pointing_down(name):
+    """Nodes in layers by topological generation; no two boxes overlap; every edge is drawn, from
+    the bottom of its tail's box to the top of its head's, y only decreasing along it, through no
+    other box (edges that skip a layer go around its nodes)."""
+    from matplotlib.patches import FancyArrowPatch
+    from matplotlib.path import Path as MPath
+
+    from causaldiff.evaluation.plotting import dag_figure
+
+    g = _dag_cases()[name]
+    labels = {n: f"{n}\n[additive_noise]" for n in g}
+    fig, lay = dag_figure(g, labels=labels, title="t")
+    try:
+        assert [sorted(layer) for layer in lay.layers] == [sorted(x) for x in nx.topological_generations(g)]
+        ys = [lay.boxes[layer[0]][1] for layer in lay.layers]
+        assert ys == sorted(ys, reverse=True) and len(set(ys)) == len(ys)  # roots on top, one row each
+        for i, layer in enumerate(lay.layers):
+            assert all(lay.boxes[n][1] == ys[i] for n in layer)
+        nodes = list(g)
+        for i, a in enumerate(nodes):
+            for b in nodes[i + 1:]:
+                (xa, ya, wa, ha), (xb, yb, wb, hb) = lay.boxes[a], lay.boxes[b]
+                assert abs(xa - xb) >= (wa + wb) / 2 or abs(ya - yb) >= (ha + hb) / 2, (a, b)
+        arrows = {p.get_gid(): p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch)}
+        assert set(arrows) == {f"edge:{u}->{v}" for u, v in g.edges}
+        for (u, v), (verts, codes) in lay.edges.items():
+            path = MPath(verts, codes)
+            pts = path.interpolated(40).vertices
+            assert np.all(np.diff(pts[:, 1]) <= 1e-9), (u, v)  # points down the layers
+            (xu, yu, wu, hu), (xv, yv, wv, hv) = lay.boxes[u], lay.boxes[v]
+            assert pts[0][1] == pytest.approx(yu - hu / 2) and abs(pts[0][0] - xu) <= wu / 2
+            assert pts[-1][1] == pytest.approx(yv + hv / 2) and abs(pts[-1][0] - xv) <= wv / 2
+            for n in g:
+                assert not any(_inside(p, lay.boxes[n]) for p in pts), (u, v, n)  # never behind a node
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def test_dag_labels_inside_their_nodes_and_the_whole_title_shown():
+    from matplotlib.patches import FancyBboxPatch
+
+    from causaldiff.evaluation.plotting import dag_figure
+
+    g = _dag_cases()["shapes"]
+    labels = {n: f"{n}\n[{'additive_noise' if n != 'image' else 'diffusion'}]" for n in g}
+    title = "shapes: Procedural shapes: shape -> size -> intensity, all three -> image (exact true counterfactuals)"
+    fig, lay = dag_figure(g, labels=labels, title=title)
+    try:
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        boxes = {p.get_gid(): p.get_window_extent(renderer) for p in ax.patches if isinstance(p, FancyBboxPatch)}
+        for t in ax.texts:
+            node = t.get_gid().removeprefix("label:")
+            text, box = t.get_window_extent(renderer), boxes[f"node:{node}"]
+            assert box.x0 < text.x0 and text.x1 < box.x1 and box.y0 < text.y0 and text.y1 < box.y1, node
+        sup = fig._suptitle
+        assert sup.get_text().replace("\n", " ") == title  # wrapped, never cut
+        extent, page = sup.get_window_extent(renderer), fig.bbox
+        assert page.x0 <= extent.x0 and extent.x1 <= page.x1
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
