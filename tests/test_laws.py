@@ -172,6 +172,13 @@ def stacks_shifts(e, ivs):
         prev.get(k), cd.Shift) else v for k, v in ivs.items()}
 
 
+def zero_shift_is_not_null(e, ivs):
+    """A null soft intervention is not null: ``Shift(0)`` moves the node a little (a broken shortcut)."""
+    def fix(v):
+        return cd.Shift(1e-3) if type(v) is cd.Shift and not torch.as_tensor(v.delta).any() else v
+    return e.scm, {k: fix(v) for k, v in ivs.items()}
+
+
 def last_do_wins(e, ivs):
     """do() forgets the interventions made before."""
     return e.base, ivs
@@ -192,6 +199,7 @@ def failed_laws(scm, **kw):
 
 
 BROKEN = {  # law -> (the broken model, what is broken)
+    "composition": lambda: Engine(chain(), zero_shift_is_not_null),
     "effectiveness": lambda: Engine(chain(), drops_hard_values, in_counterfactuals=False),
     "shift effectiveness": lambda: Engine(chain(), wrong_shifts),
     "callable effectiveness": lambda: Engine(chain(), callables_twice),
