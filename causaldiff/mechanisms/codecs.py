@@ -52,11 +52,13 @@ class _Codec:
 
 
 class _LocScale(_Codec):
-    def __init__(self, d: tdist.Distribution, rows: slice = slice(None)):
+    def __init__(self, d: tdist.Distribution, rows: tuple[int, int] | None = None):
         self.family, self.df = type(d), getattr(d, "df", None)
-        self.loc, self.scale = d.loc[rows], d.scale[rows]
-        if isinstance(self.df, Tensor) and self.df.dim():
-            self.df = self.df[rows]
+        self.loc, self.scale = d.loc, d.scale
+        if rows is not None:  # (start, length) of a half: narrow views, no copies
+            self.loc, self.scale = self.loc.narrow(0, *rows), self.scale.narrow(0, *rows)
+            if isinstance(self.df, Tensor) and self.df.dim():
+                self.df = self.df.narrow(0, *rows)
 
     def sample(self) -> Tensor:
         """A draw of the standard member of the family (built only when noise is sampled)."""
@@ -65,8 +67,9 @@ class _LocScale(_Codec):
         standard = tdist.StudentT(self.df, zero, one) if issubclass(self.family, tdist.StudentT) else self.family(zero, one)
         return standard.expand(self.loc.shape).sample()
 
-    def split(self, d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec]":
-        return _LocScale(d, slice(None, n)), _LocScale(d, slice(n, None))
+    @staticmethod
+    def split(d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec]":
+        return _LocScale(d, (0, n)), _LocScale(d, (n, n))
 
     def forward(self, u: Tensor) -> Tensor:
         return self.loc + self.scale * u
@@ -150,7 +153,8 @@ class _GumbelMax(_Codec):
             self.logits = d.logits
         self.logits = self.logits[rows] - self.logits[rows].logsumexp(-1, keepdim=True)
 
-    def split(self, d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec]":
+    @staticmethod
+    def split(d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec]":
         return _GumbelMax(d, slice(None, n)), _GumbelMax(d, slice(n, None))
 
     def sample(self) -> Tensor:
@@ -284,11 +288,11 @@ class DistributionConditional(Conditional):
 def split_codec(d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec] | None":
     """The codecs of the first and last ``n`` rows of a distribution over ``2n`` rows, or None
     when its codec has no per-row split (transformed, cdf/icdf and multivariate families)."""
-    if isinstance(d, tdist.Independent):
-        return None
-    codec = codec_for(d)
-    split = getattr(codec, "split", None)
-    return split(d, n) if split is not None else None
+    if isinstance(d, _LOC_SCALE):
+        return _LocScale.split(d, n)
+    if isinstance(d, (tdist.Categorical, tdist.Bernoulli)) and not isinstance(d, tdist.OneHotCategorical):
+        return _GumbelMax.split(d, n)
+    return None
 
 
 class SplitConditional(DistributionConditional):
