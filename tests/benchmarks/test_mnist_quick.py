@@ -25,7 +25,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 bench = load_benchmark("mnist_diffscm")
 needs_mnist = pytest.mark.skipif(
     not any(list(d.glob("t10k-images-idx3-ubyte*")) for d in candidate_dirs() if d.is_dir()),
-    reason="MNIST files not found (../shared/data/mnist)")
+    reason="MNIST files not found: set CAUSALDIFF_MNIST_DIR to their folder (e.g. ../shared/data/mnist)")
 
 
 def test_budget_takes_the_steps_that_fit_capped_by_the_setting():
