@@ -200,6 +200,10 @@ class Conditionals:
             cond = self._cache[node] = self.structure.mechanisms[node].given(pa, self.n)
         return cond
 
+    def put(self, node: str, cond: Conditional) -> None:
+        """Use ``cond`` as the node's conditional (one built together with another: ``given_pair``)."""
+        self._cache[node] = cond
+
     def release(self, node: str) -> None:
         """Forget a node's conditional once the query no longer needs it (frees its tensors)."""
         self._cache.pop(node, None)
@@ -335,7 +339,8 @@ def _pair(plan: Plan, factual: Conditionals, conds: Conditionals, node: str, n: 
     cf_pa = {p: conds.values[p] for p in plan.target.parents[node]}
     pair = plan.target.mechanisms[node].given_pair(f_pa, cf_pa, n)
     if pair is not None:
-        factual._cache[node], conds._cache[node] = pair
+        factual.put(node, pair[0])
+        conds.put(node, pair[1])
     check_observed(factual, factual.values, (node,), "the factual rows")
     precheck_abduction(factual.structure, factual, (node,))
 

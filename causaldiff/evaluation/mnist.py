@@ -22,13 +22,12 @@ from torch import Tensor
 
 from .. import metrics as M
 from ..datasets.mnist import load_mnist
-from ..diffusion.ddim import DDIMConfig
 from ..diffusion.guidance import ParentHead
 from ..diffusion.nets import build_denoiser, build_predictor
 from ..diffusion.schedule import NoiseSchedule
 from ..diffusion.train import train_denoiser, train_predictor
 from ..mechanisms.categorical import CategoricalMechanism
-from ..mechanisms.diffusion import DiffusionConfig, DiffusionMechanism
+from ..mechanisms.diffusion import DiffusionMechanism
 from ..scm import SCM, load
 from ..training import TrainConfig
 from .axioms import EFFECTIVE, axiom_metrics, choose_main, counterfactual_image_scores, guidance_sweep, \
@@ -71,12 +70,7 @@ def budget_steps(cfg: TrainConfig, budget: Budget | None, probe: Callable[[], fl
 def build_scm(setting: Setting, denoiser_train: TrainConfig, predictor_train: TrainConfig, scale: float,
               abduction_fraction: float) -> SCM:
     """The unfitted ``digit -> image`` SCM of ``setting`` (unguided abduction, Diff-SCM's Algorithm 1)."""
-    image = DiffusionMechanism(DiffusionConfig(
-        guidance="anticausal", guidance_scale=scale, guide_abduction=False,
-        abduction_fraction=abduction_fraction, schedule=setting.schedule,
-        sampler=DDIMConfig(num_inference_steps=setting.ddim_steps, clip_sample=setting.clip_sample,
-                           inversion_fixed_point_iters=setting.inversion_fixed_point_iters),
-        net=setting.unet, predictor=setting.predictor, train=denoiser_train, predictor_train=predictor_train))
+    image = DiffusionMechanism(setting.diffusion_config(scale, abduction_fraction, denoiser_train, predictor_train))
     return SCM(nx.DiGraph([("digit", "image")]),
                {"digit": CategoricalMechanism(num_classes=NUM_CLASSES), "image": image})
 
