@@ -33,7 +33,7 @@ from torch.distributions import constraints
 
 from .errors import AbductionError, DataError, InterventionError, NotFittedError
 from .interventions import Intervention
-from .mechanisms.base import Abduction, Conditional, Mechanism
+from .mechanisms.base import Abduction, Conditional, Mechanism, check_event_shape
 from .rng import RowStreams
 
 
@@ -220,14 +220,16 @@ def check_observed(conds: Conditionals, rows: Mapping[str, Tensor], nodes: Any, 
     """Each node's rows have the shape and lie in the support its mechanism gives (first bad node
     in topological order is the one named)."""
     for node in nodes:
-        cond, x = conds(node), rows[node]
-        shape = cond.event_shape()
-        if shape is not None and tuple(x.shape[1:]) != tuple(shape):
-            raise DataError(f"node {node!r} in {what}: rows have shape {tuple(x.shape[1:])}, the mechanism "
-                            f"gives {tuple(shape)}")
-        support = cond.support()
-        if _checkable(support) and not bool(support.check(x).all()):
-            raise DataError(f"node {node!r} in {what}: values outside the mechanism's support {support}")
+        _check_rows_of(node, conds(node), rows[node], what)
+
+
+def _check_rows_of(node: str, cond: Conditional, x: Tensor, what: str) -> None:
+    shape = cond.event_shape()
+    if shape is not None:
+        check_event_shape(node, x, shape, what)
+    support = cond.support()
+    if _checkable(support) and not bool(support.check(x).all()):
+        raise DataError(f"node {node!r} in {what}: values outside the mechanism's support {support}")
 
 
 def _checkable(support: Any) -> bool:
@@ -241,13 +243,16 @@ def precheck_abduction(structure: Structure, conds: Conditionals, nodes: Any) ->
     """Refuse before any work if some node cannot be abducted (naming it and why)."""
     require_fitted(structure, nodes)
     for node in nodes:
-        iv = structure.interventions.get(node)
-        if iv is not None and not iv.invertible:
-            raise AbductionError(f"node {node!r}: cannot abduct through the {iv.label} intervention "
-                                 f"{iv!r} this SCM already carries (it has no known inverse)")
-        cond = conds(node)
-        if cond.abduction is Abduction.IMPOSSIBLE:
-            raise AbductionError(f"node {node!r} cannot be abducted: {cond.why_not_abductable()}")
+        _check_abductable(structure, node, conds(node))
+
+
+def _check_abductable(structure: Structure, node: str, cond: Conditional) -> None:
+    iv = structure.interventions.get(node)
+    if iv is not None and not iv.invertible:
+        raise AbductionError(f"node {node!r}: cannot abduct through the {iv.label} intervention "
+                             f"{iv!r} this SCM already carries (it has no known inverse)")
+    if cond.abduction is Abduction.IMPOSSIBLE:
+        raise AbductionError(f"node {node!r} cannot be abducted: {cond.why_not_abductable()}")
 
 
 def abduct_nodes(structure: Structure, conds: Conditionals, rows: Mapping[str, Tensor],
@@ -257,12 +262,12 @@ def abduct_nodes(structure: Structure, conds: Conditionals, rows: Mapping[str, T
 
 
 def _abduct(structure: Structure, conds: Conditionals, rows: Mapping[str, Tensor], node: str,
-            streams: RowStreams | None = None) -> Tensor:
+            streams: RowStreams | None = None, cond: Conditional | None = None) -> Tensor:
     x = rows[node]
     iv = structure.interventions.get(node)
     if iv is not None:  # an intervention the SCM already carries: its natural value is abducted
         x = iv.invert(node, x)
-    cond = conds(node)
+    cond = conds(node) if cond is None else cond
     if streams is None or streams.single or cond.abduction is not Abduction.STOCHASTIC:
         return cond.abduct(x)
     return streams.draw(lambda sl, m: _block_conditional(conds, node, sl, m).abduct(x[sl]))
@@ -332,17 +337,30 @@ def _value_dtype(value: Any) -> torch.dtype:
     return t.dtype if t.is_floating_point() else torch.get_default_dtype()
 
 
-def _pair(plan: Plan, factual: Conditionals, conds: Conditionals, node: str, n: int) -> None:
+def _pair(plan: Plan, factual: Conditionals, conds: Conditionals, node: str, n: int) -> Conditional | Tensor:
     """Build a paired node's factual and counterfactual conditionals together, then check its rows
-    and its abduction as :func:`check_observed` and :func:`precheck_abduction` would have."""
-    f_pa = {p: factual.values[p] for p in factual.structure.parents[node]}
-    cf_pa = {p: conds.values[p] for p in plan.target.parents[node]}
-    pair = plan.target.mechanisms[node].given_pair(f_pa, cf_pa, n)
-    if pair is not None:
-        factual.put(node, pair[0])
+    and its abduction as :func:`check_observed` and :func:`precheck_abduction` would have. Returns
+    the factual conditional, or the node's counterfactual values when its mechanism computes them
+    in one step (:meth:`~causaldiff.mechanisms.base.Mechanism.transport`: no intervention on it)."""
+    fs, fv, cv = factual.structure, factual.values, conds.values
+    require_fitted(fs, (node,))
+    f_pa, cf_pa = {p: fv[p] for p in fs.parents[node]}, {p: cv[p] for p in plan.target.parents[node]}
+    mechanism = plan.target.mechanisms[node]
+    if node in fs.interventions or node in plan.target.interventions:
+        pair = mechanism.given_pair(f_pa, cf_pa, n)
+    else:
+        pair = mechanism.transport(f_pa, cf_pa, fv[node], n)
+        if isinstance(pair, Tensor):
+            return pair
+    if pair is None:
+        fcond = factual(node)
+    else:
+        fcond = pair[0]
+        factual.put(node, fcond)
         conds.put(node, pair[1])
-    check_observed(factual, factual.values, (node,), "the factual rows")
-    precheck_abduction(factual.structure, factual, (node,))
+    _check_rows_of(node, fcond, fv[node], "the factual rows")
+    _check_abductable(fs, node, fcond)
+    return fcond
 
 
 def execute(plan: Plan, n: int, rows: Mapping[str, Tensor] | None = None,
@@ -360,10 +378,12 @@ def execute(plan: Plan, n: int, rows: Mapping[str, Tensor] | None = None,
     noise = dict(noise or {})
     pending = set(plan.abduct) if factual is not None else set()
     for node in plan.recompute:
-        if node in plan.paired and factual is not None:
-            _pair(plan, factual, conds, node, n)
+        fcond = _pair(plan, factual, conds, node, n) if factual is not None and node in plan.paired else None
+        if isinstance(fcond, Tensor):  # computed in one step
+            values[node] = fcond
+            continue
         if node in pending:
-            noise[node] = _abduct(factual.structure, factual, rows, node, streams)
+            noise[node] = _abduct(factual.structure, factual, rows, node, streams, fcond)
             factual.release(node)
         ref = rows[node] if rows is not None else None
         values[node] = predict_node(plan, conds, node, values, noise, n, ref, streams)

@@ -143,6 +143,9 @@ def accepts_frames(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, frame: bool = False, **kwargs: Any) -> Any:
+        data = args[0] if args else kwargs.get(data_arg)
+        if not frame and not is_tabular(data):  # dicts of tensors: no binding, no conversion
+            return method(self, *args, **kwargs)
         bound = sig.bind(self, *args, **kwargs)
         layout = None
         if is_tabular(bound.arguments.get(data_arg)):

@@ -417,7 +417,7 @@ def first_non_finite(columns: Mapping[str, Tensor]) -> str | None:
     floating = [(k, v) for k, v in columns.items() if v.is_floating_point() and v.numel()]
     small = sum(v.numel() for _, v in floating) <= 4096
     if small and floating and len({(v.dtype, v.device) for _, v in floating}) == 1:
-        if bool(torch.isfinite(torch.cat([v.reshape(-1) for _, v in floating])).all()):
+        if bool(torch.isfinite(torch.cat([v if v.dim() == 1 else v.reshape(-1) for _, v in floating])).all()):
             return None
     for k, v in floating:
         if not (bool(torch.isfinite(v.sum())) or bool(torch.isfinite(v).all())):

@@ -110,6 +110,20 @@ class Timer:
                 print(f"  [{name}: {dt:.1f} s; all phases {sum(self.seconds.values()):.0f} s]", flush=True)
 
 
+def interleaved_times(ways: Mapping[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, list[float]], ...]:
+    """``repeats`` rounds calling each of ``ways`` in turn (so a slow spell of a shared machine hits
+    every way alike): per way, the wall-clock and this thread's CPU seconds of each call."""
+    wall: dict[str, list[float]] = {k: [] for k in ways}
+    cpu: dict[str, list[float]] = {k: [] for k in ways}
+    for _ in range(repeats):
+        for k, fn in ways.items():
+            t0, c0 = time.perf_counter(), time.thread_time()
+            fn()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.thread_time() - c0)
+    return wall, cpu
+
+
 def batched(fn: Callable[..., Mapping[str, Tensor]], batch_size: int, *tensors: Tensor,
             desc: str = "batches") -> dict[str, Tensor]:
     """``fn`` on consecutive row chunks of ``tensors`` (each ``(n, ...)``), outputs concatenated
@@ -161,5 +175,5 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["now", "device_name", "git_commit", "environment", "Timer", "batched", "write_text",
+__all__ = ["now", "device_name", "git_commit", "environment", "Timer", "interleaved_times", "batched", "write_text",
            "write_json", "write_results", "markdown_table"]

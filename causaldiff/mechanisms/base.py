@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
-from ..errors import GraphError
+from ..errors import DataError, GraphError
 
 Parents = Mapping[str, Tensor]
 
@@ -126,6 +126,15 @@ class Mechanism(ABC):
         cannot, and the engine calls :meth:`given` twice."""
         return None
 
+    def transport(self, factual: Parents, parents: Parents, x: Tensor,
+                  n: int) -> "Tensor | tuple[Conditional, Conditional] | None":
+        """One counterfactual step for ``n`` rows ``x`` of this node (no intervention on it): their
+        natural values under ``parents`` after exact abduction under ``factual`` (Pearl's steps 1
+        and 3 for one node), when the mechanism computes them directly (it then checks ``x``'s shape
+        and support itself); otherwise :meth:`given_pair`'s result, for the engine to abduct and
+        predict with."""
+        return self.given_pair(factual, parents, n)
+
     # ----------------------------------------------------------------------------- introspection
     @property
     def is_fitted(self) -> bool:
@@ -187,6 +196,13 @@ class ConditionalMethods:
         return self._conditional(parents, x.shape[0]).abduct(x)
 
 
+def check_event_shape(node: str, x: Tensor, shape: Any, what: str) -> None:
+    """Rows ``x`` of ``node`` must have the per-row ``shape`` its mechanism gives."""
+    if x.shape[1:] != tuple(shape):
+        raise DataError(f"node {node!r} in {what}: rows have shape {tuple(x.shape[1:])}, the mechanism "
+                        f"gives {tuple(shape)}")
+
+
 class Conditional:
     """A mechanism given its parents' values for ``n`` rows: what one query asks of a node.
 
@@ -223,4 +239,4 @@ class Conditional:
         return self.mechanism.value_dtype(self.parents, self.n)
 
 
-__all__ = ["Abduction", "Conditional", "ConditionalMethods", "Mechanism", "Parents"]
+__all__ = ["Abduction", "check_event_shape", "Conditional", "ConditionalMethods", "Mechanism", "Parents"]

@@ -25,9 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor
 
 from ..errors import AbductionError, DataError, SerializationError
-from .base import Abduction, Conditional, Mechanism, Parents
+from .base import Abduction, Conditional, Mechanism, Parents, check_event_shape
 
-_LOC_SCALE = (tdist.Normal, tdist.Laplace, dist.Logistic, tdist.StudentT, tdist.Cauchy, tdist.Gumbel)
+#: location-scale families: ``x = loc + scale * u`` with ``u`` from the family's standard member (support: the reals)
+LOC_SCALE = (tdist.Normal, tdist.Laplace, dist.Logistic, tdist.StudentT, tdist.Cauchy, tdist.Gumbel)
 
 
 # --------------------------------------------------------------------------------- noise codecs
@@ -52,13 +53,15 @@ class _Codec:
 
 
 class _LocScale(_Codec):
-    def __init__(self, d: tdist.Distribution, rows: tuple[int, int] | None = None):
+    def __init__(self, d: tdist.Distribution):
         self.family, self.df = type(d), getattr(d, "df", None)
         self.loc, self.scale = d.loc, d.scale
-        if rows is not None:  # (start, length) of a half: narrow views, no copies
-            self.loc, self.scale = self.loc.narrow(0, *rows), self.scale.narrow(0, *rows)
-            if isinstance(self.df, Tensor) and self.df.dim():
-                self.df = self.df.narrow(0, *rows)
+
+    @classmethod
+    def _of(cls, family: type, df: Any, loc: Tensor, scale: Tensor) -> "_LocScale":
+        c = cls.__new__(cls)
+        c.family, c.df, c.loc, c.scale = family, df, loc, scale
+        return c
 
     def sample(self) -> Tensor:
         """A draw of the standard member of the family (built only when noise is sampled)."""
@@ -69,7 +72,11 @@ class _LocScale(_Codec):
 
     @staticmethod
     def split(d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec]":
-        return _LocScale(d, (0, n)), _LocScale(d, (n, n))
+        """The halves' codecs: views of the first and last ``n`` rows' parameters, no copies."""
+        family, df = type(d), d.__dict__.get("df")
+        (lf, lc), (sf, sc) = d.loc.tensor_split(2), d.scale.tensor_split(2)
+        dfs = df.tensor_split(2) if isinstance(df, Tensor) and df.dim() else (df, df)
+        return _LocScale._of(family, dfs[0], lf, sf), _LocScale._of(family, dfs[1], lc, sc)
 
     def forward(self, u: Tensor) -> Tensor:
         return self.loc + self.scale * u
@@ -206,7 +213,7 @@ def codec_for(d: tdist.Distribution) -> _Codec:
     """The noise codec of a (batched) distribution."""
     if isinstance(d, tdist.Independent):
         return codec_for(d.base_dist)
-    if isinstance(d, _LOC_SCALE):
+    if isinstance(d, LOC_SCALE):
         return _LocScale(d)
     if isinstance(d, tdist.MultivariateNormal):
         return _MultivariateNormal(d)
@@ -276,7 +283,7 @@ class DistributionConditional(Conditional):
 
     def event_shape(self) -> tuple[int, ...]:
         d = self.distribution
-        return tuple((d.batch_shape + d.event_shape)[1:])
+        return tuple(d.batch_shape[1:] + d.event_shape)
 
     def support(self) -> Any:
         return self.distribution.support
@@ -285,10 +292,21 @@ class DistributionConditional(Conditional):
         return value_dtype_of(self.distribution)
 
 
+def loc_scale_transport(node: str, d: tdist.Distribution, x: Tensor, n: int) -> Tensor:
+    """Counterfactual values of ``n`` rows ``x`` of a location-scale node in one step, from its
+    distribution over the factual then the new parents' rows (``2n``): exact abduction
+    ``u = (x - loc) / scale`` and prediction ``loc' + scale' u`` (Pearl's steps 1 and 3), the same
+    arithmetic as :meth:`_LocScale.abduct` then :meth:`_LocScale.forward`. The support is the reals
+    (rows are checked finite before any query)."""
+    check_event_shape(node, x, d.batch_shape[1:] + d.event_shape, "the factual rows")
+    (lf, lc), (sf, sc) = d.loc.tensor_split(2), d.scale.tensor_split(2)
+    return lc + sc * ((x - lf) / sf)
+
+
 def split_codec(d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec] | None":
     """The codecs of the first and last ``n`` rows of a distribution over ``2n`` rows, or None
     when its codec has no per-row split (transformed, cdf/icdf and multivariate families)."""
-    if isinstance(d, _LOC_SCALE):
+    if isinstance(d, LOC_SCALE):
         return _LocScale.split(d, n)
     if isinstance(d, (tdist.Categorical, tdist.Bernoulli)) and not isinstance(d, tdist.OneHotCategorical):
         return _GumbelMax.split(d, n)
@@ -300,8 +318,8 @@ class SplitConditional(DistributionConditional):
     the shared distribution's event shape, support and dtype."""
 
     def __init__(self, mechanism: Mechanism, parents: Parents, n: int, distribution: tdist.Distribution,
-                 codec: _Codec) -> None:
-        super().__init__(mechanism, parents, n, distribution)
+                 codec: _Codec) -> None:  # the attributes of DistributionConditional, set at once
+        self.mechanism, self.parents, self.n, self.distribution = mechanism, parents, n, distribution
         self.__dict__["codec"] = codec  # the cached_property's slot
 
 

@@ -29,7 +29,8 @@ from torch import Tensor
 from ..errors import GraphError
 from ..registry import MECHANISMS
 from .base import Abduction, Conditional, ConditionalMethods, Mechanism, Parents
-from .codecs import DistributionConditional, SplitConditional, distribution_params, split_codec
+from .codecs import (LOC_SCALE, DistributionConditional, SplitConditional, distribution_params,
+                     loc_scale_transport, split_codec)
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -89,6 +90,25 @@ _CONTRACT = ("distribution", "abduction", "why_not_abductable", "sample_noise", 
 def _keeps_contract(cls: type) -> bool:
     """Whether ``cls`` overrides none of :data:`_CONTRACT` (then one distribution serves a query)."""
     return all(getattr(cls, m) is getattr(PyroMechanism, m) for m in _CONTRACT)
+
+
+class _RootConditional(DistributionConditional):
+    """A root bound to a raw distribution: its shape and support are the distribution's own, known
+    without expanding it to ``n`` rows (expanded only when noise is drawn or abducted)."""
+
+    def __init__(self, mechanism: "PyroMechanism", n: int) -> None:
+        Conditional.__init__(self, mechanism, {}, n)
+
+    @functools.cached_property
+    def distribution(self) -> tdist.Distribution:  # type: ignore[override]
+        return self.mechanism.distribution({}, self.n)
+
+    def event_shape(self) -> tuple[int, ...]:
+        d = self.mechanism.spec
+        return tuple(d.batch_shape + d.event_shape)
+
+    def support(self) -> Any:
+        return self.mechanism.spec.support
 
 
 @MECHANISMS.register("pyro")
@@ -157,6 +177,8 @@ class PyroMechanism(ConditionalMethods, Mechanism):
         :class:`~causaldiff.mechanisms.base.Conditional` instead, so its override is what runs."""
         if not _keeps_contract(type(self)):
             return Conditional(self, parents, n)
+        if self.is_raw:
+            return _RootConditional(self, n)
         return DistributionConditional(self, parents, n, self.distribution(parents, n))
 
     def pairs(self) -> bool:
@@ -167,7 +189,25 @@ class PyroMechanism(ConditionalMethods, Mechanism):
         codec split in halves: half the distributions a counterfactual builds."""
         if not self.pairs():
             return None
-        d = self.distribution({p: torch.cat([factual[p], parents[p]]) for p in factual}, 2 * n)
+        return self._pair_of(self._stacked(factual, parents, n), factual, parents, n)
+
+    def transport(self, factual: Parents, parents: Parents, x: Tensor,
+                  n: int) -> Tensor | tuple[Conditional, Conditional] | None:
+        """A location-scale node's counterfactual values in one step from the stacked distribution
+        (:func:`~causaldiff.mechanisms.codecs.loc_scale_transport`); any other family: the pair."""
+        if not self.pairs():
+            return None
+        d = self._stacked(factual, parents, n)
+        if isinstance(d, LOC_SCALE):
+            return loc_scale_transport(self.node, d, x, n)
+        return self._pair_of(d, factual, parents, n)
+
+    def _stacked(self, factual: Parents, parents: Parents, n: int) -> tdist.Distribution:
+        """The distribution over the factual parents' rows followed by the new parents' (``2n``)."""
+        return self.distribution({p: torch.cat([factual[p], parents[p]]) for p in factual}, 2 * n)
+
+    def _pair_of(self, d: tdist.Distribution, factual: Parents, parents: Parents,
+                 n: int) -> tuple[Conditional, Conditional] | None:
         halves = split_codec(d, n)
         if halves is None:
             return None
