@@ -279,7 +279,26 @@ def markdown_body(rows: Sequence[Mapping[str, Any]], timings: Mapping[str, Mappi
                     "interventional samples (ms), mean over calls.", "", timings_table(timings, systems), ""]
 
 
+def overall(rows: Sequence[Mapping[str, Any]], timings: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per system: the mean over every row of its CF MSE (x100, the rows' seed means) and the
+    median over every truth of its median ms per 100 counterfactuals."""
+    names = list(dict.fromkeys(s for r in rows for s in r["systems"]))
+    return {s: {"cf_mse": float(np.mean([r["systems"][s]["cf_mse"]["mean"] for r in rows])),
+                "cf_ms": float(np.median([t[s]["cf_ms_per_100"]["median"] for t in timings.values()]))}
+            for s in names}
+
+
+def cheapest_within(scores: Mapping[str, Mapping[str, float]], tolerance: float) -> str:
+    """The cheapest system (``cf_ms``) among those whose ``cf_mse`` is at most ``1 + tolerance``
+    times the best one's (:func:`overall`'s entries)."""
+    if not scores:
+        raise ValueError("no systems to choose from")
+    best = min(v["cf_mse"] for v in scores.values())
+    good = [k for k, v in scores.items() if v["cf_mse"] <= (1.0 + tolerance) * best]
+    return min(good, key=lambda k: scores[k]["cf_ms"])
+
+
 __all__ = ["SCALE", "DOWHY_ANCHOR", "TABLE_NOTE", "dowhy_anchor", "markdown_body", "DCMSettings", "truth_graph",
            "stack_nodes", "counterfactual_mse", "Query", "queries",
            "query_seed", "SeedResult", "evaluate_seed", "summary", "stats", "run_dcm", "dcm_table",
-           "timings_table"]
+           "timings_table", "overall", "cheapest_within"]

@@ -4,6 +4,7 @@ counterfactual queries, whatever it is built from.
 * :class:`System`: the protocol (``name``, ``fit``, ``counterfactual``, ``interventional``);
 * :class:`CausaldiffSystem`: a :class:`causaldiff.SCM` over a known graph, one mechanism per node
   from a factory ``make_mechanism(node, is_root, seed)``;
+* :class:`InferenceVariant`: a fitted causaldiff system queried with other inference settings;
 * :class:`DowhySystem`: DoWhy gcm (optional dependency, imported when the system is built) with
   auto-assigned invertible mechanisms; counterfactuals by DoWhy's own abduction.
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..mechanisms.diffusion import DiffusionMechanism
 from ..scm import SCM
 
 Rows = Mapping[str, Tensor]
@@ -82,6 +84,23 @@ class CausaldiffSystem:
 
     def interventional(self, n: int, do: Mapping[str, Any], seed: int) -> Rows:
         return self._fitted().interventional_samples(n, do=self._do(do), seed=seed)
+
+
+class InferenceVariant(CausaldiffSystem):
+    """A fitted :class:`CausaldiffSystem` queried with other inference settings on its diffusion
+    nodes (``DiffusionMechanism.with_inference(**settings)``: the networks are shared, nothing is
+    refitted). ``fit`` takes the base system's fitted model, so list the base first in a protocol."""
+
+    def __init__(self, name: str, base: CausaldiffSystem, **settings: Any) -> None:
+        super().__init__(name, base.graph, base.make_mechanism, base.device, base.dtype)
+        self.base, self.settings = base, dict(settings)
+
+    def fit(self, train: Rows, seed: int) -> None:
+        model = self.base._fitted()
+        diffusion = {v: m for v, m in model.mechanisms.items() if isinstance(m, DiffusionMechanism)}
+        if not diffusion:
+            raise TypeError(f"system {self.name!r}: the base system {self.base.name!r} has no diffusion node")
+        self.model = model.with_mechanisms({v: m.with_inference(**self.settings) for v, m in diffusion.items()})
 
 
 def dowhy_version() -> str | None:
@@ -191,4 +210,4 @@ class DowhySystem:
         return self._unframe(out)
 
 
-__all__ = ["Rows", "System", "CausaldiffSystem", "DowhySystem", "dowhy_version", "configure_dowhy", "DOWHY_MISSING"]
+__all__ = ["Rows", "System", "CausaldiffSystem", "InferenceVariant", "DowhySystem", "dowhy_version", "configure_dowhy", "DOWHY_MISSING"]

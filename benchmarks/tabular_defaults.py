@@ -1,0 +1,127 @@
+"""CPU defaults on evidence (issue 11, point 3): accuracy against cost of the tabular diffusion
+node's abduction settings on the DCM protocol (BENCHMARKS.md section 2).
+
+Per SCM and seed, two diffusion systems are fitted once each on the same rows, with the library's
+default sampler (``DiffusionConfig().sampler``: K = 50 DDIM steps, 3 fixed-point refinements per
+inversion step) and the DCM networks: ``conditional`` (``eps(x_t, t, parents)``) and ``anticausal``
+(unconditional ``eps`` + an MLP predictor's gradients, abduction guided by default). Every other
+setting is the same fitted model queried through ``with_inference`` (:class:`InferenceVariant`):
+fixed-point iterations 0, 1, 3, and for anticausal guided or unguided abduction. Reported: CF MSE
+(x100) per intervention node, the ms per 100 counterfactuals, and the cheapest setting whose mean CF
+MSE is within ``--tolerance`` of the best (:func:`causaldiff.evaluation.dcm.cheapest_within`).
+
+Usage::
+
+    python benchmarks/tabular_defaults.py                # 2 SCMs x 3 seeds (about 15 minutes on 2 cores)
+    python benchmarks/tabular_defaults.py --quick        # seconds: the CI setting
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from causaldiff import DiffusionConfig, DiffusionMechanism, MLPConfig, ScheduleConfig, TrainConfig
+from causaldiff.datasets import get_tabular_scm
+from causaldiff.evaluation import dcm, report
+from causaldiff.evaluation.systems import CausaldiffSystem, InferenceVariant
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+FIXED_POINT = (0, 1, 3)
+
+
+def mechanism(guidance: str, steps: int):
+    """``make_mechanism`` of a system: the DCM schedule and MLP, the library's default sampler."""
+    def make(node: str, is_root: bool, seed: int) -> DiffusionMechanism:
+        return DiffusionMechanism(DiffusionConfig(
+            schedule=ScheduleConfig(kind="linear", num_train_timesteps=100, beta_start=1e-4, beta_end=0.1),
+            net=MLPConfig(hidden=128, num_layers=3), guidance=guidance,
+            train=TrainConfig(steps=steps, batch_size=256, lr=1e-3, ema_decay=0.999, seed=seed),
+            predictor_train=TrainConfig(steps=steps, batch_size=256, lr=1e-3, seed=seed + 1)))
+    return make
+
+
+def variants(graph: Any, steps: int) -> list[CausaldiffSystem]:
+    """The two fitted systems (defaults: fixed point 3, guided abduction) and their variants."""
+    out: list[CausaldiffSystem] = []
+    for guidance in ("conditional", "anticausal"):
+        base = CausaldiffSystem(f"{guidance} fp=3" + (" guided" if guidance == "anticausal" else ""),
+                                graph, mechanism(guidance, steps))
+        out.append(base)
+        for fp in FIXED_POINT:
+            for guided in ((True, False) if guidance == "anticausal" else (None,)):
+                if fp == 3 and guided is not False:
+                    continue  # the base itself
+                name = f"{guidance} fp={fp}" + ("" if guided is None else " guided" if guided else " unguided")
+                extra = {} if guided is None else {"guide_abduction": guided}
+                out.append(InferenceVariant(name, base, sampler={"inversion_fixed_point_iters": fp}, **extra))
+    return out
+
+
+def to_markdown(res: dict[str, Any]) -> str:
+    env, lines = res["env"], []
+    names = res["systems"]
+    lines += ["# Tabular diffusion: abduction settings, accuracy against cost (DCM protocol)", "",
+              f"Command: `{res['command']}`", "",
+              f"Date {env['date']}; device {env['device_name']}; commit {env['git_commit']}; torch {env['torch']}; "
+              f"{env['threads']} torch thread(s); wall time {res['wall_s']:.0f} s.", "",
+              "Settings: " + ", ".join(f"{k}={v}" for k, v in res["settings"].items()), ""]
+    lines += ["CF MSE x100 (mean ± std over seeds) per intervention node; MMD and the noise floor are in the JSON.", "",
+              report.markdown_table(["SCM", "do"] + names, [[r["scm"], r["node"]] + [
+                  f"{r['systems'][s]['cf_mse']['mean']:.3f} ± {r['systems'][s]['cf_mse']['std']:.3f}" for s in names]
+                  for r in res["rows"]]), "", "## Timings", "", dcm.timings_table(res["timings"], names)]
+    lines += ["", "## Accuracy against cost", "",
+              report.markdown_table(["system", "mean CF MSE x100 (all rows)", "CF ms / 100 (median)"],
+                                    [[k, f"{v['cf_mse']:.3f}", f"{v['cf_ms']:.1f}"] for k, v in res["overall"].items()]),
+              "", f"Chosen (cheapest within {res['settings']['tolerance']:.0%} of the best mean CF MSE, per "
+              f"guidance): {res['chosen']}", ""]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="CI setting: 1 seed, 1 SCM, tiny training")
+    p.add_argument("--scms", default="chain-nonlinear,triangle-nonadditive")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps of each network")
+    p.add_argument("--values", type=int, default=10, help="intervention values per node")
+    p.add_argument("--tolerance", type=float, default=0.05, help="relative CF MSE slack of the choice")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    scms, seeds = a.scms.split(","), list(range(1 if a.quick else a.seeds))
+    steps, settings = (60 if a.quick else a.steps), (
+        dcm.DCMSettings(rows=300, values=2, n_cf=20, n_int=20, quantile_draws=500) if a.quick else
+        dcm.DCMSettings(values=a.values))
+    scms = scms[:1] if a.quick else scms
+    res: dict[str, Any] = {"command": shlex.join(["python", "benchmarks/tabular_defaults.py", *argv]),
+                           "settings": {"quick": a.quick, "scms": scms, "seeds": seeds, "steps": steps,
+                                        "tolerance": a.tolerance, **settings.model_dump()},
+                           "env": report.environment("cpu"), "rows": [], "timings": {}}
+    t0 = time.perf_counter()
+    for name in scms:
+        out = dcm.run_dcm(lambda seed, n=name: get_tabular_scm(n, seed=seed), seeds,
+                          lambda truth: variants(dcm.truth_graph(truth), steps), settings, label=name)
+        res["rows"] += [{"scm": name, **r} for r in out["rows"]]
+        res["timings"][name] = out["timings"]
+    res["wall_s"] = time.perf_counter() - t0
+    res["systems"] = list(res["timings"][scms[0]])
+    res["overall"] = dcm.overall(res["rows"], res["timings"])
+    res["chosen"] = {g: dcm.cheapest_within({k: v for k, v in res["overall"].items() if k.startswith(g)}, a.tolerance)
+                     for g in ("conditional", "anticausal")}
+    stem = "tabular_defaults_quick" if a.quick else "tabular_defaults"
+    report.write_results(a.out, stem, res, md := to_markdown(res))
+    print(md)
+    return res
+
+
+if __name__ == "__main__":
+    main()
