@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..errors import AbductionError, DataError, SerializationError
 from .base import Abduction, Conditional, Mechanism, Parents
+from .saved import check_statistics
 
 _LOC_SCALE = (tdist.Normal, tdist.Laplace, dist.Logistic, tdist.StudentT, tdist.Cauchy, tdist.Gumbel)
 
@@ -429,6 +430,9 @@ class ParentCodec:
             standardize = bool(config["standardize"])
         except (KeyError, TypeError, ValidationError) as e:
             raise SerializationError(f"not a saved parent codec: {e}") from e
+        shapes = {f"{p.name}.{s}": (p.width,) for p in specs if standardize and p.kind == "continuous"
+                  for s in ("mean", "std")}
+        check_statistics(tensors, shapes, "saved parent statistics", positive=[k for k in shapes if k.endswith(".std")])
         return cls(specs, standardize=standardize, stats=tensors)
 
     def __repr__(self) -> str:
