@@ -80,8 +80,8 @@ def _collect(scm: Any) -> tuple[list[SavedNode], dict[str, torch.Tensor]]:
             config = m.get_config() if m.name else None
         except NotImplementedError:
             config = None
-        own = {k: v.detach().to("cpu").contiguous().clone() for k, v in m.state_tensors().items()} if (
-            config is not None) else {}
+        own = {k: v.detach().to("cpu").contiguous().clone() for k, v in sorted(m.state_tensors().items())} if (
+            config is not None) else {}  # sorted: the same model always gives the same bytes
         tensors.update({f"{i}/{k}": v for k, v in own.items()})
         nodes.append(SavedNode(name=node, parents=list(scm.parents(node)),
                                mechanism=m.name if config is not None else None, config=config,

@@ -69,6 +69,9 @@ def _check_target(path: Path, is_ours: Callable[[Path], bool]) -> None:
         raise SerializationError(f"{path}: cannot save to the root of a file system")
     if path.exists() and not path.is_dir():
         raise SerializationError(f"{path}: is a file, not a directory; choose a folder to save to")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise SerializationError(f"{path}: {above} is a file, not a folder")
     try:
         foreign = path.is_dir() and any(path.iterdir()) and not is_ours(path)
     except OSError as e:
@@ -106,11 +109,11 @@ def _commit(tmp: Path, path: Path) -> None:
     else:
         old = _sibling(path, "old")
         os.rename(path, old)
-        _fsync(path.parent)
-        _step("aside")
         try:
+            _fsync(path.parent)
+            _step("aside")
             os.rename(tmp, path)
-        except OSError:
+        except BaseException:
             os.rename(old, path)
             raise
         _step("renamed")
