@@ -134,9 +134,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _beside(path: Path, kind: str) -> list[Path]:
+    """The temporaries (``kind="tmp-"``), old copies (``"old-"``) or both (``""``) of saves of ``path``."""
+    prefix = f".{path.name}.{kind}"
+    return [p for p in path.parent.iterdir() if p.name.startswith(prefix)] if path.parent.is_dir() else []
+
+
 def _remove_leftovers(path: Path) -> None:
     """Remove temporaries of crashed saves of ``path`` (their process is gone) and old copies set aside."""
-    for p in path.parent.glob(f".{path.name}.*-*-*"):
+    for p in _beside(path, ""):
         kind, _, rest = p.name[len(path.name) + 2:].partition("-")
         pid = rest.partition("-")[0]
         if kind == "old" or (kind == "tmp" and pid.isdigit() and not _alive(int(pid))):
@@ -189,7 +195,7 @@ def saved_location(path: str | os.PathLike) -> Path:
     path = Path(os.path.realpath(path))
     if path.exists() or not path.name:
         return path
-    aside = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    aside = sorted(_beside(path, "old-"), key=lambda p: p.stat().st_mtime)
     return aside[-1] if aside else path
 
 
