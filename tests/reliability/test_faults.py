@@ -295,3 +295,32 @@ def test_saving_to_a_new_nested_folder_and_over_an_empty_one(models, tmp_path):
         cd.load(a).save(target)
         assert sm.files(target) == sm.files(a)
         assert (target.stat().st_mode & 0o777, {p.stat().st_mode & 0o777 for p in target.iterdir()}) == (0o755, {0o644})
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "aside"])
+def test_concurrent_saves_to_one_path_leave_one_whole_model(models, tmp_path, exchange):
+    """Two processes saving A and B over the same path again and again: every save either lands
+    whole or fails with a SerializationError; the path always ends holding A or B whole."""
+    a, b = models
+    dst = tmp_path / "model"
+    cd.load(a).save(dst)
+    pids = []
+    for i, src in enumerate((a, b)):
+        model, log = cd.load(src), tmp_path / f"child{i}.log"
+
+        def work(model=model, log=log) -> None:
+            storage.EXCHANGE = exchange
+            failures = []
+            for _ in range(15):
+                try:
+                    model.save(dst)
+                except cd.SerializationError as e:
+                    failures.append(str(e))
+            log.write_text("\n".join(failures))
+
+        pids.append((_forked(work, log), log))
+    for pid, log in pids:
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0, log.read_text()
+        assert all(line.startswith(f"{dst}: ") for line in log.read_text().splitlines())
+    assert sm.files(dst) in (sm.files(a), sm.files(b))
