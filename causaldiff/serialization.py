@@ -31,7 +31,7 @@ from safetensors.torch import save as save_safetensors
 from .devices import check_device
 from .errors import SerializationError
 from .registry import MECHANISMS
-from .storage import atomic_directory, read_bytes, saved_location, write_file
+from .storage import atomic_directory, read_bytes, saved_location, storage_error, write_file
 
 FORMAT, FORMAT_1 = "causaldiff-scm/2", "causaldiff-scm/1"
 CONFIG_FILE, WEIGHTS_FILE = "scm.json", "weights.safetensors"
@@ -128,7 +128,11 @@ def _field_error(file: Path, e: ValidationError) -> SerializationError:
 def _read_config(root: Path) -> SavedSCM:
     cfg_file = root / CONFIG_FILE
     for f in (cfg_file, root / WEIGHTS_FILE):
-        if not f.is_file():
+        try:
+            present = f.is_file()
+        except OSError as e:  # a folder this user may not read
+            raise storage_error(root, "read the saved model", e) from None
+        if not present:
             raise SerializationError(f"{root}: missing {f.name}; is this a directory written by scm.save?")
     raw = read_bytes(cfg_file)
     try:
@@ -228,7 +232,10 @@ def read_scm(path: str | Path, mechanisms: Mapping[str, Any] | None = None,
     """The graph and the bound mechanisms of an SCM saved by :func:`save_scm` (``cd.load`` builds
     the SCM from them); ``mechanisms`` rebinds nodes that were code."""
     device = check_device(map_location, "map_location")
-    root = saved_location(path)
+    try:
+        root = saved_location(path)
+    except OSError as e:
+        raise storage_error(Path(path), "read the saved model", e) from None
     meta = _read_config(root)
     own = _read_weights(root, meta)
     mechanisms = dict(mechanisms or {})

@@ -324,3 +324,18 @@ def test_concurrent_saves_to_one_path_leave_one_whole_model(models, tmp_path, ex
         assert os.WEXITSTATUS(status) == 0, log.read_text()
         assert all(line.startswith(f"{dst}: ") for line in log.read_text().splitlines())
     assert sm.files(dst) in (sm.files(a), sm.files(b))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file whatever its permissions")
+@pytest.mark.parametrize("what", ["folder", "weights"])
+def test_a_model_the_user_cannot_read_is_a_serialization_error(models, tmp_path, what):
+    a, _ = models
+    dst = tmp_path / "model"
+    shutil.copytree(a, dst)
+    target = dst if what == "folder" else dst / "weights.safetensors"
+    os.chmod(target, 0)
+    try:
+        with pytest.raises(cd.SerializationError, match=rf"{dst}.*Permission denied"):
+            cd.load(dst)
+    finally:
+        os.chmod(target, 0o755)
