@@ -277,3 +277,31 @@ def test_a_garbage_spec_json_in_a_run_is_one_clear_error(tmp_path, text, match):
 def test_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(cd.SerializationError, match=r"is not a run directory \(no spec.json\)"):
         load_run(tmp_path)
+
+
+# ------------------------------------------------------------------------------- pretrained UNets
+@pytest.fixture
+def pretrained_model(tmp_path):
+    diffusers = pytest.importorskip("diffusers", reason="needs the optional extra causaldiff[diffusers]")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
+                                 block_out_channels=(8, 8), norm_num_groups=4,
+                                 down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    g = nx.DiGraph()
+    g.add_node("img")
+    cd.SCM(g, mechanisms={"img": cd.DiffusionMechanism.from_diffusers(unet)}).save(tmp_path / "model")
+    return tmp_path / "model"
+
+
+@pytest.mark.parametrize("edit, match", [
+    ({"block_out_channels": [100_000, 100_000], "norm_num_groups": 4},
+     r"node 'img': saved denoiser: weight 'unet.conv_in.weight' has shape \(8, 1, 3, 3\), its config builds \(100000, 1, 3, 3\)"),
+    ({"in_channels": 3}, r"node 'img': saved denoiser: weight 'unet.conv_in.weight' has shape \(8, 1, 3, 3\), its config builds \(8, 3, 3, 3\)"),
+    ({"down_block_types": ["NoSuchBlock2D", "DownBlock2D"]}, r"node 'img': not a saved pretrained diffusion mechanism"),
+], ids=["huge-channels-never-allocated", "other-channels", "unknown-block"])
+def test_a_bad_pretrained_unet_config_is_refused_before_allocating(pretrained_model, edit, match):
+    sm.rewrite(pretrained_model, edit_config=lambda c: _node(c, "img")["config"]["pretrained"]["unet"].update(edit))
+    before = sm.files(pretrained_model)
+    with pytest.raises(cd.SerializationError, match=match):
+        cd.load(pretrained_model)
+    assert sm.files(pretrained_model) == before
