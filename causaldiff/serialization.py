@@ -189,7 +189,7 @@ def _read_weights(root: Path, meta: SavedSCM) -> dict[str, dict[str, torch.Tenso
     except Exception as e:  # safetensors raises its own error types on a malformed header
         raise SerializationError(f"{weights}: unreadable weights: {e}") from None
     own: dict[str, dict[str, torch.Tensor]] = {n.name: {} for n in meta.nodes}
-    for key, value in flat.items():
+    for key, value in sorted(flat.items()):  # safetensors gives no fixed order
         node, local = _owner(meta, key)
         if node is None or local in own[node] or meta.nodes[_index(meta, node)].mechanism is None:
             raise SerializationError(f"{weights}: unexpected tensor {key!r} (no saved node owns it)")
@@ -220,7 +220,7 @@ def _check_manifest(weights: Path, n: SavedNode, tensors: dict[str, torch.Tensor
     if missing or extra:
         what = f"lacks tensor(s) {missing}" if missing else f"holds tensor(s) {extra} that scm.json does not record"
         raise SerializationError(f"{weights}: node {n.name!r}: the file {what}")
-    for k, v in tensors.items():
+    for k, v in sorted(tensors.items()):
         want = record[k]
         if _dtype_name(v.dtype) != want.dtype or tuple(v.shape) != want.shape:
             raise SerializationError(f"{weights}: node {n.name!r}: tensor {k!r} is {_dtype_name(v.dtype)} "
