@@ -31,5 +31,9 @@ class SerializationError(CausalDiffError, ValueError):
     """A saved model is corrupted, mismatched, or cannot be written."""
 
 
+class DeviceError(CausalDiffError, ValueError):
+    """A device is not one this machine has (``cuda`` without a GPU, ``cpu:99``, ``meta``...)."""
+
+
 class RegistryError(CausalDiffError, ValueError):
     """An extension name is unknown, taken, or its class breaks the registry contract."""

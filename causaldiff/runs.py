@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .build import Rows, build_mechanism, build_scm, load_rows
-from .errors import DataError, GraphError
+from .errors import DataError, GraphError, SerializationError
 from .evaluation import fitted, plotting
 from .evaluation.axioms import diffusion_nodes
 from .evaluation.plotting import save_grid as save_grid
@@ -24,6 +24,7 @@ from .evaluation.report import now, write_json, write_text
 from .registry import MECHANISMS
 from .scm import SCM, load
 from .spec import TRUTH, GraphSpec, load_spec, parse_spec
+from .storage import read_bytes
 from .training import TrainConfig
 
 
@@ -38,9 +39,20 @@ SMOKE_NOTE = ("SMOKE TEST: this run was fitted with --quick (tiny networks, tens
               "metrics check the pipeline, not the model (`--setting cpu` fits MNIST in ~10 minutes)")
 
 
+def _read_json(path: Path) -> Any:
+    """A JSON file of a run; any problem is a :class:`SerializationError` naming the file."""
+    try:
+        return json.loads(read_bytes(path).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise SerializationError(f"{path}: not a JSON file written by `causaldiff fit` ({e})") from None
+
+
 def _fit_record(run: Path) -> dict[str, Any]:
     fit = run / "fit.json"
-    return json.loads(fit.read_text()) if fit.is_file() else {}
+    record = _read_json(fit) if fit.is_file() else {}
+    if not isinstance(record, dict):
+        raise SerializationError(f"{fit}: expected a JSON object, got {type(record).__name__}")
+    return record
 
 
 def _quick_classifier(run: Path) -> Any:
@@ -140,12 +152,11 @@ def fit_run(spec_path: str | Path, out: Path, quick: bool = False, device: torch
 def load_run(run: Path) -> tuple[GraphSpec, SCM, Rows]:
     """The spec, the fitted SCM, and the test rows of a run directory."""
     if not (run / "spec.json").is_file():
-        raise FileNotFoundError(f"{run} is not a run directory (no spec.json); create one with `causaldiff fit`")
+        raise SerializationError(f"{run} is not a run directory (no spec.json); create one with `causaldiff fit`")
     try:
-        raw = json.loads((run / "spec.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GraphError(f"{run / 'spec.json'}: not a JSON spec written by `causaldiff fit`: {e}") from None
-    spec = parse_spec(raw, str(run / "spec.json"))
+        spec = parse_spec(_read_json(run / "spec.json"), str(run / "spec.json"))
+    except GraphError as e:  # the message names the file and the field
+        raise SerializationError(str(e)) from None
     rows = load_rows(spec.dataset, "test")
     truth_nodes = [n for n, ns in spec.nodes.items() if ns.mechanism == TRUTH]
     rebind = {n: build_mechanism(spec, n, rows.dataset) for n in truth_nodes}

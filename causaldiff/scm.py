@@ -29,10 +29,12 @@ from torch import Tensor
 
 from . import chunking, engine
 from .chunking import check_batch_size
+from .devices import check_device
 from .errors import DataError, GraphError, InterventionError
 from .frames import accepts_frames
 from .interventions import Intervention, as_intervention
 from .mechanisms.base import Mechanism
+from .mechanisms.moves import Move
 from .mechanisms.pyro import PyroMechanism
 from .serialization import read_scm, save_scm
 
@@ -353,10 +355,14 @@ class SCM:
         return self
 
     def to(self, device: torch.device | str) -> "SCM":
-        """Move every mechanism to ``device``; later queries run there."""
-        device = torch.device(device)
+        """Move every mechanism to ``device``; later queries run there. All or nothing: the device
+        is checked first (:func:`~causaldiff.devices.check_device`), every mechanism's tensors are
+        copied there, and only then assigned; a failure leaves every weight where it was."""
+        device = check_device(device, "scm.to")
+        move = Move(device)
         for m in self._s.mechanisms.values():
-            m.to(device)
+            m.stage_to(move)
+        move.commit()
         self._s = engine.Structure(self._s.mechanisms, self._s.parents, self._s.base_parents, self._s.order,
                                    self._s.interventions, device)
         return self

@@ -145,12 +145,22 @@ def test_weights_that_do_not_match_the_config_are_refused(tmp_path):
 
     weights = _saved(tmp_path)
     tensors = load_file(str(weights))
-    bad = {k: (v[:1] if k.startswith("y::net.") else v) for k, v in tensors.items()}
-    save_file(bad, str(weights))
     cfg = json.loads((tmp_path / CONFIG_FILE).read_text())
+    y = [n["name"] for n in cfg["nodes"]].index("y")  # format 2 keys: "<node index>/<key>"
+    bad = {k: (v[:1] if k.startswith(f"{y}/net.") else v) for k, v in tensors.items()}
+    save_file(bad, str(weights))
     cfg["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
     (tmp_path / CONFIG_FILE).write_text(json.dumps(cfg))
-    with pytest.raises(cd.SerializationError, match=r"node 'y': saved additive_noise mechanism does not match its weights"):
+    with pytest.raises(cd.SerializationError, match=r"node 'y': tensor 'net\.0\.bias' is float32 \(1,\), "
+                                                    r"scm.json records float32 \(16,\)"):
+        cd.load(tmp_path)
+    # the record edited to match: the mechanism itself refuses the weights
+    for k, v in bad.items():
+        if k.startswith(f"{y}/net."):
+            cfg["nodes"][y]["tensors"][k.partition("/")[2]]["shape"] = list(v.shape)
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(cfg))
+    with pytest.raises(cd.SerializationError, match=r"node 'y': saved network: weight '0\.weight' has shape \(1, 4\), "
+                                                    r"its config builds \(16, 4\)"):
         cd.load(tmp_path)
 
 

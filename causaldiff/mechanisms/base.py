@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
 from ..errors import DataError, GraphError
+from .moves import Move
 
 Parents = Mapping[str, Tensor]
 
@@ -158,8 +159,18 @@ class Mechanism(ABC):
         return None
 
     def to(self, device: torch.device | str) -> "Mechanism":
-        """Move parameters to ``device`` (in place) and return ``self``."""
+        """Move parameters to ``device`` (in place, all or nothing) and return ``self``."""
+        move = Move(torch.device(device))
+        self.stage_to(move)
+        move.commit()
         return self
+
+    def stage_to(self, move: Move) -> None:
+        """Stage moving this mechanism's tensors to ``move.device`` (:class:`~.moves.Move`: copies
+        made now, assignments at commit; ``self`` unchanged). The default has nothing to move, or
+        calls a subclass's own :meth:`to` at commit (then the move is not all-or-nothing)."""
+        if type(self).to is not Mechanism.to:
+            move.call(lambda: self.to(move.device))
 
     # ----------------------------------------------------------------------------- save / load
     def get_config(self) -> dict[str, Any]:

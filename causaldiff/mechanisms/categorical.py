@@ -14,10 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 from torch.distributions import constraints
 
-from ..errors import DataError, NotFittedError
+from ..errors import DataError, NotFittedError, SerializationError
 from ..registry import MECHANISMS
 from .base import Abduction, ConditionalMethods, Mechanism, Parents
 from .codecs import DistributionConditional
+from .moves import Move
 
 
 class CategoricalConfig(BaseModel):
@@ -87,10 +88,9 @@ class CategoricalMechanism(ConditionalMethods, Mechanism):
     def pyro_distribution(self, parents: Parents, n: int) -> Any:
         return self._dist(n)
 
-    def to(self, device: torch.device | str) -> "CategoricalMechanism":
+    def stage_to(self, move: Move) -> None:
         if self.logits is not None:
-            self.logits = self.logits.to(device)
-        return self
+            move.set(self, logits=move.tensor(self.logits))
 
     def get_config(self) -> dict[str, Any]:
         if self.logits is None:
@@ -102,11 +102,17 @@ class CategoricalMechanism(ConditionalMethods, Mechanism):
 
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> "CategoricalMechanism":
-        m = cls(config["num_classes"], config.get("smoothing", 1.0))
-        m.logits = tensors["logits"]
-        if m.logits.shape != (m.num_classes,):
-            raise ValueError(f"logits of shape {tuple(m.logits.shape)} for {m.num_classes} classes")
-        m.fitted_parents = ()
+        cfg = CategoricalConfig.model_validate({"smoothing": 1.0, **config})
+        if cfg.num_classes is None:
+            raise SerializationError("field num_classes is missing")
+        m = cls(cfg.num_classes, cfg.smoothing)
+        logits = tensors.get("logits")
+        if logits is None or set(tensors) != {"logits"}:
+            raise SerializationError(f"expected one tensor 'logits', got {sorted(tensors)}")
+        if not logits.is_floating_point() or tuple(logits.shape) != (m.num_classes,) or bool(logits.isnan().any()):
+            raise SerializationError(f"logits are {logits.dtype} {tuple(logits.shape)}; expected floating "
+                                     f"({m.num_classes},) without NaN")
+        m.logits, m.fitted_parents = logits, ()
         return m
 
     def __repr__(self) -> str:

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..errors import AbductionError, DataError, SerializationError
 from .base import Abduction, Conditional, Mechanism, Parents, check_event_shape
+from .saved import check_statistics
 
 #: location-scale families: ``x = loc + scale * u`` with ``u`` from the family's standard member (support: the reals)
 LOC_SCALE = (tdist.Normal, tdist.Laplace, dist.Logistic, tdist.StudentT, tdist.Cauchy, tdist.Gumbel)
@@ -447,6 +448,9 @@ class ParentCodec:
             standardize = bool(config["standardize"])
         except (KeyError, TypeError, ValidationError) as e:
             raise SerializationError(f"not a saved parent codec: {e}") from e
+        shapes = {f"{p.name}.{s}": (p.width,) for p in specs if standardize and p.kind == "continuous"
+                  for s in ("mean", "std")}
+        check_statistics(tensors, shapes, "saved parent statistics", positive=[k for k in shapes if k.endswith(".std")])
         return cls(specs, standardize=standardize, stats=tensors)
 
     def __repr__(self) -> str:

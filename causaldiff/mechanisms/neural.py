@@ -22,6 +22,8 @@ from ..registry import MECHANISMS
 from ..training import TrainConfig, fit_model
 from .base import Abduction, Mechanism, Parents
 from .codecs import ParentCodec
+from .moves import Move
+from .saved import check_state, check_statistics
 
 
 class AdditiveNoiseConfig(BaseModel):
@@ -184,11 +186,9 @@ class AdditiveNoiseMechanism(Mechanism):
         d = dist.Normal(loc, scale)
         return d.to_event(len(self.shape)) if self.shape else d
 
-    def to(self, device: torch.device | str) -> "AdditiveNoiseMechanism":
-        if self.net is not None:
-            self.net.to(device)
-        self.stats = {k: v.to(device) for k, v in self.stats.items()}
-        return self
+    def stage_to(self, move: Move) -> None:
+        move.module(self.net)
+        move.set(self, stats=move.tensors(self.stats))
 
     # --------------------------------------------------------------------------- save / load
     def get_config(self) -> dict[str, Any]:
@@ -211,20 +211,36 @@ class AdditiveNoiseMechanism(Mechanism):
 
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> "AdditiveNoiseMechanism":
+        """The mechanism saved as ``(get_config(), state_tensors())``; every statistic and weight is
+        checked against the saved dimensions before anything is built."""
         if config.get("format") != cls.FORMAT:
             raise SerializationError(f"saved AdditiveNoiseMechanism has format {config.get('format', 1)}; this "
                                      f"causaldiff reads format {cls.FORMAT}: refit and save it again")
-        cfg = AdditiveNoiseConfig.model_validate(config["config"])
-        m = cls(cfg)
-        m.stats = {k[len("stats."):]: v for k, v in tensors.items() if k.startswith("stats.")}
-        net_state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
-        if net_state:
-            ref = m.stats["out_mean"]
-            m.net = mlp(config["in_dim"], config["out_dim"], cfg.hidden).to(ref.dtype)
-            m.net.load_state_dict(net_state)
+        m = cls(AdditiveNoiseConfig.model_validate(config["config"]))
+        shape, d_in, d_out = tuple(int(d) for d in config["shape"]), int(config["in_dim"]), int(config["out_dim"])
+        if math.prod(shape) != d_out or min(shape, default=1) < 1:
+            raise SerializationError(f"field shape {list(shape)} does not hold out_dim = {d_out} values")
+        groups: dict[str, dict[str, Tensor]] = {"stats": {}, "net": {}}
+        for k, v in tensors.items():
+            head, _, rest = k.partition(".")
+            if head not in groups:
+                raise SerializationError(f"unexpected tensor {k!r} in a saved AdditiveNoiseMechanism")
+            groups[head][rest] = v
+        wide = {"in_mean": (d_in,), "in_std": (d_in,), "out_mean": (d_out,), "out_std": (d_out,), "sigma": (d_out,)}
+        check_statistics(groups["stats"], wide, "saved statistics", positive=("in_std", "out_std", "sigma"))
+        m.stats, dtype = groups["stats"], groups["stats"]["out_mean"].dtype
         m.parent_codec = ParentCodec.from_saved(config["parent_codec"], {})
-        m.shape = tuple(config["shape"])
         m.fitted_parents = tuple(config["parents"])
+        if m.parent_codec.width != d_in or m.parent_codec.order != m.fitted_parents:
+            raise SerializationError(f"field parent_codec ({m.parent_codec}) does not give in_dim = {d_in} "
+                                     f"columns from parents {list(m.fitted_parents)}")
+        if d_in:
+            check_state(lambda: mlp(d_in, d_out, m.config.hidden), groups["net"], "saved network")
+            m.net = mlp(d_in, d_out, m.config.hidden).to(dtype)
+            m.net.load_state_dict(groups["net"])
+        elif groups["net"]:
+            raise SerializationError("saved network weights for a root node (in_dim = 0)")
+        m.shape = shape
         return m
 
     def __repr__(self) -> str:

@@ -26,11 +26,12 @@ import torch.distributions as tdist
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
-from ..errors import GraphError
+from ..errors import GraphError, SerializationError
 from ..registry import MECHANISMS
 from .base import Abduction, Conditional, ConditionalMethods, Mechanism, Parents
 from .codecs import (LOC_SCALE, DistributionConditional, SplitConditional, distribution_params,
                      loc_scale_transport, split_codec)
+from .moves import Move
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -68,16 +69,17 @@ class NormalConfig(BaseModel):
 
 
 # --------------------------------------------------------------------------------- moving dists
-def _move(d: tdist.Distribution, device: torch.device) -> tdist.Distribution:
-    """Rebuild a raw distribution with its parameters on ``device``."""
+def _move(d: tdist.Distribution, move: Move) -> tdist.Distribution:
+    """A raw distribution rebuilt with its parameters on ``move.device`` (transforms that are
+    modules staged in ``move``)."""
     if isinstance(d, tdist.Independent):
-        return tdist.Independent(_move(d.base_dist, device), d.reinterpreted_batch_ndims)
+        return tdist.Independent(_move(d.base_dist, move), d.reinterpreted_batch_ndims)
     if isinstance(d, tdist.TransformedDistribution):
         for t in d.transforms:
             if isinstance(t, torch.nn.Module):
-                t.to(device)
-        return dist.TransformedDistribution(_move(d.base_dist, device), d.transforms)
-    return type(d)(**{k: v.to(device) for k, v in distribution_params(d).items()})
+                move.module(t)
+        return dist.TransformedDistribution(_move(d.base_dist, move), d.transforms)
+    return type(d)(**move.tensors(distribution_params(d)))
 
 
 # --------------------------------------------------------------------------------- the mechanism
@@ -241,10 +243,9 @@ class PyroMechanism(ConditionalMethods, Mechanism):
         extra = len(d.batch_shape) - 1
         return d.to_event(extra) if extra > 0 else d
 
-    def to(self, device: torch.device | str) -> "PyroMechanism":
+    def stage_to(self, move: Move) -> None:
         if self.is_raw:
-            self.spec = _move(self.spec, torch.device(device))
-        return self
+            move.set(self, spec=_move(self.spec, move))
 
     # --------------------------------------------------------------------------- save / load
     def get_config(self) -> dict[str, Any]:
@@ -267,7 +268,14 @@ class PyroMechanism(ConditionalMethods, Mechanism):
         if family not in dist.__all__ or not isinstance(getattr(dist, family), type) or not issubclass(
                 getattr(dist, family), tdist.Distribution):
             raise ValueError(f"unknown Pyro distribution family {family!r}")
-        return cls(getattr(dist, family)(**{k: tensors[k] for k in config["params"]}))
+        params = config.get("params")
+        if not isinstance(params, list) or sorted(params) != sorted(tensors):
+            raise SerializationError(f"{family}: field params {params!r} differs from the saved tensors {sorted(tensors)}")
+        bad = [k for k, v in tensors.items() if not v.is_floating_point()]
+        if bad:
+            raise SerializationError(f"{family}: parameter(s) {bad} are not floating tensors")
+        getattr(dist, family)(**tensors, validate_args=True)  # raises ValueError naming a parameter off its constraint
+        return cls(getattr(dist, family)(**tensors))
 
     def __repr__(self) -> str:
         if self.is_raw:

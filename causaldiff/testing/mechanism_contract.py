@@ -18,7 +18,8 @@ The suite fits ``from_config(config)`` once per class on those rows (``config`` 
 valid ``Config``; ``from_config`` builds an unfitted mechanism; fitting takes seconds; the shapes
 of ``sample_noise`` / ``forward`` / ``abduct``; ``forward(abduct(x)) == x`` to the tolerance its
 declared :class:`~causaldiff.mechanisms.Abduction` implies; a save / load round trip gives
-identical outputs; ``.to(device)`` keeps them (``CAUSALDIFF_TEST_DEVICE``, default the CPU);
+identical outputs; ``.to(device)`` keeps them (``CAUSALDIFF_TEST_DEVICE``, default the CPU) and a
+staged move (``stage_to``) changes nothing before its commit;
 binding to other parents after fit raises :class:`~causaldiff.GraphError`.
 """
 
@@ -38,6 +39,7 @@ from torch import Tensor
 
 from ..errors import AbductionError, GraphError
 from ..mechanisms.base import Abduction, Conditional, Mechanism
+from ..mechanisms.moves import Move
 from ..registry import MECHANISMS
 
 #: registered name -> the contract classes that test it (filled as subclasses are defined)
@@ -207,6 +209,16 @@ class MechanismContract:
             assert torch.equal(after, before)
         else:
             torch.testing.assert_close(after, before, atol=1e-3, rtol=1e-3)
+
+    def test_a_staged_move_changes_nothing_until_commit(self, fitted: Fitted):
+        """``stage_to`` only copies (``SCM.to`` is all or nothing): the mechanism's tensors and
+        their holders are untouched until the move is committed."""
+        m = fitted.mechanism
+        holders = {k: id(v) for k, v in vars(m).items() if not isinstance(v, (int, float, str, bool, type(None)))}
+        tensors = {k: (v.data_ptr(), v.device) for k, v in m.state_tensors().items()}
+        m.stage_to(Move(torch.device("cpu")))
+        assert {k: id(v) for k, v in vars(m).items() if k in holders} == holders
+        assert {k: (v.data_ptr(), v.device) for k, v in m.state_tensors().items()} == tensors
 
     def test_binding_to_other_parents_is_refused(self, fitted: Fitted):
         with pytest.raises(GraphError, match=repr(self.node)):

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ...diffusion.nets import DenoiserConfig, PredictorConfig
 from ...errors import SerializationError
 from ..codecs import ParentCodec
+from ..saved import check_state, check_statistics
 from .config import DiffusionConfig
 from .fit import build_networks
 from .state import DiffusionState
@@ -79,12 +80,11 @@ def state_of(raw: dict[str, Any], groups: dict[str, dict[str, Tensor]], config: 
     except (KeyError, TypeError, ValueError, ValidationError) as e:
         raise SerializationError(f"not a saved DiffusionMechanism state: {e}") from e
     codec = ParentCodec.from_saved(raw["parent_codec"], {k: v.float() for k, v in groups["parent"].items()})
-    stats = {k: v.float() for k, v in groups["stats"].items()}
-    state = DiffusionState(event, codec, net, predictor, stats)
+    state = DiffusionState(event, codec, net, predictor, {})
     standardize = config.standardize if config.standardize is not None else not state.is_image
-    missing = sorted({"x_mean", "x_std"} - set(stats)) if standardize else []
-    if missing:
-        raise SerializationError(f"saved DiffusionMechanism lacks statistics {missing}")
+    shapes = {"x_mean": state.net_shape, "x_std": state.net_shape} if standardize else {}
+    check_statistics(groups["stats"], shapes, "saved DiffusionMechanism", positive=("x_std",))
+    state.stats = {k: v.float() for k, v in groups["stats"].items()}
     return state
 
 
@@ -106,6 +106,7 @@ def load(cls: type["DiffusionMechanism"], config: dict[str, Any], tensors: dict[
     groups = groups_of(tensors)
     device = next(iter(tensors.values())).device if tensors else torch.device("cpu")
     m.state, m._device = state_of(config["state"], groups, cfg), device
+    check_networks(cfg, m.state, groups)
     net, predictor = build_networks(cfg, m.state, torch.device("cpu"))
     m.denoiser = load_net(net, groups["denoiser"], "denoiser", device)
     if predictor is not None:
@@ -115,6 +116,15 @@ def load(cls: type["DiffusionMechanism"], config: dict[str, Any], tensors: dict[
     parents = config.get("parents")
     m.fitted_parents = tuple(parents) if parents is not None else m.state.parent_codec.order
     return m
+
+
+def check_networks(cfg: DiffusionConfig, state: DiffusionState, groups: dict[str, dict[str, Tensor]]) -> None:
+    """The saved weights against the networks the config builds (on ``meta``: nothing allocated)."""
+    with torch.device("meta"):
+        nets = build_networks(cfg, state, torch.device("meta"))
+    for net, what in zip(nets, ("denoiser", "predictor")):
+        if net is not None:
+            check_state(lambda: net, groups[what], f"saved {what}")
 
 
 def load_net(net: nn.Module, state: dict[str, Tensor], what: str, device: torch.device) -> nn.Module:

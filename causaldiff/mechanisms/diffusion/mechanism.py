@@ -28,6 +28,7 @@ from ...diffusion.schedule import NoiseSchedule
 from ...errors import DataError, NotFittedError
 from ...registry import MECHANISMS
 from ..base import Abduction, Mechanism, Parents
+from ..moves import Move
 from .io import VARIANTS, load, saved_config, saved_tensors
 from .config import DiffusionConfig
 from .fit import check_rows, fit_networks, record_state
@@ -207,14 +208,11 @@ class DiffusionMechanism(Mechanism):
     def value_dtype(self, parents: Parents | None = None, n: int | None = None) -> torch.dtype | None:
         return torch.float32 if self.state is not None else None
 
-    def to(self, device: torch.device | str) -> "DiffusionMechanism":
-        self._device = torch.device(device)
-        for net in (self.denoiser, self.predictor):
-            if net is not None:
-                net.to(self._device)
-        if self.state is not None:
-            self.state = self.state.to(self._device)
-        return self
+    def stage_to(self, move: Move) -> None:
+        move.module(self.denoiser)
+        move.module(self.predictor)
+        state = self.state.to(move.device) if self.state is not None else None
+        move.set(self, _device=move.device, state=state)
 
     # ----------------------------------------------------------------------------- save / load
     def get_config(self) -> dict[str, Any]:

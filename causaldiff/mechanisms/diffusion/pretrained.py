@@ -31,6 +31,7 @@ from ...diffusion.nets import build_predictor
 from ...diffusion.schedule import NoiseSchedule, ScheduleConfig
 from ...diffusion.train import cuda_devices, train_denoiser, train_predictor
 from ...errors import DataError, SerializationError
+from ..saved import check_state
 from .config import DiffusionConfig
 from .fit import check_rows, record_state
 from .io import VARIANTS, groups_of, load_net, saved_config, saved_tensors, state_of
@@ -232,20 +233,29 @@ def load_pretrained(config: dict[str, Any], tensors: dict[str, Tensor]) -> Pretr
     config and weights (no download, no pickle)."""
     try:
         raw, cfg = config["pretrained"], DiffusionConfig.model_validate(config["config"])
-        unet = _diffusers().UNet2DModel.from_config(raw["unet"])
+
+        def denoiser() -> DiffusersDenoiser:
+            return DiffusersDenoiser(_diffusers().UNet2DModel.from_config(raw["unet"]),
+                                     NoiseSchedule(cfg.schedule).alphas_cumprod, raw["prediction_type"])
+
+        groups = groups_of(tensors)
+        with torch.device("meta"):  # the saved config checked before anything is allocated
+            denoiser()
     except (KeyError, TypeError, ValueError) as e:
         raise SerializationError(f"not a saved pretrained diffusion mechanism: {e}") from e
+    check_state(denoiser, groups["denoiser"], "saved denoiser")
     m = PretrainedDiffusionMechanism(cfg)
-    groups = groups_of(tensors)
     device = next(iter(tensors.values())).device if tensors else torch.device("cpu")
-    wrapper = DiffusersDenoiser(unet, NoiseSchedule(cfg.schedule).alphas_cumprod, raw["prediction_type"])
-    m.denoiser, m.frozen = load_net(wrapper, groups["denoiser"], "denoiser", device), bool(raw["frozen"])
+    m.denoiser, m.frozen = load_net(denoiser(), groups["denoiser"], "denoiser", device), bool(raw["frozen"])
     if config.get("state") is not None:
         m.state, m._device = state_of(config["state"], groups, cfg), device
         if groups["predictor"]:
-            net = build_predictor(m.state.predictor, m.state.net_shape, m.state.predictor_out_dim(cfg),
-                                  m.schedule.num_train_timesteps)
-            m.predictor = load_net(net, groups["predictor"], "predictor", device)
+            def predictor() -> nn.Module:
+                return build_predictor(m.state.predictor, m.state.net_shape, m.state.predictor_out_dim(cfg),
+                                       m.schedule.num_train_timesteps)
+
+            check_state(predictor, groups["predictor"], "saved predictor")
+            m.predictor = load_net(predictor(), groups["predictor"], "predictor", device)
         m.fitted_parents = tuple(config.get("parents") or m.state.parent_codec.order)
     return m
 
