@@ -31,7 +31,7 @@ from ..registry import MECHANISMS
 from .base import Abduction, Conditional, ConditionalMethods, Mechanism, Parents
 from .codecs import DistributionConditional, SplitConditional, distribution_params, split_codec
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class PyroConfig(BaseModel):
