@@ -264,7 +264,11 @@ class SCM:
         """``n`` draws from the model (observational, or interventional on an intervened SCM).
 
         ``batch_size``: rows per chunk (memory grows with it, not with ``n``); the same ``seed``
-        gives the same rows whatever it is (see :mod:`causaldiff.rng`)."""
+        gives the same rows whatever it is (see :mod:`causaldiff.rng`). ``n`` above
+        :data:`~causaldiff.limits.MAX_ROWS_PER_CALL` needs ``batch_size`` (and stays within
+        :data:`~causaldiff.limits.MAX_ROWS`); every query has the same bounds on its rows.
+        ``seed``: an integer (a float, a bool, a string is refused); queries in several threads
+        run one at a time (:data:`causaldiff.rng.QUERY_LOCK`) and give the rows they give alone."""
         seed, batch_size = check_seed(seed), check_batch_size(batch_size)
         n = check_count("n", n, batch_size)
         engine.require_fitted(self._s, self.nodes)
@@ -341,7 +345,7 @@ class SCM:
     @accepts_frames
     def fit(self, data: Rows) -> "SCM":
         """Fit every learnable mechanism on its own, from its node's and its parents' columns."""
-        rows, n = self._check_rows(data, None, "the training rows", batch_size=1)
+        rows, n = self._check_rows(data, None, "the training rows", batch_size=1)  # minibatches: MAX_ROWS only
         learn = [v for v in self.nodes if self._s.mechanisms[v].learnable and not self._s.is_hard(v)]
         if learn and n < 2:
             raise DataError(f"fit needs at least 2 training rows, got {n} (learnable node(s) {learn})")
