@@ -8,6 +8,7 @@ both are found by name in :data:`~causaldiff.registry.MECHANISMS` and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
@@ -16,7 +17,7 @@ from .datasets.base import DataSet, Draw, GroundTruth
 from .errors import GraphError
 from .registry import DATASETS, MECHANISMS
 from .scm import SCM
-from .spec import TRUTH, DatasetSpec, GraphSpec
+from .spec import TRUTH, DatasetSpec, GraphSpec, train_fields
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,10 @@ def load_rows(ds: DatasetSpec, split: str, n: int | None = None) -> Rows:
     return Rows(draw.values, dataset, draw)
 
 
-def build_mechanism(spec: GraphSpec, node: str, dataset: DataSet | None = None) -> Any:
+def build_mechanism(spec: GraphSpec, node: str, dataset: DataSet | None = None, run: Path | None = None) -> Any:
     """The unfitted mechanism of ``node``: its registered kind built from its options, or the
-    data set's true mechanism for ``mechanism = "truth"``."""
+    data set's true mechanism for ``mechanism = "truth"``. ``run``: the run folder its trainings'
+    ``checkpoint_dir`` (relative, see :mod:`causaldiff.spec`) lie in (None: the current folder)."""
     ns = spec.nodes[node]
     if ns.mechanism == TRUTH:
         known = dataset.true_mechanisms() if isinstance(dataset, GroundTruth) else {}
@@ -59,12 +61,17 @@ def build_mechanism(spec: GraphSpec, node: str, dataset: DataSet | None = None) 
                              f"{what} has {'none' if not known else 'only ' + str(sorted(known))}")
         return known[node]
     cls = MECHANISMS.get(ns.mechanism)
-    return cls.from_config(cls.Config.model_validate(ns.options))
+    config = cls.Config.model_validate(ns.options)
+    if run is not None:
+        rooted = {f: t.model_copy(update={"checkpoint_dir": str(Path(run) / t.checkpoint_dir)})
+                  for f, t in train_fields(config).items() if t.checkpoint_dir is not None}
+        config = config.model_copy(update=rooted) if rooted else config
+    return cls.from_config(config)
 
 
-def build_scm(spec: GraphSpec, dataset: DataSet | None = None) -> SCM:
-    """An unfitted SCM with the spec's graph and mechanisms."""
-    return SCM(spec.graph(), {node: build_mechanism(spec, node, dataset) for node in spec.nodes})
+def build_scm(spec: GraphSpec, dataset: DataSet | None = None, run: Path | None = None) -> SCM:
+    """An unfitted SCM with the spec's graph and mechanisms (checkpoints in ``run``)."""
+    return SCM(spec.graph(), {node: build_mechanism(spec, node, dataset, run) for node in spec.nodes})
 
 
 __all__ = ["Rows", "build_dataset", "load_rows", "build_mechanism", "build_scm"]

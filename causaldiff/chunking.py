@@ -25,7 +25,7 @@ from . import engine
 from .errors import DataError
 from .mechanisms.base import Abduction
 from .progress import progress
-from .rng import ROW_BLOCK, RowStreams, query_seed
+from .rng import QUERY_LOCK, ROW_BLOCK, RowStreams, query_seed
 
 Columns = Mapping[str, Tensor]
 
@@ -69,10 +69,11 @@ def _rng(seed: int | None, n: int, stochastic: bool, device: torch.device) -> It
     if not stochastic or (seed is None and n <= ROW_BLOCK):
         yield lambda start, m: None
         return
-    base = query_seed(seed)
     devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        yield lambda start, m: RowStreams(base, start, m, device)
+    with QUERY_LOCK:
+        base = query_seed(seed)
+        with torch.random.fork_rng(devices=devices):
+            yield lambda start, m: RowStreams(base, start, m, device)
 
 
 def _slice(columns: Columns | None, a: int, b: int, n: int) -> dict[str, Tensor] | None:

@@ -1,11 +1,14 @@
 """The ``causaldiff`` command line: thin wrappers that parse, call the library, and print.
 
-Bad arguments print one clear line and exit with status 2.
+Every argument is validated before any work (numbers finite and positive, one ``--do`` per node,
+devices that exist, output paths writable and of the right kind); bad arguments and unreadable
+inputs print one clear line on stderr and exit with status 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,10 +28,14 @@ def _parse_do(items: Sequence[str]) -> dict[str, float | int]:
         node, sep, value = item.partition("=")
         if not sep or not node or not value:
             raise UsageError(f"--do expects NODE=VALUE, got {item!r}")
+        if node in out:
+            raise UsageError(f"--do {node}: given twice; give one --do per node")
         try:
             out[node] = int(value) if value.lstrip("+-").isdigit() else float(value)
         except ValueError:
             raise UsageError(f"--do {node}: {value!r} is not a number") from None
+        if not math.isfinite(out[node]):
+            raise UsageError(f"--do {node}: {value!r} is not a finite number")
     if not out:
         raise UsageError("give at least one --do NODE=VALUE")
     return out
@@ -39,15 +46,29 @@ def _parse_scales(text: str) -> list[float]:
         scales = [float(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--scales expects comma-separated numbers, got {text!r}") from None
-    if not scales or any(s < 0 for s in scales):
-        raise UsageError(f"--scales expects non-negative numbers, got {text!r}")
+    if not scales or any(not math.isfinite(s) or s < 0 for s in scales):
+        raise UsageError(f"--scales expects finite non-negative numbers, got {text!r}")
     return scales
+
+
+def _positive(flag: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise UsageError(f"{flag} must be positive, got {value}")
+
+
+def _out(flag: str, value: str | None, directory: bool = False) -> None:
+    """An output path of the right kind, in a writable folder (checked before any work)."""
+    if value is not None:
+        from .validation import check_output_path
+
+        check_output_path(value, flag, directory=directory)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from .demos import run_demo
 
     out = Path(args.out) if args.out else Path("outputs") / "demo" / args.kind
+    _out("--out", str(out), directory=True)
     run_demo(args.kind, out=out, seed=args.seed, quick=args.quick)
     return 0
 
@@ -56,8 +77,9 @@ def _graph(args: argparse.Namespace) -> int:
     from .runs import draw_graph
     from .spec import load_spec
 
-    spec = load_spec(args.spec)
     out = Path(args.out or Path(args.spec).with_suffix(".png").name)
+    _out("--out", str(out))
+    spec = load_spec(args.spec)
     draw_graph(spec, out)
     print(f"wrote {out} ({len(spec.nodes)} nodes)")
     return 0
@@ -72,6 +94,8 @@ def _parse_device(text: str):
         raise UsageError(f"--device: {text!r} is not a device (use cpu, cuda or cuda:N)") from None
     if device.type not in ("cpu", "cuda"):
         raise UsageError(f"--device: {text!r} is not supported (use cpu, cuda or cuda:N)")
+    if device.type == "cpu" and device.index not in (None, 0):
+        raise UsageError(f"--device {text}: there is one CPU device (use cpu)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"--device {text}: CUDA is not available on this machine")
@@ -80,10 +104,20 @@ def _parse_device(text: str):
     return device
 
 
+def _run_dir(run: str) -> None:
+    if not (Path(run) / "spec.json").is_file():
+        raise UsageError(f"{run} is not a run directory (no spec.json); create one with `causaldiff fit`")
+
+
 def _fit(args: argparse.Namespace) -> int:
     from .runs import fit_run
 
-    fit_run(args.spec, Path(args.out), quick=args.quick, device=_parse_device(args.device), setting=args.setting,
+    device = _parse_device(args.device)
+    _positive("--steps", args.steps)
+    _out("--out", args.out, directory=True)
+    if args.data is not None and not Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data}: no such folder")
+    fit_run(args.spec, Path(args.out), quick=args.quick, device=device, setting=args.setting,
             data=args.data, steps=args.steps)
     return 0
 
@@ -91,17 +125,20 @@ def _fit(args: argparse.Namespace) -> int:
 def _counterfactual(args: argparse.Namespace) -> int:
     from .runs import counterfactual_run
 
-    if args.n < 1:
-        raise UsageError(f"--n must be positive, got {args.n}")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
-    counterfactual_run(Path(args.run), _parse_do(args.do), n=args.n, out=args.out, batch_size=args.batch_size)
+    _positive("--n", args.n)
+    _positive("--batch-size", args.batch_size)
+    do = _parse_do(args.do)
+    _out("--out", args.out)
+    _run_dir(args.run)
+    counterfactual_run(Path(args.run), do, n=args.n, out=args.out, batch_size=args.batch_size)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .runs import evaluate_run
 
+    _positive("--n", args.n)
+    _run_dir(args.run)
     evaluate_run(Path(args.run), n=args.n)
     return 0
 
@@ -109,7 +146,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from .runs import sweep_run
 
-    sweep_run(Path(args.run), _parse_scales(args.scales), n=args.n)
+    scales = _parse_scales(args.scales)
+    _positive("--n", args.n)
+    _run_dir(args.run)
+    sweep_run(Path(args.run), scales, n=args.n)
     return 0
 
 
@@ -170,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(text: str) -> str:
+    """A multi-line message (a spec's problems, one a line) as one line: ``head item; item``."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()] or [""]
+    return " ".join([lines[0], "; ".join(lines[1:])]).strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -181,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (UsageError, CausalDiffError, FileNotFoundError) as e:
-        print(f"causaldiff {args.command}: error: {e}", file=sys.stderr)
+    except (UsageError, CausalDiffError, OSError) as e:
+        print(f"causaldiff {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
 
 

@@ -34,7 +34,7 @@ from torch.distributions import constraints
 from .errors import AbductionError, DataError, InterventionError, NotFittedError
 from .interventions import Intervention
 from .mechanisms.base import Abduction, Conditional, Mechanism, check_event_shape
-from .rng import RowStreams
+from .rng import RowStreams, seeded
 
 
 @dataclass(frozen=True)
@@ -298,6 +298,39 @@ def check_hard_support(structure: Structure, node: str, iv: Intervention, values
                                 f"node's support {support}")
 
 
+def _fixed_bounds(support: Any) -> bool:
+    """A discrete support whose bounds are plain numbers (a Categorical's ``0 .. K-1``, Boolean, the
+    non-negative integers), not per-row tensors that could change with the parents' values."""
+    return bool(getattr(support, "is_discrete", False)) and not any(
+        isinstance(getattr(support, b, None), Tensor) for b in ("lower_bound", "upper_bound"))
+
+
+def probe_hard_support(structure: Structure, node: str, iv: Intervention) -> None:
+    """``do`` time: refuse a hard value outside a node's discrete support when that support does not
+    depend on its parents' values, from the node's conditional given one row of its ancestors drawn
+    from the model (seeded, the caller's RNG untouched). Skipped (left to the query) when an
+    ancestor is learnable (costly, or unfitted) or the probe fails; roots use
+    :func:`check_hard_support` directly."""
+    base, seen, stack = structure.base_parents[node], set(), list(structure.base_parents[node])
+    while stack:
+        v = stack.pop()
+        if v not in seen:
+            seen.add(v)
+            stack.extend(structure.parents[v])
+    if any(structure.mechanisms[v].learnable and not structure.is_hard(v) for v in seen):
+        return
+    try:
+        with seeded(0), torch.no_grad(), distribution_checks_off():
+            values = execute(Plan(structure, tuple(v for v in structure.order if v in seen)), 1)
+            support = structure.mechanisms[node].support({p: values[p] for p in base}, 1)
+            inside = bool(support.check(torch.as_tensor(iv.value)).all()) if _fixed_bounds(support) else True
+    except Exception:  # noqa: BLE001  (a best-effort probe: the query checks again with the real parents)
+        return
+    if not inside:
+        raise InterventionError(f"node {node!r}: intervention value {iv.value!r} is outside the "
+                                f"node's support {support}")
+
+
 def predict_node(plan: Plan, conds: Conditionals, node: str, values: dict[str, Tensor],
                  noise: Mapping[str, Tensor], n: int, ref: Tensor | None,
                  streams: RowStreams | None = None) -> Tensor:
@@ -311,7 +344,7 @@ def predict_node(plan: Plan, conds: Conditionals, node: str, values: dict[str, T
     else:
         cond = conds(node)
         u = noise.get(node)
-        natural = cond.forward(draw_noise(conds, node, streams) if u is None else u)
+        natural = cond.forward(draw_noise(conds, node, streams)) if u is None else _forward_noise(cond, node, u, n)
     if iv is None:
         return natural
     out = iv.apply(node, natural, n, tuple(natural.shape[1:]), natural.dtype, target.device)
@@ -319,6 +352,24 @@ def predict_node(plan: Plan, conds: Conditionals, node: str, values: dict[str, T
     if support is not None and support.is_discrete and not bool(support.check(out).all()):
         raise InterventionError(f"node {node!r}: {iv!r} moves values outside the node's support {support}")
     return out
+
+
+def _forward_noise(cond: Conditional, node: str, u: Tensor, n: int) -> Tensor:
+    """The node's value from noise it is given, refused (naming the node) when the noise's shape
+    does not give values of the node's shape (e.g. ``(n, 1)`` noise of a scalar node)."""
+    try:
+        x = cond.forward(u)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except RuntimeError as e:
+        raise DataError(f"node {node!r} in the noise: noise of shape {tuple(u.shape[1:])} per row does not fit "
+                        f"the node's mechanism ({str(e).splitlines()[0]})") from None
+    shape = cond.event_shape()
+    if x.shape[0] != n or (shape is not None and tuple(x.shape[1:]) != tuple(shape)):
+        want = "" if shape is None else f"; the node's values have shape {tuple(shape)}"
+        raise DataError(f"node {node!r} in the noise: noise of shape {tuple(u.shape[1:])} per row gives values of "
+                        f"shape {tuple(x.shape)} for {n} rows{want}")
+    return x
 
 
 def _hard_value(target: Structure, node: str, iv: Intervention, values: Mapping[str, Tensor], n: int,
@@ -394,4 +445,4 @@ def execute(plan: Plan, n: int, rows: Mapping[str, Tensor] | None = None,
 
 __all__ = ["Structure", "Plan", "plan_sample", "plan_predict", "plan_abduct", "plan_counterfactual",
            "Conditionals", "execute", "abduct_nodes", "check_observed", "precheck_abduction",
-           "require_fitted", "check_hard_support", "descendants_of", "structure_of"]
+           "require_fitted", "check_hard_support", "probe_hard_support", "descendants_of", "structure_of"]

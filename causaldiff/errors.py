@@ -15,12 +15,20 @@ class DataError(CausalDiffError, ValueError):
     """Rows handed to a query are invalid (unknown node, wrong shape, NaN, empty batch...)."""
 
 
+class SeedError(DataError, TypeError):
+    """A query's ``seed`` is not an integer (a float, str, bool...) or lies outside 64 bits."""
+
+
 class InterventionError(CausalDiffError, ValueError):
     """An intervention is invalid (unknown node, value outside support, wrong shape...)."""
 
 
 class AbductionError(CausalDiffError, ValueError):
     """A node's exogenous noise cannot be recovered from the observation."""
+
+
+class SpecError(GraphError):
+    """A spec file cannot be read or is invalid (the message names the file and the key)."""
 
 
 class NotFittedError(CausalDiffError, RuntimeError):

@@ -14,12 +14,15 @@ name for :class:`Transform`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Number
 from typing import Any, ClassVar, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -96,11 +99,18 @@ class Transform(_Kind, cuts_edges=False, invertible=False, label="callable"):
         natural = _need_natural(node, self, natural)
         out = self.fn(natural)
         if not isinstance(out, Tensor):
-            out = torch.as_tensor(out, dtype=natural.dtype, device=natural.device)
+            try:
+                out = torch.as_tensor(out, dtype=natural.dtype, device=natural.device)
+            except (TypeError, ValueError, RuntimeError):
+                raise InterventionError(f"node {node!r}: callable intervention returned "
+                                        f"{type(out).__name__}, not a tensor") from None
         if out.shape != natural.shape:
             raise InterventionError(
                 f"node {node!r}: callable intervention returned shape {tuple(out.shape)}, "
                 f"expected {tuple(natural.shape)}")
+        if out.is_complex() or (out.is_floating_point() and not bool(torch.isfinite(out).all())):
+            raise InterventionError(f"node {node!r}: callable intervention returned "
+                                    f"{'complex values' if out.is_complex() else 'NaN or Inf'}")
         return out
 
     def invert(self, node: str, x: Tensor) -> Tensor:
@@ -127,7 +137,9 @@ def _short(v: Any) -> str:
 
 
 def as_intervention(node: str, value: Any) -> Intervention:
-    """Normalise what a user passes to ``do`` for ``node``."""
+    """Normalise what a user passes to ``do`` for ``node``: validated (real, finite, not empty)
+    and snapshotted (tensors cloned, arrays copied), so changing the caller's value afterwards
+    does not change the intervention."""
     if isinstance(value, (Hard, Shift, Transform)):
         iv = value
     elif isinstance(value, (Tensor, Number)) or hasattr(value, "__array__"):
@@ -138,37 +150,62 @@ def as_intervention(node: str, value: Any) -> Intervention:
         raise InterventionError(
             f"node {node!r}: cannot intervene with {type(value).__name__}; use a number, a tensor, "
             "cd.Shift(delta) or a callable of the factual value")
-    payload = iv.value if isinstance(iv, Hard) else iv.delta if isinstance(iv, Shift) else None
-    if payload is not None:
-        _check_finite(node, payload)
-    return iv
+    if isinstance(iv, Transform):
+        if not callable(iv.fn):
+            raise InterventionError(f"node {node!r}: Transform needs a callable, got {type(iv.fn).__name__}")
+        return iv
+    name = "value" if isinstance(iv, Hard) else "delta"
+    return dataclasses.replace(iv, **{name: _checked_copy(node, getattr(iv, name))})
 
 
-def _check_finite(node: str, value: Any) -> None:
-    if isinstance(value, bool):
-        return
-    if isinstance(value, Number):
+def _checked_copy(node: str, value: Any) -> Any:
+    """The intervention's value validated (finite, real, not empty) and copied."""
+    if isinstance(value, Number) and not isinstance(value, Tensor):
+        if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
+            raise InterventionError(f"node {node!r}: intervention value {value!r} is complex; values must be real")
         if isinstance(value, float) and not math.isfinite(value):
             raise InterventionError(f"node {node!r}: intervention value {value} is not finite")
-        return
-    t = torch.as_tensor(value)
+        return value
+    if isinstance(value, Tensor):
+        t = value.detach().clone()
+    elif hasattr(value, "__array__"):
+        try:
+            t = torch.tensor(np.array(value))
+        except (TypeError, ValueError, RuntimeError):
+            raise InterventionError(f"node {node!r}: cannot read the {type(value).__name__} intervention value "
+                                    "as numbers") from None
+    else:
+        raise InterventionError(f"node {node!r}: cannot intervene with {type(value).__name__}; use a number "
+                                "or a tensor")
+    if t.is_complex():
+        raise InterventionError(f"node {node!r}: intervention value is complex ({t.dtype}); values must be real")
+    if t.device.type == "meta":
+        raise InterventionError(f"node {node!r}: intervention value is on the meta device (it holds no values)")
     if t.numel() == 0:
         raise InterventionError(f"node {node!r}: intervention value is empty")
-    if t.is_floating_point() and not torch.isfinite(t).all():
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
         raise InterventionError(f"node {node!r}: intervention value contains NaN or Inf")
+    return t
 
 
 def broadcast_value(node: str, value: Any, n: int, event_shape: tuple[int, ...] | None,
                     dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Broadcast a hard value or shift to ``(n, *event_shape)``.
+    """Broadcast a hard value or shift to ``(n, *event_shape)`` of the node's ``dtype`` (a float
+    on an integer node must be integral: ``1.0`` becomes ``1``, ``1.5`` is refused).
 
     Accepted shapes: ``()``, ``event_shape`` (one value for every row), ``(n, *event_shape)``.
     """
-    if isinstance(value, Number) and not (dtype == torch.long and isinstance(value, float)):
-        t = torch.tensor(value, dtype=dtype, device=device)  # a Python number: no float32 round trip
+    integral = not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+    if isinstance(value, Number) and not isinstance(value, Tensor):  # no float32 round trip
+        t = torch.tensor(value, dtype=torch.float64 if integral and not isinstance(value, numbers.Integral)
+                         else dtype, device=device)
     else:
         t = torch.as_tensor(value, device=device)
-        t = t.to(dtype) if not (dtype == torch.long and t.is_floating_point()) else t
+    if t.dtype != dtype:
+        if integral and t.is_floating_point() and not bool((t == t.round()).all()):
+            raise InterventionError(f"node {node!r}: intervention value {_short(value)} is not an integer; "
+                                    f"the node's values are {str(dtype).replace('torch.', '')}")
+        t = t.to(dtype)
     if event_shape is None:
         event_shape = tuple(t.shape[1:]) if t.dim() > 0 and t.shape[0] == n else tuple(t.shape)
     full = (n, *event_shape)

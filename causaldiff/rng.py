@@ -7,12 +7,19 @@ draws from its own stream, the global RNG seeded with :func:`block_seed` ``(seed
 stream continues across the nodes of the query in topological order. Block 0's stream is the one
 ``torch.manual_seed(seed)`` gives, so a query of at most ``ROW_BLOCK`` rows draws exactly what it
 drew before chunking existed. Every swap of the global state happens inside the query's
-``fork_rng`` (see :func:`causaldiff.scm.seeded`): the caller's RNG is never touched.
+``fork_rng`` (see :func:`seeded`): the caller's RNG is never touched.
+
+Threads: torch's global RNG is one per process (and Pyro distributions draw from it), so every
+query runs under :data:`QUERY_LOCK`, a process-wide re-entrant lock: queries in several threads
+run one at a time and each gets exactly the rows it gets alone. Code outside causaldiff that draws
+from the global RNG in another thread while a query runs is not covered by the lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -21,6 +28,28 @@ from torch import Tensor
 ROW_BLOCK = 1024
 
 _MASK = (1 << 64) - 1
+
+
+#: held by every query while it draws from (or swaps) the global RNG; re-entrant
+QUERY_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run the block under ``torch.manual_seed(seed)`` without touching the global RNG state,
+    holding :data:`QUERY_LOCK` (also when ``seed`` is None: an unseeded query draws from the
+    global RNG, which a seeded query in another thread owns while it runs)."""
+    with QUERY_LOCK:
+        if seed is None:
+            yield
+            return
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            if devices:
+                torch.manual_seed(seed)
+            else:  # the CPU generator alone: what torch.manual_seed seeds here, without its device probes
+                torch.default_generator.manual_seed(seed)
+            yield
 
 
 def block_seed(seed: int, block: int) -> int:
@@ -93,4 +122,4 @@ class RowStreams:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-__all__ = ["ROW_BLOCK", "RowStreams", "block_seed", "query_seed"]
+__all__ = ["ROW_BLOCK", "QUERY_LOCK", "RowStreams", "block_seed", "query_seed", "seeded"]

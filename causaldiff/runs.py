@@ -16,16 +16,17 @@ import torch
 from torch import Tensor
 
 from .build import Rows, build_mechanism, build_scm, load_rows
-from .errors import DataError, GraphError, SerializationError
+from .errors import DataError, GraphError, SerializationError, SpecError
 from .evaluation import fitted, plotting
 from .evaluation.axioms import diffusion_nodes
 from .evaluation.plotting import save_grid as save_grid
 from .evaluation.report import now, write_json, write_text
 from .registry import MECHANISMS
 from .scm import SCM, load
-from .spec import TRUTH, GraphSpec, load_spec, parse_spec
+from .spec import TRUTH, GraphSpec, load_spec, parse_spec, train_fields
 from .storage import read_bytes
 from .training import TrainConfig
+from .validation import check_output_path
 
 
 def draw_graph(spec: GraphSpec, out: Path) -> None:
@@ -89,12 +90,10 @@ def _with_steps(options: dict[str, Any], config: Any, steps: int) -> dict[str, A
     """``options`` with ``steps`` training steps for every training of the mechanism: a ``steps``
     field, and the ``steps`` of each :class:`TrainConfig` field."""
     out = dict(options)
-    for field in type(config).model_fields:
-        value = getattr(config, field)
-        if field == "steps":
-            out["steps"] = steps
-        elif isinstance(value, TrainConfig):
-            out[field] = {**value.model_dump(mode="json"), "steps": steps}
+    if "steps" in type(config).model_fields:
+        out["steps"] = steps
+    for field, train in train_fields(config).items():
+        out[field] = {**train.model_dump(mode="json"), "steps": steps}
     return out
 
 
@@ -125,13 +124,14 @@ def fit_run(spec_path: str | Path, out: Path, quick: bool = False, device: torch
     device-free."""
     if quick and setting not in (None, "quick"):
         raise GraphError(f"--quick is --setting quick; it cannot be combined with --setting {setting}")
+    check_output_path(out, "--out", directory=True)
     setting = "quick" if quick else setting
     spec = load_spec(spec_path)
     if setting is not None:
         spec = with_setting(spec, setting)
     spec = with_overrides(spec, data=data, steps=steps)
     rows = load_rows(spec.dataset, "train")
-    scm = build_scm(spec, rows.dataset)
+    scm = build_scm(spec, rows.dataset, run=out)
     if device is not None:
         scm = scm.to(device)  # fit moves the rows to the SCM's device
     t0 = time.perf_counter()
@@ -159,7 +159,7 @@ def load_run(run: Path) -> tuple[GraphSpec, SCM, Rows]:
         raise SerializationError(str(e)) from None
     rows = load_rows(spec.dataset, "test")
     truth_nodes = [n for n, ns in spec.nodes.items() if ns.mechanism == TRUTH]
-    rebind = {n: build_mechanism(spec, n, rows.dataset) for n in truth_nodes}
+    rebind = {n: build_mechanism(spec, n, rows.dataset, run=run) for n in truth_nodes}
     return spec, load(run / "scm", mechanisms=rebind), rows
 
 

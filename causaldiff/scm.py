@@ -36,7 +36,9 @@ from .interventions import Intervention, as_intervention
 from .mechanisms.base import Mechanism
 from .mechanisms.moves import Move
 from .mechanisms.pyro import PyroMechanism
+from .rng import seeded
 from .serialization import read_scm, save_scm
+from .validation import check_count, check_rows, check_seed
 
 Rows = Mapping[str, Tensor]
 
@@ -69,25 +71,10 @@ class Samples(dict):
 
 
 @contextlib.contextmanager
-def seeded(seed: int | None) -> Iterator[None]:
-    """Run the block under ``torch.manual_seed(seed)`` without touching the global RNG state."""
-    if seed is None:
-        yield
-        return
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        if devices:
-            torch.manual_seed(seed)
-        else:  # the CPU generator alone: what torch.manual_seed seeds here, without its device probes
-            torch.default_generator.manual_seed(seed)
-        yield
-
-
-@contextlib.contextmanager
 def _query(seed: int | None) -> Iterator[None]:
     """The context every query runs in: seeded, without autograd, without torch's argument
     validation of the distributions mechanisms build (the engine validates its inputs itself)."""
-    with seeded(seed), torch.no_grad(), engine.distribution_checks_off():
+    with seeded(check_seed(seed)), torch.no_grad(), engine.distribution_checks_off():
         yield
 
 
@@ -103,6 +90,8 @@ def _bind(node: str, spec: Any) -> Mechanism:
 def _check_graph(graph: Any) -> None:
     if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
         raise GraphError(f"the causal graph must be a networkx.DiGraph, got {type(graph).__name__}")
+    if graph.number_of_nodes() == 0:
+        raise GraphError("the causal graph has no nodes; an SCM needs at least one")
     bad = [n for n in graph.nodes if not isinstance(n, str) or not n]
     if bad:
         raise GraphError(f"node names must be non-empty strings; got {bad[0]!r}")
@@ -211,7 +200,10 @@ class SCM:
         return "\n".join(lines)
 
     # ------------------------------------------------------------------------------ action
-    def _parse_do(self, do: Mapping[str, Any] | None) -> dict[str, Intervention]:
+    def _parse_do(self, do: Mapping[str, Any] | None, probe: bool = True) -> dict[str, Intervention]:
+        """Validated, snapshotted interventions; hard values outside a discrete support are refused
+        here for roots, and (``probe``) for nodes whose support does not depend on their parents
+        (:func:`causaldiff.engine.probe_hard_support`)."""
         if do is None:
             return {}
         if not isinstance(do, Mapping):
@@ -224,6 +216,8 @@ class SCM:
             out[node] = iv = as_intervention(node, value)
             if iv.cuts_edges and not self._s.base_parents[node]:
                 engine.check_hard_support(self._s, node, iv, {}, 1)  # roots: checked at do time
+            elif iv.cuts_edges and probe:
+                engine.probe_hard_support(self._s, node, iv)
         return out
 
     def do(self, interventions: Mapping[str, Any]) -> "SCM":
@@ -239,8 +233,10 @@ class SCM:
         return SCM(self._graph, {**self._s.mechanisms, **dict(mechanisms)})
 
     # ------------------------------------------------------------------------------ rows
-    def _check_rows(self, rows: Any, need: tuple[str, ...] | None, what: str) -> tuple[dict[str, Tensor], int]:
-        """Validate each column once (type, batch, dtype, finiteness) and move it to the device."""
+    def _check_rows(self, rows: Any, need: tuple[str, ...] | None, what: str,
+                    batch_size: int | None = None) -> tuple[dict[str, Tensor], int]:
+        """Validate each column once (type, batch, dtype, device, finiteness, the row bounds of
+        :mod:`causaldiff.limits`) and move it to the device."""
         if not isinstance(rows, Mapping):
             raise DataError(f"{what} must be a dict of node name -> tensor or a pandas DataFrame, "
                             f"got {type(rows).__name__}")
@@ -258,6 +254,7 @@ class SCM:
                     raise DataError(f"node {k!r} in {what}: batch size {v.shape[0]} differs from {n}")
         if not n:
             raise DataError(f"{what} is an empty batch")
+        check_rows(f"the number of rows in {what}", n, batch_size)
         bad = first_non_finite(out)
         if bad is not None:
             raise DataError(f"node {bad!r} in {what}: contains NaN or Inf")
@@ -269,10 +266,13 @@ class SCM:
         """``n`` draws from the model (observational, or interventional on an intervened SCM).
 
         ``batch_size``: rows per chunk (memory grows with it, not with ``n``); the same ``seed``
-        gives the same rows whatever it is (see :mod:`causaldiff.rng`)."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise DataError(f"n must be a positive integer, got {n!r}")
-        batch_size = check_batch_size(batch_size)
+        gives the same rows whatever it is (see :mod:`causaldiff.rng`). ``n`` above
+        :data:`~causaldiff.limits.MAX_ROWS_PER_CALL` needs ``batch_size`` (and stays within
+        :data:`~causaldiff.limits.MAX_ROWS`); every query has the same bounds on its rows.
+        ``seed``: an integer (a float, a bool, a string is refused); queries in several threads
+        run one at a time (:data:`causaldiff.rng.QUERY_LOCK`) and give the rows they give alone."""
+        seed, batch_size = check_seed(seed), check_batch_size(batch_size)
+        n = check_count("n", n, batch_size)
         engine.require_fitted(self._s, self.nodes)
         with _query(seed):
             values = chunking.execute(engine.plan_sample(self._s), n, batch_size=batch_size, seed=seed,
@@ -289,12 +289,13 @@ class SCM:
     def predict(self, noise: Rows, do: Mapping[str, Any] | None = None, *, seed: int | None = None,
                 batch_size: int | None = None) -> Samples:
         """Push exogenous noise through the (intervened) model: every node is recomputed."""
+        seed, batch_size = check_seed(seed), check_batch_size(batch_size)
         plan = engine.plan_predict(self._s, self._parse_do(do))
         if not isinstance(noise, Mapping):
             raise DataError(f"noise must be a dict of node name -> tensor, got {type(noise).__name__}")
-        batch_size = check_batch_size(batch_size)
         need = tuple(v for v in self.nodes if not plan.target.is_hard(v))
-        u, n = self._check_rows(noise, need, "the noise")
+        u, n = self._check_rows(noise, need, "the noise", batch_size)
+        check_noise(u, "the noise")
         engine.require_fitted(plan.target, self.nodes)
         with _query(seed):
             values = chunking.execute(plan, n, noise=u, batch_size=batch_size, seed=seed, desc="predict")
@@ -303,8 +304,8 @@ class SCM:
     @accepts_frames
     def abduct(self, data: Rows, *, seed: int | None = None, batch_size: int | None = None) -> Samples:
         """Exogenous noise of every (non hard-intervened) node given observed rows."""
-        batch_size = check_batch_size(batch_size)
-        rows, n = self._check_rows(data, None, "the observed rows")
+        seed, batch_size = check_seed(seed), check_batch_size(batch_size)
+        rows, n = self._check_rows(data, None, "the observed rows", batch_size)
         nodes = engine.plan_abduct(self._s).abduct
         conds = engine.Conditionals(self._s, rows, n)
         engine.require_fitted(self._s, nodes)
@@ -324,9 +325,9 @@ class SCM:
         factual tensor itself. ``seed`` fixes stochastic abduction (Gumbel-max nodes);
         ``batch_size`` bounds the rows computed at once (results do not depend on it).
         """
-        ivs = self._parse_do(do)
-        batch_size = check_batch_size(batch_size)
-        rows, n = self._check_rows(factual, None, "the factual rows")
+        seed, batch_size = check_seed(seed), check_batch_size(batch_size)
+        ivs = self._parse_do(do, probe=False)  # checked below against the factual parents
+        rows, n = self._check_rows(factual, None, "the factual rows", batch_size)
         plan = engine.plan_counterfactual(self._s, ivs, n)
         conds = engine.Conditionals(self._s, rows, n)
         engine.require_fitted(plan.target, plan.recompute)
@@ -346,7 +347,10 @@ class SCM:
     @accepts_frames
     def fit(self, data: Rows) -> "SCM":
         """Fit every learnable mechanism on its own, from its node's and its parents' columns."""
-        rows, n = self._check_rows(data, None, "the training rows")
+        rows, n = self._check_rows(data, None, "the training rows", batch_size=1)  # minibatches: MAX_ROWS only
+        learn = [v for v in self.nodes if self._s.mechanisms[v].learnable and not self._s.is_hard(v)]
+        if learn and n < 2:
+            raise DataError(f"fit needs at least 2 training rows, got {n} (learnable node(s) {learn})")
         for node in self.nodes:
             m = self._s.mechanisms[node]
             if m.learnable and not self._s.is_hard(node):
@@ -413,7 +417,21 @@ def _as_column(node: str, v: Any, what: str, device: torch.device) -> Tensor:
         raise DataError(f"node {node!r} in {what}: expected a batch of shape (n, ...), got a scalar")
     if v.dtype == torch.bool or v.is_complex():
         raise DataError(f"node {node!r} in {what}: unsupported dtype {v.dtype}")
-    return v if v.device == device else v.to(device)
+    if v.device.type == "meta":
+        raise DataError(f"node {node!r} in {what}: a tensor on the meta device holds no values")
+    if v.device == device:
+        return v
+    try:
+        return v.to(device)
+    except (RuntimeError, NotImplementedError) as e:
+        raise DataError(f"node {node!r} in {what}: cannot move it from {v.device} to {device}: {e}") from None
+
+
+def check_noise(noise: Mapping[str, Tensor], what: str) -> None:
+    """Exogenous noise is real-valued: integer columns are refused (naming the node)."""
+    for k, v in noise.items():
+        if not v.is_floating_point():
+            raise DataError(f"node {k!r} in {what}: noise must be floating point, got {v.dtype}")
 
 
 def first_non_finite(columns: Mapping[str, Tensor]) -> str | None:

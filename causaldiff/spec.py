@@ -23,21 +23,28 @@ once, naming the node (or the data set) and the key::
 
 ``mechanism = "truth"`` (reserved) binds the node to the data set's own true mechanism, for data
 sets with ground truth that know one. Nothing in a spec is imported or evaluated.
+
+Sizes are bounded (:mod:`causaldiff.limits`: ``n_train``, widths, steps...). A training's
+``checkpoint_dir`` is a relative path inside the run folder (``causaldiff fit --out``), without
+``..``, and no two trainings of a spec share one. Every problem raises one
+:class:`~causaldiff.errors.SpecError` naming the file and the key.
 """
 
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Annotated, Any
 
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import datasets as _datasets  # noqa: F401  (registers the built-in data sets)
 from . import mechanisms as _mechanisms  # noqa: F401  (registers the built-in mechanisms)
-from .errors import GraphError
+from .errors import SpecError
+from .limits import DatasetRows, Seed
 from .registry import DATASETS, MECHANISMS
+from .training import TrainConfig
 
 #: the reserved mechanism name: the data set's own true mechanism of the node
 TRUTH = "truth"
@@ -73,9 +80,9 @@ class DatasetSpec(_Frozen):
     """Where the rows come from: a registered data set, its options, split sizes and seed."""
 
     kind: str
-    n_train: int = Field(5000, ge=1)
-    n_test: int = Field(1000, ge=1)
-    seed: int = 0
+    n_train: DatasetRows = 5000
+    n_test: DatasetRows = 1000
+    seed: Seed = 0
     #: the data set's options (validated against its registered Config)
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -86,8 +93,8 @@ class DatasetSpec(_Frozen):
         if not isinstance(raw, dict):
             return raw
         extra = {k: v for k, v in raw.items() if k not in DATASET_KEYS}
-        if not extra:
-            return raw
+        if not extra or not isinstance(raw.get("options") or {}, dict):
+            return raw  # (options that are not a table: refused by the field's own validation)
         common = {k: v for k, v in raw.items() if k in DATASET_KEYS}
         return {**common, "options": {**dict(common.get("options") or {}), **extra}}
 
@@ -101,6 +108,36 @@ class NodeSpec(_Frozen):
     mechanism: str
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _distinct_parents(self) -> "NodeSpec":
+        if len(set(self.parents)) != len(self.parents):
+            raise ValueError(f"parents: {list(self.parents)} lists a parent twice")
+        return self
+
+
+def train_fields(config: BaseModel) -> dict[str, TrainConfig]:
+    """The config's trainings: its fields holding a :class:`~causaldiff.training.TrainConfig`."""
+    return {f: v for f in type(config).model_fields if isinstance(v := getattr(config, f), TrainConfig)}
+
+
+def _checkpoint_problems(configs: dict[str, BaseModel]) -> list[str]:
+    """``checkpoint_dir``: relative, inside the run folder, one per training (``where`` -> config)."""
+    problems, owner = [], {}
+    for where, config in configs.items():
+        for field, train in train_fields(config).items():
+            if train.checkpoint_dir is None:
+                continue
+            key, raw = f"{where}.options.{field}.checkpoint_dir", train.checkpoint_dir
+            parts = PurePosixPath(raw.replace("\\", "/")).parts
+            if not raw or PurePosixPath(raw).is_absolute() or PureWindowsPath(raw).drive or ".." in parts:
+                problems.append(f"{key}: {raw!r} must be a relative path inside the run folder (no '..')")
+                continue
+            norm = "/".join(p for p in parts if p != ".")
+            if norm in owner:
+                problems.append(f"{key}: {raw!r} is also the checkpoint_dir of {owner[norm]}; give each its own")
+            owner.setdefault(norm, key)
+    return problems
+
 
 class GraphSpec(_Frozen):
     """A whole declarative SCM."""
@@ -108,11 +145,12 @@ class GraphSpec(_Frozen):
     name: str
     description: str = ""
     dataset: DatasetSpec
-    nodes: dict[str, NodeSpec]
+    nodes: dict[Annotated[str, Field(min_length=1)], NodeSpec]
 
     @model_validator(mode="after")
     def _check(self) -> "GraphSpec":
         problems = validate_options(DATASETS, self.dataset.kind, self.dataset.options, "dataset")
+        configs = {}
         if not self.nodes:
             problems.append("nodes: a spec needs at least one node")
         for node, ns in self.nodes.items():
@@ -125,7 +163,11 @@ class GraphSpec(_Frozen):
                 if ns.options:
                     problems.append(f"nodes.{node}.options: mechanism 'truth' takes no options")
             else:
-                problems += validate_options(MECHANISMS, ns.mechanism, ns.options, f"nodes.{node}")
+                found = validate_options(MECHANISMS, ns.mechanism, ns.options, f"nodes.{node}")
+                problems += found
+                if not found:
+                    configs[f"nodes.{node}"] = MECHANISMS.get(ns.mechanism).Config.model_validate(ns.options)
+        problems += _checkpoint_problems(configs)
         if not problems and not nx.is_directed_acyclic_graph(self.graph()):
             problems.append(f"nodes: the graph has a cycle: {nx.find_cycle(self.graph())}")
         if problems:
@@ -177,23 +219,24 @@ def parse_spec(raw: Any, where: str = "spec") -> GraphSpec:
     try:
         return GraphSpec.model_validate(raw)
     except ValidationError as e:
-        raise GraphError(format_validation_error(e, where)) from None
+        raise SpecError(format_validation_error(e, where)) from None
 
 
 def load_spec(path: str | Path) -> GraphSpec:
     """Read and validate a ``.toml`` spec; errors name the file, the node or field, and the problem."""
     path = Path(path)
     if not path.is_file():
-        raise GraphError(f"no spec file at {path}")
+        raise SpecError(f"no spec file at {path}" + (" (it is a directory)" if path.is_dir() else ""))
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
-        raise GraphError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+        raise SpecError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
-        raise GraphError(f"{path}: invalid TOML: {e}") from None
+        raise SpecError(f"{path}: invalid TOML: {e}") from None
     except OSError as e:
-        raise GraphError(f"{path}: cannot read the spec: {e.strerror}") from None
+        raise SpecError(f"{path}: cannot read the spec: {e.strerror}") from None
     return parse_spec(raw, str(path))
 
 
-__all__ = ["TRUTH", "DatasetSpec", "NodeSpec", "GraphSpec", "load_spec", "parse_spec", "validate_options"]
+__all__ = ["TRUTH", "DatasetSpec", "NodeSpec", "GraphSpec", "load_spec", "parse_spec", "validate_options",
+           "train_fields"]

@@ -262,15 +262,16 @@ def test_a_shift_that_moves_by_the_wrong_amount_is_caught():
         check_callable_effectiveness(BROKEN["callable effectiveness"](), d, "y", torch.tanh)
 
 
-def test_a_float_hard_value_on_a_categorical_node_is_a_wrong_dtype():
+def test_a_float_hard_value_takes_a_categorical_dtype_a_float_callable_does_not():
     g = nx.DiGraph([("y", "z")])
     g.nodes["y"]["mechanism"] = dist.Categorical(logits=t([0.0, 0.5, -0.5]))
     g.nodes["z"]["mechanism"] = lambda y: dist.Normal(y.to(F64), t(0.5))
     scm = cd.SCM(g)
     d = scm.sample(6, seed=0)
     check_dtypes(scm, d, {"y": 1})
-    with pytest.raises(LawViolation, match=r"dtype and shape: node 'y' under counterfactual .*returned float"):
-        check_dtypes(scm, d, {"y": 1.0})
+    check_dtypes(scm, d, {"y": 1.0})  # a float hard value takes the node's dtype (issue 14)
+    with pytest.raises(LawViolation, match=r"dtype and shape: node 'y' under .*returned float"):
+        check_dtypes(scm, d, {"y": lambda v: v.to(F64)})
 
 
 def test_effectiveness_and_algebra_checks_name_the_node():

@@ -24,6 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
+from ..limits import MAX_DEPTH, Steps
 from .schedule import NoiseSchedule
 
 #: ``eps(x_t, t, cond) -> eps_hat`` with ``t`` a ``(n,)`` long tensor of training timesteps.
@@ -33,9 +34,9 @@ Denoiser = Callable[[Tensor, Tensor, Any], Tensor]
 class DDIMConfig(BaseModel):
     """Sampler hyperparameters (serialisable, immutable)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    num_inference_steps: int = Field(50, ge=1)
+    num_inference_steps: Steps = 50
     #: "leading": tau_i = (i-1) T/K (the DDIM paper's uniform skip); "trailing": tau_K = T-1 and
     #: even strides below it (Lin et al. 2024, Table 2); "linspace": rounded linspace(0, T-1, K).
     #: Trailing reaches the last training step, whose alpha_bar is ~0 on a cosine schedule: that
@@ -50,7 +51,7 @@ class DDIMConfig(BaseModel):
     #: lower bound of the dynamic threshold (the data range of x_0).
     sample_max_value: float = Field(1.0, gt=0.0)
     #: fixed-point refinements per inversion step (0 = plain DDIM inversion).
-    inversion_fixed_point_iters: int = Field(0, ge=0)
+    inversion_fixed_point_iters: int = Field(0, ge=0, le=MAX_DEPTH)
 
 
 def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int,

@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+from ..limits import Depth, Width
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 # ============================================================================= configs
@@ -31,8 +33,8 @@ class _MLPShape(BaseModel):
 
     model_config = _FROZEN
     kind: Literal["mlp"] = "mlp"
-    hidden: int = Field(128, ge=1)
-    num_layers: int = Field(3, ge=1)
+    hidden: Width = 128
+    num_layers: Depth = 3
 
 
 class MLPConfig(_MLPShape):
@@ -46,11 +48,11 @@ class _ConvShape(BaseModel):
     """The levels of a time-conditioned convolutional network (GroupNorm, SiLU, residual blocks)."""
 
     model_config = _FROZEN
-    base_channels: int = Field(64, ge=1)
-    channel_mult: tuple[int, ...] = (1, 2, 4)
-    num_res_blocks: int = Field(1, ge=1)
-    num_heads: int = Field(4, ge=1)
-    num_groups: int = Field(32, ge=1)
+    base_channels: Width = 64
+    channel_mult: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field((1, 2, 4), min_length=1, max_length=16)
+    num_res_blocks: Depth = 1
+    num_heads: Depth = 4
+    num_groups: Width = 32
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
@@ -68,11 +70,11 @@ class DiTConfig(BaseModel):
 
     model_config = _FROZEN
     kind: Literal["dit"] = "dit"
-    patch_size: int = Field(2, ge=1)
-    hidden: int = Field(256, ge=1)
-    depth: int = Field(6, ge=1)
-    num_heads: int = Field(4, ge=1)
-    mlp_ratio: float = Field(4.0, gt=0.0)
+    patch_size: Annotated[int, Field(ge=1, le=64)] = 2
+    hidden: Width = 256
+    depth: Depth = 6
+    num_heads: Depth = 4
+    mlp_ratio: float = Field(4.0, gt=0.0, le=64.0)
 
 
 DenoiserConfig = Annotated[Union[MLPConfig, UNetConfig, DiTConfig], Field(discriminator="kind")]
@@ -88,8 +90,8 @@ class ImagePredictorConfig(_ConvShape):
     """Time-conditioned convolutional encoder (the down half of a UNet) + pooled linear head."""
 
     kind: Literal["image"] = "image"
-    base_channels: int = Field(32, ge=1)
-    channel_mult: tuple[int, ...] = (1, 2, 2)
+    base_channels: Width = 32
+    channel_mult: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field((1, 2, 2), min_length=1, max_length=16)
     attention: bool = False
 
 

@@ -16,16 +16,18 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
+from ..limits import MAX_STEPS
+
 
 class ScheduleConfig(BaseModel):
     """Hyperparameters of a beta schedule (serialisable, immutable)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     #: "scaled_linear": ``beta_t = linspace(sqrt(beta_start), sqrt(beta_end), T)**2`` (latent
     #: diffusion); "trained": the betas listed in ``trained_betas``
     kind: Literal["linear", "cosine", "scaled_linear", "trained"] = "cosine"
-    num_train_timesteps: int = Field(1000, ge=2)
+    num_train_timesteps: int = Field(1000, ge=2, le=MAX_STEPS)
     #: linear schedule end points (Ho et al. 2020 use 1e-4 and 0.02 for T = 1000).
     beta_start: float = Field(1e-4, gt=0.0, lt=1.0)
     beta_end: float = Field(0.02, gt=0.0, lt=1.0)

@@ -15,6 +15,8 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from ..errors import DataError, NotFittedError, SerializationError
+from ..limits import MAX_CLASSES
+from ..validation import check_labels
 from ..registry import MECHANISMS
 from .base import Abduction, ConditionalMethods, Mechanism, Parents
 from .codecs import DistributionConditional
@@ -24,8 +26,8 @@ from .moves import Move
 class CategoricalConfig(BaseModel):
     """Options of :class:`CategoricalMechanism`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    num_classes: int | None = Field(None, ge=2)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    num_classes: int | None = Field(None, ge=2, le=MAX_CLASSES)
     smoothing: float = Field(1.0, ge=0.0)
 
 
@@ -53,6 +55,8 @@ class CategoricalMechanism(ConditionalMethods, Mechanism):
                             f"{list(parent_order)}")
         if x.is_floating_point() or x.dim() != 1 or (x < 0).any():
             raise DataError(f"node {self.node!r}: categorical values must be non-negative integers of shape (n,)")
+        if self.num_classes is None:  # inferred: bounded by the rows before bincount allocates
+            check_labels(f"node {self.node!r}", x, x.shape[0])
         k = self.num_classes or int(x.max()) + 1
         if int(x.max()) >= k:
             raise DataError(f"node {self.node!r}: value {int(x.max())} >= num_classes {k}")

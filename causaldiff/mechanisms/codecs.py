@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor
 
 from ..errors import AbductionError, DataError, SerializationError
+from ..validation import check_labels
 from .base import Abduction, Conditional, Mechanism, Parents, check_event_shape
 from .saved import check_statistics
 
@@ -392,7 +393,8 @@ class ParentCodec:
             if v.dim() != 1 or bool((v < 0).any()):
                 raise DataError(f"node {node!r}: categorical parent {name!r} needs non-negative integers "
                                 f"of shape (n,), got {tuple(v.shape)}")
-            specs.append(ParentSpec(name=name, kind="categorical", shape=(), num_classes=max(2, int(v.max()) + 1)))
+            classes = check_labels(f"node {node!r}: categorical parent {name!r}", v, n)  # before any one-hot
+            specs.append(ParentSpec(name=name, kind="categorical", shape=(), num_classes=max(2, classes)))
         return cls(tuple(specs), standardize=standardize, stats=stats)
 
     def encode(self, parents: Parents, n: int, *, dtype: torch.dtype = torch.float32,

@@ -17,6 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from ..limits import MAX_DEPTH, Batch, Steps, Width
 from ..errors import NotFittedError, SerializationError
 from ..registry import MECHANISMS
 from ..training import TrainConfig, fit_model
@@ -29,15 +30,15 @@ from .saved import check_state, check_statistics
 class AdditiveNoiseConfig(BaseModel):
     """Hyperparameters of :class:`AdditiveNoiseMechanism`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    hidden: tuple[int, ...] = (64, 64)
-    steps: int = Field(2000, ge=1)
-    batch_size: int = Field(256, ge=1)
+    hidden: tuple[Width, ...] = Field((64, 64), max_length=MAX_DEPTH)
+    steps: Steps = 2000
+    batch_size: Batch = 256
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     val_fraction: float = Field(0.1, ge=0, lt=1)
-    eval_every: int = Field(100, ge=1)
+    eval_every: Steps = 100
     seed: int = 0
 
 

@@ -33,7 +33,7 @@ from .codecs import (LOC_SCALE, DistributionConditional, SplitConditional, distr
                      loc_scale_transport, split_codec)
 from .moves import Move
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class PyroConfig(BaseModel):

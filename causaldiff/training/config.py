@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..limits import MAX_STEPS, Batch, Seed, Steps
+
 
 class TrainConfig(BaseModel):
     """Optimisation hyperparameters (serialisable, immutable); subclasses change the defaults.
@@ -14,15 +16,15 @@ class TrainConfig(BaseModel):
     AdamW (Loshchilov & Hutter 2019) on minibatches drawn uniformly with replacement.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    steps: int = Field(2000, ge=0)
-    batch_size: int = Field(256, ge=1)
+    steps: int = Field(2000, ge=0, le=MAX_STEPS)
+    batch_size: Batch = 256
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     betas: tuple[float, float] = (0.9, 0.999)
     #: linear learning-rate warm-up over this many steps, then the schedule below
-    warmup_steps: int = Field(0, ge=0)
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
     #: after the warm-up: "constant", or "cosine" decay to 0 at the last step (Loshchilov &
     #: Hutter 2017, without restarts)
     lr_schedule: Literal["constant", "cosine"] = "constant"
@@ -34,14 +36,14 @@ class TrainConfig(BaseModel):
     #: warm the decay up as min(ema_decay, (1 + step) / (10 + step)), so short runs are not
     #: dominated by the initial weights
     ema_warmup: bool = True
-    seed: int = 0
+    seed: Seed = 0
     #: bf16 autocast when training on CUDA (ignored elsewhere)
     bf16: bool = True
     #: save a checkpoint every this many steps into checkpoint_dir (and resume from it)
-    checkpoint_every: int | None = Field(None, ge=1)
+    checkpoint_every: Steps | None = None
     checkpoint_dir: str | None = None
     #: average the loss over this many steps for the progress bar and the loss history
-    log_every: int = Field(100, ge=1)
+    log_every: Steps = 100
 
 
 def lr_factor(config: TrainConfig, step: int) -> float:

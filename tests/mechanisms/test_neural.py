@@ -176,13 +176,14 @@ def test_config_is_frozen_and_validated():
 
 
 def test_tiny_data_and_a_single_row_fit():
-    """Fewer than 20 rows: no validation split; one row: unit noise scale."""
+    """Fewer than 20 rows: no validation split; two rows fit; one row is refused (issue 14)."""
     data, _ = nonlinear_data(n=12)
     scm = anm_scm(steps=5).fit(data)
     assert torch.isfinite(scm.mechanisms["y"].stats["sigma"]).all()
-    one = {k: v[:1] for k, v in data.items()}
-    scm1 = anm_scm(steps=5).fit(one)
-    assert torch.isfinite(scm1.sample(3, seed=0)["y"]).all()
+    two = anm_scm(steps=5).fit({k: v[:2] for k, v in data.items()})
+    assert torch.isfinite(two.sample(3, seed=0)["y"]).all()
+    with pytest.raises(cd.DataError, match=r"fit needs at least 2 training rows, got 1"):
+        anm_scm(steps=5).fit({k: v[:1] for k, v in data.items()})
 
 
 def test_unseen_parent_category_is_refused_not_clamped():

@@ -17,7 +17,7 @@ class DiffusionConfig(BaseModel):
     """Everything a user chooses for a :class:`DiffusionMechanism`; what fit records (the event
     shape, the parent codec, statistics) lives in :class:`DiffusionState`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     schedule: ScheduleConfig = ScheduleConfig(kind="linear")
     #: 50 DDIM steps; abduction refines each inversion step 3 times, so that generation under the
