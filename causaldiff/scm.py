@@ -342,12 +342,15 @@ class SCM:
 
     # ------------------------------------------------------------------------------ learning
     @accepts_frames
-    def fit(self, data: Rows) -> "SCM":
-        """Fit every learnable mechanism on its own, from its node's and its parents' columns."""
+    def fit(self, data: Rows, *, nodes: Any = None) -> "SCM":
+        """Fit every learnable mechanism (or those of ``nodes``) on its own, from its node's and its
+        parents' columns."""
         rows, n = self._check_rows(data, None, "the training rows")
+        for node in [] if nodes is None else nodes:
+            self._require_node(node, "fit(nodes=...)")
         for node in self.nodes:
             m = self._s.mechanisms[node]
-            if m.learnable and not self._s.is_hard(node):
+            if m.learnable and not self._s.is_hard(node) and (nodes is None or node in nodes):
                 pa = {p: rows[p] for p in self._s.parents[node]}
                 m.fit(rows[node], pa, parent_order=self._s.parents[node], desc=f"fit {node}")
         return self

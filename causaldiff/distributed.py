@@ -1,0 +1,119 @@
+"""Several processes and GPUs through torch.distributed: what a ``torchrun`` run of causaldiff uses.
+
+>>> with causaldiff.distributed.launch() as run:      # under torchrun --nproc-per-node N
+...     scm.fit(rows)                                  # every network: DDP over the N ranks
+...     cf = scm.counterfactual(rows, do={"x": 1.0}, seed=0)   # rows split, gathered: every rank
+...     if run.is_main:                                # holds the whole result, bit-identical to
+...         save(cf)                                   # one process
+
+:func:`launch` joins the process group torchrun describes (:func:`~causaldiff.training.init_process_group`),
+makes :class:`~causaldiff.training.DDPStrategy` the strategy of every training
+(:func:`~causaldiff.training.use_strategy`), shards every query
+(:func:`~causaldiff.sharding.sharded_queries`) and turns the progress bars of ranks other than 0
+off. :func:`fit_per_node` is the other parallelism: each learnable node trained whole on one rank,
+then broadcast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from .progress import progress_enabled, set_progress
+from .sharding import QuerySharding, current_sharding, row_span, sharded_queries
+from .training.ddp import DEFAULT_TIMEOUT, DDPStrategy, init_process_group
+from .training.strategy import LocalStrategy, use_strategy
+
+
+@dataclass(frozen=True)
+class Launch:
+    """This process's place in a launched run."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    strategy: DDPStrategy
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that prints and writes."""
+        return self.rank == 0
+
+
+@contextlib.contextmanager
+def launch(device: str | None = None, timeout: float | None = None) -> Iterator[Launch]:
+    """Join the torchrun process group (see :func:`init_process_group`: ``device`` and ``timeout``),
+    train with DDP and shard queries inside the block; the group is left at its end if this call
+    created it."""
+    created = not dist.is_initialized()
+    dev = init_process_group(device, timeout)
+    strategy = DDPStrategy()
+    bars = progress_enabled()
+    set_progress(bars and strategy.is_main)
+    try:
+        with use_strategy(strategy), sharded_queries():
+            yield Launch(strategy.rank, strategy.world_size, dev, strategy)
+    finally:
+        set_progress(bars)
+        if created:
+            dist.destroy_process_group()
+
+
+def assign_nodes(nodes: Sequence[str], world_size: int) -> dict[str, int]:
+    """The rank that trains each node: round-robin over ``nodes`` in the order given."""
+    return {v: i % world_size for i, v in enumerate(nodes)}
+
+
+def fit_per_node(scm: Any, data: Mapping[str, Any]) -> Any:
+    """Fit the SCM's learnable nodes with one node per rank (:func:`assign_nodes`), each trained
+    whole on its rank by a single process, then broadcast from it: returns the SCM with every node
+    fitted (the same weights one process fitting them all gets), on every rank. An error fitting a
+    node is raised on every rank."""
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    nodes = [v for v in scm.nodes if scm.mechanisms[v].learnable and v not in scm.interventions]
+    owner = assign_nodes(nodes, world)
+    error = None
+    try:
+        with use_strategy(LocalStrategy()):
+            scm.fit(data, nodes=[v for v in nodes if owner[v] == rank])
+    except Exception as exc:
+        error = exc
+    if world == 1:
+        if error is not None:
+            raise error
+        return scm
+    _agree(error, world)
+    return scm.with_mechanisms(_broadcast_fitted(scm, nodes, owner, rank))
+
+
+def _agree(error: Exception | None, world: int) -> None:
+    """Raise on every rank the first error any rank met."""
+    errors: list = [None] * world
+    dist.all_gather_object(errors, None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(r, e) for r, e in enumerate(errors) if e is not None]
+    if failed:
+        raise RuntimeError(f"fit_per_node: rank {failed[0][0]} failed: {failed[0][1]}")
+
+
+def _broadcast_fitted(scm: Any, nodes: Sequence[str], owner: Mapping[str, int], rank: int) -> dict[str, Any]:
+    """Each node's fitted mechanism, sent from its owner (config and CPU tensors), rebuilt elsewhere."""
+    fitted = {}
+    for v in nodes:
+        m = scm.mechanisms[v]
+        box = [(m.get_config(), {k: t.detach().cpu() for k, t in m.state_tensors().items()})
+               if owner[v] == rank else None]
+        dist.broadcast_object_list(box, src=owner[v])
+        if owner[v] != rank:
+            fitted[v] = type(m).from_saved(*box[0]).to(scm.device)
+    return fitted
+
+
+__all__ = ["launch", "Launch", "fit_per_node", "assign_nodes", "sharded_queries", "current_sharding",
+           "QuerySharding", "row_span", "DDPStrategy", "init_process_group", "DEFAULT_TIMEOUT"]

@@ -1,0 +1,136 @@
+"""Sharded queries: the rows of one query split between the processes of a torch.distributed run.
+
+Inside :func:`sharded_queries`, every query (``sample``, ``interventional_samples``, ``predict``,
+``abduct``, ``counterfactual``) computes only this rank's contiguous range of rows
+(:func:`row_span`) and the ranges are gathered back (``all_gather``, shards padded to the longest),
+so every rank returns the whole result. Randomness is drawn per global row block
+(:mod:`causaldiff.rng`): a query that draws splits on :data:`~causaldiff.rng.ROW_BLOCK`
+boundaries, one that draws nothing (exact abduction counterfactuals) at any row, so the result is
+bit-identical to one process at any world size and any ``batch_size`` (when the mechanisms'
+arithmetic is row-wise, as for chunked queries). An unseeded query draws its seed on rank 0 and
+broadcasts it. An error on one rank is raised on every rank (no rank is left waiting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from .rng import ROW_BLOCK, query_seed
+
+Values = dict[str, Tensor]
+
+
+def row_span(n: int, rank: int, world_size: int, stochastic: bool) -> tuple[int, int]:
+    """Rank ``rank``'s contiguous rows ``(start, stop)`` of an ``n``-row query: an even split of the
+    rows, or of the RNG blocks when the query draws (a rank may get none: ``start == stop``)."""
+    if not stochastic:
+        return n * rank // world_size, n * (rank + 1) // world_size
+    blocks = math.ceil(n / ROW_BLOCK)
+    a, b = blocks * rank // world_size, blocks * (rank + 1) // world_size
+    return min(a * ROW_BLOCK, n), min(b * ROW_BLOCK, n)
+
+
+@dataclass(frozen=True)
+class QuerySharding:
+    """This process's place in the run (rank ``rank`` of ``world_size``) for sharded queries."""
+
+    rank: int
+    world_size: int
+
+    def span(self, n: int, stochastic: bool) -> tuple[int, int]:
+        return row_span(n, self.rank, self.world_size, stochastic)
+
+    def common_seed(self, seed: int | None) -> int | None:
+        """``seed``, or (unseeded) one drawn on rank 0 and broadcast to every rank."""
+        if seed is not None or self.world_size == 1:
+            return seed
+        box = [query_seed(None) if self.rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, compute: Callable[[], Values], span: tuple[int, int], device: torch.device) -> Values:
+        """``compute()`` (this rank's rows ``span``) joined with every other rank's, in rank order."""
+        if self.world_size == 1:
+            return compute()
+        local, error = {}, None
+        try:
+            if span[1] > span[0]:
+                local = compute()
+        except Exception as exc:  # every rank learns of it before any collective waits on this one
+            error = exc
+        metas = _exchange(span[1] - span[0], local, error, self.world_size)
+        _raise_first(metas, error)
+        lengths = [m[0] for m in metas]
+        shapes = next(m[1] for m in metas if m[0])
+        comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
+        return {k: _all_gather_rows(local.get(k), lengths, shape, dtype, comm).to(device)
+                for k, (shape, dtype) in shapes.items()}
+
+
+def _exchange(m: int, local: Values, error: Exception | None, world_size: int) -> list:
+    """Every rank's (rows, {node: (shape, dtype)}, error)."""
+    if error is not None:
+        try:
+            pickle.dumps(error)
+        except Exception:
+            error = RuntimeError(f"{type(error).__name__}: {error}")
+    meta = (m, {k: (tuple(v.shape[1:]), v.dtype) for k, v in local.items()}, error)
+    metas: list = [None] * world_size
+    dist.all_gather_object(metas, meta)
+    return metas
+
+
+def _raise_first(metas: list, error: Exception | None) -> None:
+    failed = [(r, m[2]) for r, m in enumerate(metas) if m[2] is not None]
+    if not failed:
+        return
+    if error is not None:
+        raise error
+    rank, exc = failed[0]
+    exc.add_note(f"(raised on rank {rank} of the sharded query)")
+    raise exc
+
+
+def _all_gather_rows(value: Tensor | None, lengths: list[int], shape: tuple[int, ...], dtype: torch.dtype,
+                     device: torch.device) -> Tensor:
+    """The ranks' rows of one node, concatenated (each shard padded to the longest for all_gather)."""
+    buf = torch.zeros((max(lengths), *shape), dtype=dtype, device=device)
+    if value is not None:
+        buf[:value.shape[0]] = value.to(device)
+    parts = [torch.empty_like(buf) for _ in lengths]
+    dist.all_gather(parts, buf)
+    return torch.cat([p[:m] for p, m in zip(parts, lengths)])
+
+
+_CURRENT: contextvars.ContextVar[QuerySharding | None] = contextvars.ContextVar("causaldiff_sharding", default=None)
+
+
+def current_sharding() -> QuerySharding | None:
+    """The sharding :func:`sharded_queries` set, or None (queries run whole on this process)."""
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def sharded_queries() -> Iterator[QuerySharding]:
+    """Shard every query in the block over the default process group (every rank must run the
+    same queries in the same order, as under ``torchrun``)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("sharded_queries needs an initialised torch.distributed process group "
+                           "(causaldiff.training.init_process_group(), under torchrun)")
+    token = _CURRENT.set(QuerySharding(dist.get_rank(), dist.get_world_size()))
+    try:
+        yield _CURRENT.get()
+    finally:
+        _CURRENT.reset(token)
+
+
+__all__ = ["QuerySharding", "row_span", "sharded_queries", "current_sharding"]
