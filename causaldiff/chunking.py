@@ -27,7 +27,7 @@ from .errors import DataError
 from .mechanisms.base import Abduction
 from .progress import progress
 from .rng import ROW_BLOCK, RowStreams, query_seed
-from .sharding import current_sharding
+from .sharding import current_sharding, shard_unit
 
 Columns = Mapping[str, Tensor]
 
@@ -41,11 +41,18 @@ def check_batch_size(batch_size: Any) -> int | None:
     return batch_size
 
 
+def chunk_size(batch_size: int | None, stochastic: bool) -> int | None:
+    """Rows per chunk: ``batch_size``, rounded up to whole RNG blocks for a stochastic query."""
+    if batch_size is None:
+        return None
+    return ROW_BLOCK * math.ceil(batch_size / ROW_BLOCK) if stochastic else batch_size
+
+
 def chunk_bounds(n: int, batch_size: int | None, stochastic: bool) -> list[tuple[int, int]]:
     """``(start, stop)`` of each chunk; a stochastic query's chunks hold whole RNG blocks."""
-    if batch_size is None or batch_size >= n:
+    size = chunk_size(batch_size, stochastic)
+    if size is None or size >= n:
         return [(0, n)]
-    size = ROW_BLOCK * math.ceil(batch_size / ROW_BLOCK) if stochastic else batch_size
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
@@ -131,7 +138,7 @@ def _run(n: int, batch_size: int | None, stochastic: bool, seed: int | None, dev
     """``chunk(a, b, streams)`` over the chunks of this process's rows (all ``n``, or its span of a
     sharded query: :mod:`causaldiff.sharding`), gathered into the values of ``nodes``."""
     sharding = current_sharding()
-    span = (0, n) if sharding is None else sharding.span(n, stochastic)
+    span = (0, n) if sharding is None else sharding.span(n, shard_unit(chunk_size(batch_size, stochastic), stochastic))
     seed = seed if sharding is None or not stochastic else sharding.common_seed(seed)
 
     def local() -> dict[str, Tensor]:

@@ -17,7 +17,9 @@ then broadcast.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from .progress import progress_enabled, set_progress
-from .sharding import QuerySharding, current_sharding, row_span, sharded_queries
+from .sharding import QuerySharding, current_sharding, row_span, shard_unit, sharded_queries
 from .training.ddp import DEFAULT_TIMEOUT, DDPStrategy, init_process_group
 from .training.strategy import LocalStrategy, use_strategy
 
@@ -62,6 +64,29 @@ def launch(device: str | None = None, timeout: float | None = None) -> Iterator[
         set_progress(bars)
         if created:
             dist.destroy_process_group()
+
+
+def is_main() -> bool:
+    """Whether this process prints and writes: rank 0 of a run, or a process on its own."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def under_launcher() -> bool:
+    """Whether torchrun (or a launcher like it) started this process: ``RANK`` and ``WORLD_SIZE`` set."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def launcher_rank() -> int:
+    """This process's rank as the launcher set it (0 on its own)."""
+    return int(os.environ.get("RANK", "0")) if under_launcher() else 0
+
+
+def run_launched(fn: Callable[[], int], device: str | None = None) -> int:
+    """``fn()`` inside :func:`launch` (``device``: where it trains, the CPU by default), with the
+    standard output of every rank but 0 discarded: what the command line runs under torchrun."""
+    with launch("cpu" if device is None else device) as run, open(os.devnull, "w") as null, \
+            contextlib.redirect_stdout(sys.stdout if run.is_main else null):
+        return fn()
 
 
 def assign_nodes(nodes: Sequence[str], world_size: int) -> dict[str, int]:
@@ -115,5 +140,5 @@ def _broadcast_fitted(scm: Any, nodes: Sequence[str], owner: Mapping[str, int], 
     return fitted
 
 
-__all__ = ["launch", "Launch", "fit_per_node", "assign_nodes", "sharded_queries", "current_sharding",
-           "QuerySharding", "row_span", "DDPStrategy", "init_process_group", "DEFAULT_TIMEOUT"]
+__all__ = ["launch", "Launch", "is_main", "under_launcher", "launcher_rank", "run_launched", "fit_per_node", "assign_nodes", "sharded_queries", "current_sharding",
+           "QuerySharding", "row_span", "shard_unit", "DDPStrategy", "init_process_group", "DEFAULT_TIMEOUT"]

@@ -4,11 +4,14 @@ Inside :func:`sharded_queries`, every query (``sample``, ``interventional_sample
 ``abduct``, ``counterfactual``) computes only this rank's contiguous range of rows
 (:func:`row_span`) and the ranges are gathered back (``all_gather``, shards padded to the longest),
 so every rank returns the whole result. Randomness is drawn per global row block
-(:mod:`causaldiff.rng`): a query that draws splits on :data:`~causaldiff.rng.ROW_BLOCK`
-boundaries, one that draws nothing (exact abduction counterfactuals) at any row, so the result is
-bit-identical to one process at any world size and any ``batch_size`` (when the mechanisms'
-arithmetic is row-wise, as for chunked queries). An unseeded query draws its seed on rank 0 and
-broadcasts it. An error on one rank is raised on every rank (no rank is left waiting).
+(:mod:`causaldiff.rng`), and the ranks split the rows in whole units (:func:`shard_unit`): the
+query's chunks when it has a ``batch_size``, else whole RNG blocks when it draws, else single rows
+(exact abduction counterfactuals). So at any world size the result is bit-identical to one
+process's: always when the mechanisms' arithmetic is row-wise (Pyro distributions, codecs), and
+for every mechanism, networks included, when the query is given a ``batch_size`` (each chunk is
+then computed with the shapes one process computes it with; without one, a network's rows agree
+to float rounding, since BLAS chooses its kernels by the number of rows). An unseeded query draws
+its seed on rank 0 and broadcasts it. An error on one rank is raised on every rank.
 """
 
 from __future__ import annotations
@@ -29,14 +32,18 @@ from .rng import ROW_BLOCK, query_seed
 Values = dict[str, Tensor]
 
 
-def row_span(n: int, rank: int, world_size: int, stochastic: bool) -> tuple[int, int]:
-    """Rank ``rank``'s contiguous rows ``(start, stop)`` of an ``n``-row query: an even split of the
-    rows, or of the RNG blocks when the query draws (a rank may get none: ``start == stop``)."""
-    if not stochastic:
-        return n * rank // world_size, n * (rank + 1) // world_size
-    blocks = math.ceil(n / ROW_BLOCK)
-    a, b = blocks * rank // world_size, blocks * (rank + 1) // world_size
-    return min(a * ROW_BLOCK, n), min(b * ROW_BLOCK, n)
+def row_span(n: int, rank: int, world_size: int, unit: int = 1) -> tuple[int, int]:
+    """Rank ``rank``'s contiguous rows ``(start, stop)`` of an ``n``-row query: an even split of its
+    units of ``unit`` rows (the last one shorter); a rank may get none (``start == stop``)."""
+    units = math.ceil(n / unit)
+    a, b = units * rank // world_size, units * (rank + 1) // world_size
+    return min(a * unit, n), min(b * unit, n)
+
+
+def shard_unit(chunk: int | None, stochastic: bool) -> int:
+    """The rows the ranks split a query in: its chunks (``chunk`` rows, which one process computes
+    the same way), else whole RNG blocks when it draws, else single rows."""
+    return chunk if chunk is not None else ROW_BLOCK if stochastic else 1
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,8 @@ class QuerySharding:
     rank: int
     world_size: int
 
-    def span(self, n: int, stochastic: bool) -> tuple[int, int]:
-        return row_span(n, self.rank, self.world_size, stochastic)
+    def span(self, n: int, unit: int) -> tuple[int, int]:
+        return row_span(n, self.rank, self.world_size, unit)
 
     def common_seed(self, seed: int | None) -> int | None:
         """``seed``, or (unseeded) one drawn on rank 0 and broadcast to every rank."""
@@ -71,7 +78,8 @@ class QuerySharding:
         _raise_first(metas, error)
         lengths = [m[0] for m in metas]
         shapes = next(m[1] for m in metas if m[0])
-        comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
+        comm = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else \
+            torch.device("cpu")
         return {k: _all_gather_rows(local.get(k), lengths, shape, dtype, comm).to(device)
                 for k, (shape, dtype) in shapes.items()}
 
@@ -133,4 +141,4 @@ def sharded_queries() -> Iterator[QuerySharding]:
         _CURRENT.reset(token)
 
 
-__all__ = ["QuerySharding", "row_span", "sharded_queries", "current_sharding"]
+__all__ = ["QuerySharding", "row_span", "shard_unit", "sharded_queries", "current_sharding"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import causaldiff as cd
-from causaldiff.distributed import fit_per_node, launch, row_span
+from causaldiff.distributed import fit_per_node, launch, row_span, shard_unit
 from causaldiff.rng import ROW_BLOCK
 from causaldiff.testing import run_distributed
 
@@ -70,8 +70,13 @@ def queries(scm: cd.SCM, neural: cd.SCM) -> dict[str, dict]:
         "interventional": scm.interventional_samples(N_BIG, {"x": 0.3}, seed=6),
         "abduct_gumbel": scm.abduct(big, seed=7),
         "cf_gumbel": scm.counterfactual(big, {"x": 1.0}, seed=8, batch_size=700),
-        "cf_neural_n7": neural.counterfactual(neural.sample(7, seed=9), {"y": 0.2}),
+        "cf_neural_n7_chunked": neural.counterfactual(neural.sample(7, seed=9), {"y": 0.2}, batch_size=2),
     }
+
+
+def network_query(neural: cd.SCM) -> dict:
+    """Without a batch_size a network computes other numbers of rows per rank than one process."""
+    return dict(neural.counterfactual(neural.sample(7, seed=9), {"y": 0.2}))
 
 
 def _sharded() -> dict:
@@ -79,6 +84,7 @@ def _sharded() -> dict:
     with launch(device="cpu"):
         out = {k: dict(v) for k, v in queries(pyro_scm(), neural).items()}
         out["unseeded"] = dict(pyro_scm().sample(N_BIG))
+        out["network"] = network_query(neural)
         SIZES.clear()
         out["recorded"] = dict(recording_scm().sample(N_BIG, seed=3))
         out["sizes"] = list(SIZES)
@@ -90,14 +96,17 @@ def sharded():
     return run_distributed(_sharded, 2, timeout=180, env=ENV)
 
 
-def test_row_spans_split_rows_or_whole_rng_blocks():
-    assert [row_span(7, r, 2, False) for r in range(2)] == [(0, 3), (3, 7)]
-    assert [row_span(1, r, 2, False) for r in range(2)] == [(0, 0), (0, 1)]  # n < W: rank 0 idle
-    assert [row_span(N_BIG, r, 2, True) for r in range(2)] == [(0, ROW_BLOCK), (ROW_BLOCK, N_BIG)]
-    assert [row_span(7, r, 2, True) for r in range(2)] == [(0, 0), (0, 7)]  # one block: one rank
-    spans = [row_span(10 * ROW_BLOCK + 3, r, 4, True) for r in range(4)]
-    assert spans[0][0] == 0 and spans[-1][1] == 10 * ROW_BLOCK + 3
-    assert all(a % ROW_BLOCK == 0 and spans[i - 1][1] == a for i, (a, _) in enumerate(spans) if i)
+def test_row_spans_split_rows_chunks_or_whole_rng_blocks():
+    assert shard_unit(None, False) == 1 and shard_unit(None, True) == ROW_BLOCK and shard_unit(2048, True) == 2048
+    assert [row_span(7, r, 2) for r in range(2)] == [(0, 3), (3, 7)]
+    assert [row_span(1, r, 2) for r in range(2)] == [(0, 0), (0, 1)]  # n < W: rank 0 idle
+    assert [row_span(7, r, 2, 2) for r in range(2)] == [(0, 4), (4, 7)]  # whole chunks of 2 rows
+    assert [row_span(N_BIG, r, 2, ROW_BLOCK) for r in range(2)] == [(0, ROW_BLOCK), (ROW_BLOCK, N_BIG)]
+    assert [row_span(7, r, 2, ROW_BLOCK) for r in range(2)] == [(0, 0), (0, 7)]  # one block: one rank
+    for n, w, unit in ((10 * ROW_BLOCK + 3, 4, ROW_BLOCK), (11, 3, 1), (11, 5, 3), (2, 8, 1)):
+        spans = [row_span(n, r, w, unit) for r in range(w)]
+        assert spans[0][0] == 0 and spans[-1][1] == n
+        assert all(a % unit == 0 and spans[i - 1][1] == a for i, (a, _) in enumerate(spans) if i)
 
 
 def test_sharded_queries_are_bit_identical_to_one_process(sharded):
@@ -109,6 +118,14 @@ def test_sharded_queries_are_bit_identical_to_one_process(sharded):
             for k in want:
                 assert torch.equal(got[name][k], want[k]), (name, rank, k)
     assert not torch.equal(alone["sample"]["x"], alone["interventional"]["x"])
+
+
+def test_a_network_without_batch_size_agrees_to_float_rounding(sharded):
+    want = network_query(neural_scm().fit(training_rows()))
+    for got in sharded:
+        assert got["network"].keys() == want.keys()
+        for k in want:
+            torch.testing.assert_close(got["network"][k], want[k], rtol=1e-6, atol=1e-6)
 
 
 def test_each_rank_computes_only_its_rows(sharded):

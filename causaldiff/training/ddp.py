@@ -40,11 +40,11 @@ def _env_int(name: str) -> int:
 
 def init_process_group(device: str | None = None, timeout: float | None = None) -> torch.device:
     """Join the process group torchrun's environment describes (once per process) and return this
-    rank's device: ``cuda:LOCAL_RANK`` with nccl when CUDA is available (or ``device`` says
-    cuda), else the CPU with gloo. ``timeout`` (seconds): default ``$CAUSALDIFF_DIST_TIMEOUT`` or
+    rank's device: ``cuda:LOCAL_RANK`` with nccl when CUDA is available (and ``device``, if
+    given, is a cuda device), else the CPU with gloo. ``timeout`` (seconds): default ``$CAUSALDIFF_DIST_TIMEOUT`` or
     :data:`DEFAULT_TIMEOUT`."""
     rank, world, local = _env_int("RANK"), _env_int("WORLD_SIZE"), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+    use_cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
     dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
