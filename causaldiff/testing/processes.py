@@ -4,6 +4,7 @@ would start them, with a hard timeout: for tests and benchmarks of distributed c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -12,7 +13,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,22 @@ def torchrun_env(rank: int, world_size: int, port: int) -> dict[str, str]:
             "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
 
 
-def _worker(fn: Callable[..., Any], rank: int, world_size: int, port: int, out: str, args: tuple,
-            env: Mapping[str, str]) -> None:
-    os.environ.update({**torchrun_env(rank, world_size, port), **env})
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set (a spawned process starts with the parent's environment)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _worker(fn: Callable[..., Any], rank: int, out: str, args: tuple) -> None:
     torch.set_num_threads(1)
     try:
         result = fn(*args)
@@ -64,17 +78,17 @@ def _wait(procs: Sequence[Any], timeout: float, grace: float) -> bool:
 def run_distributed(fn: Callable[..., Any], world_size: int, *args: Any, timeout: float = 120.0,
                     grace: float = 30.0, env: Mapping[str, str] | None = None) -> list[Any]:
     """``[fn(*args) on rank r for r in range(world_size)]``, each rank a fresh (spawned) process with
-    torchrun's environment (``fn``: a module-level function; it joins the group itself, e.g. with
+    torchrun's environment and ``env`` (``fn``: a module-level function; it joins the group itself, e.g. with
     :func:`causaldiff.distributed.launch`). Raises :class:`ProcessesFailed` with every failed rank's
     traceback when one fails, or when the run is not over after ``timeout`` seconds (the processes
     are killed), or ``grace`` seconds after a rank failed."""
     ctx = mp.get_context("spawn")
     port = free_port()
     with tempfile.TemporaryDirectory() as out:
-        procs = [ctx.Process(target=_worker, args=(fn, r, world_size, port, out, args, dict(env or {})))
-                 for r in range(world_size)]
-        for p in procs:
-            p.start()
+        procs = [ctx.Process(target=_worker, args=(fn, r, out, args)) for r in range(world_size)]
+        for r, p in enumerate(procs):
+            with _environ({**torchrun_env(r, world_size, port), **(env or {})}):
+                p.start()  # the rank's environment from its first line on
         ended = _wait(procs, timeout, grace)
         for p in procs:
             if p.exitcode is None:
