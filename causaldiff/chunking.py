@@ -183,4 +183,4 @@ def abduct(structure: engine.Structure, conds: engine.Conditionals, rows: Column
     return {v: out[v] for v in nodes}
 
 
-__all__ = ["execute", "abduct", "chunk_bounds", "check_batch_size", "draws_randomly"]
+__all__ = ["execute", "abduct", "chunk_bounds", "chunk_size", "check_batch_size", "draws_randomly"]

@@ -17,6 +17,7 @@ then broadcast.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -72,8 +73,9 @@ def is_main() -> bool:
 
 
 def under_launcher() -> bool:
-    """Whether torchrun (or a launcher like it) started this process: ``RANK`` and ``WORLD_SIZE`` set."""
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    """Whether torchrun (or a launcher like it) started this process: ``RANK``, ``WORLD_SIZE`` and
+    ``MASTER_ADDR`` set."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
 
 
 def launcher_rank() -> int:
@@ -94,12 +96,14 @@ def assign_nodes(nodes: Sequence[str], world_size: int) -> dict[str, int]:
     return {v: i % world_size for i, v in enumerate(nodes)}
 
 
-def fit_per_node(scm: Any, data: Mapping[str, Any]) -> Any:
+def fit_per_node(scm: Any, data: Mapping[str, Any], wait: float = 86400.0) -> Any:
     """Fit the SCM's learnable nodes with one node per rank (:func:`assign_nodes`), each trained
     whole on its rank by a single process, then broadcast from it: returns the SCM with every node
     fitted (the same weights one process fitting them all gets), on every rank. An error fitting a
-    node is raised on every rank."""
+    node is raised on every rank. ``wait``: seconds a rank done with its nodes waits for the others
+    (a gloo group of its own, so the run's shorter collective timeout does not apply)."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=wait)) if world > 1 else None
     nodes = [v for v in scm.nodes if scm.mechanisms[v].learnable and v not in scm.interventions]
     owner = assign_nodes(nodes, world)
     error = None
@@ -112,14 +116,14 @@ def fit_per_node(scm: Any, data: Mapping[str, Any]) -> Any:
         if error is not None:
             raise error
         return scm
-    _agree(error, world)
-    return scm.with_mechanisms(_broadcast_fitted(scm, nodes, owner, rank))
+    _agree(error, world, group)
+    return scm.with_mechanisms(_broadcast_fitted(scm, nodes, owner, rank, group))
 
 
-def _agree(error: Exception | None, world: int) -> None:
+def _agree(error: Exception | None, world: int, group: Any) -> None:
     """Raise on every rank the first error any rank met."""
     errors: list = [None] * world
-    dist.all_gather_object(errors, None if error is None else f"{type(error).__name__}: {error}")
+    dist.all_gather_object(errors, None if error is None else f"{type(error).__name__}: {error}", group=group)
     if error is not None:
         raise error
     failed = [(r, e) for r, e in enumerate(errors) if e is not None]
@@ -127,14 +131,15 @@ def _agree(error: Exception | None, world: int) -> None:
         raise RuntimeError(f"fit_per_node: rank {failed[0][0]} failed: {failed[0][1]}")
 
 
-def _broadcast_fitted(scm: Any, nodes: Sequence[str], owner: Mapping[str, int], rank: int) -> dict[str, Any]:
+def _broadcast_fitted(scm: Any, nodes: Sequence[str], owner: Mapping[str, int], rank: int,
+                      group: Any) -> dict[str, Any]:
     """Each node's fitted mechanism, sent from its owner (config and CPU tensors), rebuilt elsewhere."""
     fitted = {}
     for v in nodes:
         m = scm.mechanisms[v]
         box = [(m.get_config(), {k: t.detach().cpu() for k, t in m.state_tensors().items()})
                if owner[v] == rank else None]
-        dist.broadcast_object_list(box, src=owner[v])
+        dist.broadcast_object_list(box, src=owner[v], group=group)
         if owner[v] != rank:
             fitted[v] = type(m).from_saved(*box[0]).to(scm.device)
     return fitted
