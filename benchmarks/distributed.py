@@ -60,14 +60,16 @@ def chain_scm(hidden: int) -> cd.SCM:
         return scm.fit(rows)
 
 
-def _timed(fn: Any, repeats: int) -> tuple[float, Any]:
-    out, times = fn(), []  # the first call warms up
+def _timed(fn: Any, repeats: int) -> tuple[float, float, Any]:
+    """Median wall-clock and this thread's CPU seconds of ``fn()`` (after one warm-up call)."""
+    out, wall, cpu = fn(), [], []
     for _ in range(repeats):
         tdist.barrier()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+    return statistics.median(wall), statistics.median(cpu), out
 
 
 def _digest(values: dict[str, torch.Tensor]) -> str:
@@ -77,16 +79,18 @@ def _digest(values: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
-def _train_steps(s: dict[str, Any]) -> tuple[list[float], int]:
+def _train_steps(s: dict[str, Any]) -> tuple[list[float], list[float], int]:
     """Step times of ``s["steps"]`` steps of an MLP denoiser on 4096 rows of 2 features, 1 parent."""
     g = torch.Generator().manual_seed(0)
     x, c = torch.randn(4096, 2, generator=g), torch.randn(4096, 1, generator=g)
     model = seeded_module(lambda: MLPDenoiser((2,), 1, s["train_hidden"], 4), 0, "cpu")
-    stamps: list[float] = []
+    stamps: list[tuple[float, float]] = []
     fit_model(model, denoiser_loss(NoiseSchedule(ScheduleConfig()), x, c), len(x),
               TrainConfig(steps=s["steps"], batch_size=s["train_batch"], bf16=False, log_every=s["steps"]),
-              callback=lambda step, m: stamps.append(time.perf_counter()))
-    return [b - a for a, b in zip(stamps, stamps[1:])][3:], sum(p.numel() for p in model.parameters())
+              callback=lambda step, m: stamps.append((time.perf_counter(), time.thread_time())))
+    steps = list(zip(stamps, stamps[1:]))[3:]
+    return ([b[0] - a[0] for a, b in steps], [b[1] - a[1] for a, b in steps],
+            sum(p.numel() for p in model.parameters()))
 
 
 def worker(s: dict[str, Any]) -> dict[str, Any]:
@@ -94,12 +98,12 @@ def worker(s: dict[str, Any]) -> dict[str, Any]:
     with launch(device="cpu") as run:
         scm = chain_scm(s["hidden"])
         out: dict[str, Any] = {"world_size": run.world_size, "rank": run.rank}
-        t, rows = _timed(lambda: scm.sample(s["n"], seed=1, batch_size=s["batch_size"]), s["repeats"])
-        out["sample_s"], out["sample_digest"] = t, _digest(rows)
-        t, cf = _timed(lambda: scm.counterfactual(rows, {"y": 0.5}, batch_size=s["batch_size"]), s["repeats"])
-        out["counterfactual_s"], out["counterfactual_digest"] = t, _digest(cf)
-        steps, params = _train_steps(s)
-        out["train_step_s"], out["params"] = statistics.median(steps), params
+        t, c, rows = _timed(lambda: scm.sample(s["n"], seed=1, batch_size=s["batch_size"]), s["repeats"])
+        out.update(sample_s=t, sample_cpu_s=c, sample_digest=_digest(rows))
+        t, c, cf = _timed(lambda: scm.counterfactual(rows, {"y": 0.5}, batch_size=s["batch_size"]), s["repeats"])
+        out.update(counterfactual_s=t, counterfactual_cpu_s=c, counterfactual_digest=_digest(cf))
+        wall, cpu, params = _train_steps(s)
+        out.update(train_step_s=statistics.median(wall), train_step_cpu_s=statistics.median(cpu), params=params)
         if run.world_size > 1:
             buf = torch.zeros(params)
             out["allreduce_s"] = _timed(lambda: tdist.all_reduce(buf), 20)[0]
@@ -111,31 +115,38 @@ def measure(setting: str) -> dict[str, Any]:
     env = {"CAUSALDIFF_PROGRESS": "0", "OMP_NUM_THREADS": "1", "CAUSALDIFF_DIST_TIMEOUT": "600"}
     one = run_distributed(worker, 1, s, timeout=1800, env=env)[0]
     two = run_distributed(worker, 2, s, timeout=1800, env=env)
-    speedup = {k: one[f"{k}_s"] / two[0][f"{k}_s"] for k in ("sample", "counterfactual", "train_step")}
+    work = ("sample", "counterfactual", "train_step")
+    speedup = {k: one[f"{k}_s"] / two[0][f"{k}_s"] for k in work}
+    speedup_cpu = {k: one[f"{k}_cpu_s"] / max(r[f"{k}_cpu_s"] for r in two) for k in work}
     identical = all(one[f"{q}_digest"] == r[f"{q}_digest"] for q in ("sample", "counterfactual") for r in two)
     return {"settings": s, "one_process": one, "two_processes": two, "speedup_1_over_2": speedup,
-            "identical_results": identical}
+            "speedup_cpu_1_over_2": speedup_cpu, "identical_results": identical}
 
 
 def to_markdown(res: dict[str, Any]) -> str:
-    env, one, two, sp, s = res["env"], res["one_process"], res["two_processes"][0], res["speedup_1_over_2"], res["settings"]
-    rows = [["sample", f"n = {s['n']:,}, batch_size {s['batch_size']:,}", f"{one['sample_s']:.3f}", f"{two['sample_s']:.3f}",
-             f"{sp['sample']:.2f}"],
-            ["counterfactual do(y)", f"n = {s['n']:,}, batch_size {s['batch_size']:,}", f"{one['counterfactual_s']:.3f}",
-             f"{two['counterfactual_s']:.3f}", f"{sp['counterfactual']:.2f}"],
-            ["DDP training step", f"global batch {s['train_batch']}, {one['params']:,} params",
-             f"{one['train_step_s'] * 1e3:.2f} ms", f"{two['train_step_s'] * 1e3:.2f} ms", f"{sp['train_step']:.2f}"]]
+    env, one, two, s = res["env"], res["one_process"], res["two_processes"], res["settings"]
+    sizes = {"sample": f"n = {s['n']:,}, batch_size {s['batch_size']:,}",
+             "counterfactual": f"n = {s['n']:,}, do(y), batch_size {s['batch_size']:,}",
+             "train_step": f"DDP step, global batch {s['train_batch']}, {one['params']:,} params"}
+    ms = lambda v: f"{v * 1e3:.1f}"  # noqa: E731
+    rows = [[k, sizes[k], ms(one[f"{k}_s"]), ms(two[0][f"{k}_s"]), f"{res['speedup_1_over_2'][k]:.2f}",
+             ms(one[f"{k}_cpu_s"]), " / ".join(ms(r[f"{k}_cpu_s"]) for r in two),
+             f"{res['speedup_cpu_1_over_2'][k]:.2f}"] for k in sizes]
+    header = ["workload", "size", "1 proc wall ms", "2 procs wall ms", "wall speed-up", "1 proc CPU ms",
+              "2 procs CPU ms (rank 0 / 1)", "CPU speed-up"]
     return "\n".join([
         f"# Distributed on the CPU: 1 vs 2 gloo processes{' (quick)' if s is SETTINGS['quick'] else ''}", "",
-        f"Command: `{res['command']}`", "",
+        f"Command: `{res['command']}` ({res['seconds']:.0f} s)", "",
         f"Date {env['date']}; device {env['device_name']}; commit {env['git_commit']}; torch {env['torch']}; "
         f"one torch thread per process; {os.cpu_count()} CPU cores, shared with other jobs (load average after the "
         f"run {', '.join(f'{x:.2f}' for x in res['load_average_1_5_15_min'])}): 2 is the most a speed-up can be "
-        "here, and less when another job holds a core.", "",
-        report.markdown_table(["workload", "size", "1 process (s)", "2 processes (s)", "speed-up"], rows), "",
+        "here, and the wall-clock one is less whenever other jobs hold the cores. `CPU` is each process's own "
+        "thread time (immune to preemption); its speed-up, 1-process CPU over the busiest rank's, is the "
+        "speed-up on idle cores, communication waits excluded.", "",
+        report.markdown_table(header, rows), "",
         f"2-process results bit-identical to 1 process (sha256 of every tensor): **{res['identical_results']}**. "
         f"One `all_reduce` of the training model's {one['params']:,} float32 parameters (gloo, loopback): "
-        f"{two['allreduce_s'] * 1e3:.2f} ms, against a 1-process step of {one['train_step_s'] * 1e3:.2f} ms.", ""])
+        f"{ms(two[0]['allreduce_s'])} ms, against a 1-process step of {ms(one['train_step_s'])} ms.", ""])
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
