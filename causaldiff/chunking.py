@@ -134,9 +134,10 @@ Chunk = Callable[[int, int, Any], Columns]
 
 
 def _run(n: int, batch_size: int | None, stochastic: bool, seed: int | None, device: torch.device,
-         nodes: Any, chunk: Chunk, desc: str) -> dict[str, Tensor]:
+         nodes: Any, chunk: Chunk, desc: str) -> tuple[dict[str, Tensor], tuple[int, int]]:
     """``chunk(a, b, streams)`` over the chunks of this process's rows (all ``n``, or its span of a
-    sharded query: :mod:`causaldiff.sharding`), gathered into the values of ``nodes``."""
+    sharded query: :mod:`causaldiff.sharding`), gathered into the values of ``nodes``; with the
+    rows they hold (all, or this rank's of a sharded query that does not gather)."""
     sharding = current_sharding()
     span = (0, n) if sharding is None else sharding.span(n, shard_unit(chunk_size(batch_size, stochastic), stochastic))
     seed = seed if sharding is None or not stochastic else sharding.common_seed(seed)
@@ -149,7 +150,9 @@ def _run(n: int, batch_size: int | None, stochastic: bool, seed: int | None, dev
                 gather.put(a, b, chunk(a, b, streams(a, b - a)), nodes)
         return gather.out
 
-    return local() if sharding is None else sharding.gather(local, span, device)
+    if sharding is None:
+        return local(), span
+    return sharding.gather(local, span, n, device), sharding.result_span(span, n)
 
 
 def execute(plan: engine.Plan, n: int, *, rows: Columns | None = None, noise: Columns | None = None,
@@ -163,9 +166,9 @@ def execute(plan: engine.Plan, n: int, *, rows: Columns | None = None, noise: Co
             engine.Conditionals(factual.structure, rows_c, b - a)
         return engine.execute(plan_rows(plan, a, b, n, rows), b - a, rows_c, _slice(noise, a, b, n), fac, streams)
 
-    out = _run(n, batch_size, draws_randomly(plan, noise, factual), seed, plan.target.device, plan.recompute,
-               chunk, desc)
-    kept = {k: v for k, v in (rows or {}).items() if k not in out}
+    out, (a, b) = _run(n, batch_size, draws_randomly(plan, noise, factual), seed, plan.target.device,
+                       plan.recompute, chunk, desc)
+    kept = {k: v if (a, b) == (0, n) else v[a:b] for k, v in (rows or {}).items() if k not in out}
     return {v: out[v] if v in out else kept[v] for v in plan.target.order if v in out or v in kept}
 
 
@@ -179,8 +182,8 @@ def abduct(structure: engine.Structure, conds: engine.Conditionals, rows: Column
         return engine.abduct_nodes(structure, c, rows_c, nodes, streams)
 
     stochastic = any(conds(v).abduction is Abduction.STOCHASTIC for v in nodes)
-    out = _run(n, batch_size, stochastic, seed, structure.device, nodes, chunk, desc)
-    return {v: out[v] for v in nodes}
+    out, _ = _run(n, batch_size, stochastic, seed, structure.device, nodes, chunk, desc)
+    return {v: out[v] for v in nodes if v in out}
 
 
 __all__ = ["execute", "abduct", "chunk_bounds", "chunk_size", "check_batch_size", "draws_randomly"]

@@ -21,7 +21,7 @@ import contextvars
 import math
 import pickle
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -48,10 +48,14 @@ def shard_unit(chunk: int | None, stochastic: bool) -> int:
 
 @dataclass(frozen=True)
 class QuerySharding:
-    """This process's place in the run (rank ``rank`` of ``world_size``) for sharded queries."""
+    """This process's place in the run (rank ``rank`` of ``world_size``) for sharded queries;
+    ``gather=False``: each query returns this rank's rows only. ``spans`` records each query's
+    ``(start, stop, n)`` on this rank, in order."""
 
     rank: int
     world_size: int
+    gather_results: bool = True
+    spans: list[tuple[int, int, int]] = field(default_factory=list, compare=False)
 
     def span(self, n: int, unit: int) -> tuple[int, int]:
         return row_span(n, self.rank, self.world_size, unit)
@@ -64,8 +68,14 @@ class QuerySharding:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def gather(self, compute: Callable[[], Values], span: tuple[int, int], device: torch.device) -> Values:
-        """``compute()`` (this rank's rows ``span``) joined with every other rank's, in rank order."""
+    def result_span(self, span: tuple[int, int], n: int) -> tuple[int, int]:
+        """The rows a query returns here: all ``n``, or (``gather=False``) this rank's ``span``."""
+        return span if not self.gather_results else (0, n)
+
+    def gather(self, compute: Callable[[], Values], span: tuple[int, int], n: int, device: torch.device) -> Values:
+        """``compute()`` (this rank's rows ``span``) joined with every other rank's, in rank order
+        (or, ``gather=False``, alone, once every rank has computed its rows without error)."""
+        self.spans.append((*span, n))
         if self.world_size == 1:
             return compute()
         local, error = {}, None
@@ -76,6 +86,8 @@ class QuerySharding:
             error = exc
         metas = _exchange(span[1] - span[0], local, error, self.world_size)
         _raise_first(metas, error)
+        if not self.gather_results:
+            return local
         lengths = [m[0] for m in metas]
         shapes = next(m[1] for m in metas if m[0])
         comm = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else \
@@ -128,13 +140,15 @@ def current_sharding() -> QuerySharding | None:
 
 
 @contextlib.contextmanager
-def sharded_queries() -> Iterator[QuerySharding]:
+def sharded_queries(gather: bool = True) -> Iterator[QuerySharding]:
     """Shard every query in the block over the default process group (every rank must run the
-    same queries in the same order, as under ``torchrun``)."""
+    same queries in the same order, as under ``torchrun``); ``gather=False``: each query returns
+    this rank's rows of its result only (e.g. for :func:`causaldiff.distributed.save_shards`,
+    results larger than memory), so give the queries whole inputs, not another query's shard."""
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("sharded_queries needs an initialised torch.distributed process group "
                            "(causaldiff.training.init_process_group(), under torchrun)")
-    token = _CURRENT.set(QuerySharding(dist.get_rank(), dist.get_world_size()))
+    token = _CURRENT.set(QuerySharding(dist.get_rank(), dist.get_world_size(), gather))
     try:
         yield _CURRENT.get()
     finally:

@@ -4,13 +4,15 @@ both, and per-node fitting gives the weights one process fits."""
 
 from __future__ import annotations
 
+import json
+
 import networkx as nx
 import pyro.distributions as dist
 import pytest
 import torch
 
 import causaldiff as cd
-from causaldiff.distributed import fit_per_node, launch, row_span, shard_unit
+from causaldiff.distributed import fit_per_node, launch, load_shards, row_span, save_shards, shard_unit
 from causaldiff.rng import ROW_BLOCK
 from causaldiff.testing import run_distributed
 
@@ -177,3 +179,22 @@ def test_fit_per_node_gives_the_weights_of_one_process():
         for v in ("y", "z"):
             want = alone.mechanisms[v].state_tensors()
             assert want.keys() == got[v].keys() and all(torch.equal(want[k], got[v][k]) for k in want), v
+
+
+def _shards(directory: str) -> dict:
+    factual = pyro_scm().sample(N_BIG, seed=2)  # whole, before the queries return shards
+    with launch(device="cpu", gather=False):
+        cf = pyro_scm().counterfactual(factual, {"x": 1.0}, seed=8)
+        save_shards(cf, directory, name="cf")
+        return {k: v.shape[0] for k, v in cf.items()}
+
+
+def test_shards_with_a_manifest_hold_the_one_process_result(tmp_path):
+    local = run_distributed(_shards, 2, str(tmp_path), timeout=120, env=ENV)
+    assert [r["x"] for r in local] == [ROW_BLOCK, N_BIG - ROW_BLOCK]  # each rank kept its own rows
+    manifest = json.loads((tmp_path / "cf.manifest.json").read_text())
+    assert manifest["n"] == N_BIG and [(s["start"], s["stop"]) for s in manifest["shards"]] == \
+        [(0, ROW_BLOCK), (ROW_BLOCK, N_BIG)]
+    want = pyro_scm().counterfactual(pyro_scm().sample(N_BIG, seed=2), {"x": 1.0}, seed=8)
+    got = load_shards(tmp_path, "cf")
+    assert list(got) == list(want) and all(torch.equal(got[k], want[k]) for k in want)
