@@ -7,7 +7,8 @@ arithmetic is row-wise (Pyro distributions, codecs, elementwise maps; networks a
 rounding, since BLAS chooses its kernels by the number of rows); stochastic ones
 (sampling, Gumbel-max abduction) draw per fixed RNG block of rows (:mod:`causaldiff.rng`), so a
 seed gives the same rows whatever ``batch_size`` is; their chunks hold whole blocks (``batch_size``
-rounded up to a multiple of :data:`~causaldiff.rng.ROW_BLOCK`).
+rounded up to a multiple of :data:`~causaldiff.rng.ROW_BLOCK`). Under
+:func:`causaldiff.sharding.sharded_queries` each process runs the chunks of its span of the rows.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .errors import DataError
 from .mechanisms.base import Abduction
 from .progress import progress
 from .rng import QUERY_LOCK, ROW_BLOCK, RowStreams, query_seed
+from .sharding import current_sharding, shard_unit
 
 Columns = Mapping[str, Tensor]
 
@@ -39,11 +41,18 @@ def check_batch_size(batch_size: Any) -> int | None:
     return batch_size
 
 
+def chunk_size(batch_size: int | None, stochastic: bool) -> int | None:
+    """Rows per chunk: ``batch_size``, rounded up to whole RNG blocks for a stochastic query."""
+    if batch_size is None:
+        return None
+    return ROW_BLOCK * math.ceil(batch_size / ROW_BLOCK) if stochastic else batch_size
+
+
 def chunk_bounds(n: int, batch_size: int | None, stochastic: bool) -> list[tuple[int, int]]:
     """``(start, stop)`` of each chunk; a stochastic query's chunks hold whole RNG blocks."""
-    if batch_size is None or batch_size >= n:
+    size = chunk_size(batch_size, stochastic)
+    if size is None or size >= n:
         return [(0, n)]
-    size = ROW_BLOCK * math.ceil(batch_size / ROW_BLOCK) if stochastic else batch_size
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
@@ -105,20 +114,46 @@ def plan_rows(plan: engine.Plan, a: int, b: int, n: int, rows: Columns | None) -
 
 
 class _Gather:
-    """The full-batch results, filled chunk by chunk (each tensor allocated once)."""
+    """The results of rows ``start:stop`` (a whole query, or this rank's span of a sharded one),
+    filled chunk by chunk (each tensor allocated once)."""
 
-    def __init__(self, n: int) -> None:
-        self.n, self.out = n, {}
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop, self.out = start, stop, {}
 
     def put(self, a: int, b: int, values: Columns, nodes: Any) -> None:
-        if (a, b) == (0, self.n):
+        if (a, b) == (self.start, self.stop):
             self.out.update({k: values[k] for k in nodes})
             return
         for k in nodes:
             v = values[k]
             if k not in self.out:
-                self.out[k] = torch.empty((self.n, *v.shape[1:]), dtype=v.dtype, device=v.device)
-            self.out[k][a:b] = v
+                self.out[k] = torch.empty((self.stop - self.start, *v.shape[1:]), dtype=v.dtype, device=v.device)
+            self.out[k][a - self.start:b - self.start] = v
+
+
+Chunk = Callable[[int, int, Any], Columns]
+
+
+def _run(n: int, batch_size: int | None, stochastic: bool, seed: int | None, device: torch.device,
+         nodes: Any, chunk: Chunk, desc: str) -> tuple[dict[str, Tensor], tuple[int, int]]:
+    """``chunk(a, b, streams)`` over the chunks of this process's rows (all ``n``, or its span of a
+    sharded query: :mod:`causaldiff.sharding`), gathered into the values of ``nodes``; with the
+    rows they hold (all, or this rank's of a sharded query that does not gather)."""
+    sharding = current_sharding()
+    span = (0, n) if sharding is None else sharding.span(n, shard_unit(chunk_size(batch_size, stochastic), stochastic))
+    seed = seed if sharding is None or not stochastic else sharding.common_seed(seed)
+
+    def local() -> dict[str, Tensor]:
+        gather = _Gather(*span)
+        bounds = [(span[0] + a, span[0] + b) for a, b in chunk_bounds(span[1] - span[0], batch_size, stochastic)]
+        with _rng(seed, n, stochastic, device) as streams:
+            for a, b in progress(bounds, desc=desc, total=len(bounds)) if len(bounds) > 1 else bounds:
+                gather.put(a, b, chunk(a, b, streams(a, b - a)), nodes)
+        return gather.out
+
+    if sharding is None:
+        return local(), span
+    return sharding.gather(local, span, n, device), sharding.result_span(span, n)
 
 
 def execute(plan: engine.Plan, n: int, *, rows: Columns | None = None, noise: Columns | None = None,
@@ -126,35 +161,30 @@ def execute(plan: engine.Plan, n: int, *, rows: Columns | None = None, noise: Co
             seed: int | None = None, desc: str = "query") -> dict[str, Tensor]:
     """:func:`causaldiff.engine.execute` over chunks of ``batch_size`` rows (``factual``: the
     factual conditionals of the whole batch, already checked; each chunk builds its own)."""
-    stochastic = draws_randomly(plan, noise, factual)
-    bounds = chunk_bounds(n, batch_size, stochastic)
-    gather = _Gather(n)
-    with _rng(seed, n, stochastic, plan.target.device) as streams:
-        for a, b in progress(bounds, desc=desc, total=len(bounds)) if len(bounds) > 1 else bounds:
-            rows_c = _slice(rows, a, b, n)
-            fac = factual if (a, b) == (0, n) or factual is None else \
-                engine.Conditionals(factual.structure, rows_c, b - a)
-            values = engine.execute(plan_rows(plan, a, b, n, rows), b - a, rows_c, _slice(noise, a, b, n), fac,
-                                    streams(a, b - a))
-            gather.put(a, b, values, plan.recompute)
-    kept = {k: v for k, v in (rows or {}).items() if k not in gather.out}
-    return {v: gather.out[v] if v in gather.out else kept[v] for v in plan.target.order
-            if v in gather.out or v in kept}
+    def chunk(a: int, b: int, streams: Any) -> Columns:
+        rows_c = _slice(rows, a, b, n)
+        fac = factual if (a, b) == (0, n) or factual is None else \
+            engine.Conditionals(factual.structure, rows_c, b - a)
+        return engine.execute(plan_rows(plan, a, b, n, rows), b - a, rows_c, _slice(noise, a, b, n), fac, streams)
+
+    out, (a, b) = _run(n, batch_size, draws_randomly(plan, noise, factual), seed, plan.target.device,
+                       plan.recompute, chunk, desc)
+    kept = {k: v if (a, b) == (0, n) else v[a:b] for k, v in (rows or {}).items() if k not in out}
+    return {v: out[v] if v in out else kept[v] for v in plan.target.order if v in out or v in kept}
 
 
 def abduct(structure: engine.Structure, conds: engine.Conditionals, rows: Columns, nodes: tuple[str, ...],
            n: int, *, batch_size: int | None = None, seed: int | None = None,
            desc: str = "abduct") -> dict[str, Tensor]:
     """:func:`causaldiff.engine.abduct_nodes` over chunks of ``batch_size`` rows."""
+    def chunk(a: int, b: int, streams: Any) -> Columns:
+        rows_c = _slice(rows, a, b, n)
+        c = conds if (a, b) == (0, n) else engine.Conditionals(structure, rows_c, b - a)
+        return engine.abduct_nodes(structure, c, rows_c, nodes, streams)
+
     stochastic = any(conds(v).abduction is Abduction.STOCHASTIC for v in nodes)
-    bounds = chunk_bounds(n, batch_size, stochastic)
-    gather = _Gather(n)
-    with _rng(seed, n, stochastic, structure.device) as streams:
-        for a, b in progress(bounds, desc=desc, total=len(bounds)) if len(bounds) > 1 else bounds:
-            rows_c = _slice(rows, a, b, n)
-            c = conds if (a, b) == (0, n) else engine.Conditionals(structure, rows_c, b - a)
-            gather.put(a, b, engine.abduct_nodes(structure, c, rows_c, nodes, streams(a, b - a)), nodes)
-    return {v: gather.out[v] for v in nodes}
+    out, _ = _run(n, batch_size, stochastic, seed, structure.device, nodes, chunk, desc)
+    return {v: out[v] for v in nodes if v in out}
 
 
-__all__ = ["execute", "abduct", "chunk_bounds", "check_batch_size", "draws_randomly"]
+__all__ = ["execute", "abduct", "chunk_bounds", "chunk_size", "check_batch_size", "draws_randomly"]

@@ -18,6 +18,10 @@ from .errors import CausalDiffError
 ENV_HINT = "CAUSALDIFF_MNIST_DIR"  # the MNIST folder's environment variable (causaldiff.datasets.mnist.ENV_VAR)
 
 
+#: torchrun's own parser takes ``--n`` for a prefix of its options: ``--rows`` is the same option
+ROWS_HELP = "number of test rows (--rows N under torchrun, whose parser reads --n as its own option)"
+
+
 class UsageError(Exception):
     """A bad command-line argument (exit status 2)."""
 
@@ -118,7 +122,7 @@ def _fit(args: argparse.Namespace) -> int:
     if args.data is not None and not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data}: no such folder")
     fit_run(args.spec, Path(args.out), quick=args.quick, device=device, setting=args.setting,
-            data=args.data, steps=args.steps)
+            data=args.data, steps=args.steps, per_node=args.per_node)
     return 0
 
 
@@ -185,13 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--steps", type=int, metavar="N",
                    help="training steps of every network of the spec (denoisers, guidance classifiers, MLPs)")
     f.add_argument("--device", default="cpu",
-                   help="device to train on: cpu, cuda or cuda:N (the saved run loads on any machine)")
+                   help="device to train on: cpu, cuda or cuda:N (the saved run loads on any machine); under "
+                        "torchrun, cuda is each rank's GPU cuda:LOCAL_RANK")
+    f.add_argument("--per-node", action="store_true",
+                   help="under torchrun: train each learnable node whole on one rank (round-robin), then share "
+                        "it, instead of data-parallel DDP over every rank for every node")
     f.set_defaults(func=_fit)
 
     c = sub.add_parser("counterfactual", help="counterfactuals of test rows of a fitted run")
     c.add_argument("run", help="run directory written by `causaldiff fit`")
     c.add_argument("--do", action="append", default=[], metavar="NODE=VALUE", help="intervention (repeatable)")
-    c.add_argument("--n", type=int, default=16, help="number of test rows")
+    c.add_argument("--n", "--rows", dest="n", type=int, default=16, help=ROWS_HELP)
     c.add_argument("--out", help="output PNG (image nodes) or JSON")
     c.add_argument("--batch-size", type=int, default=None,
                    help="rows computed at once (memory grows with it; results do not depend on it)")
@@ -199,13 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="counterfactual metrics of a fitted run (flags the ones it cannot trust)")
     e.add_argument("run", help="run directory written by `causaldiff fit`")
-    e.add_argument("--n", type=int, default=200, help="number of test rows")
+    e.add_argument("--n", "--rows", dest="n", type=int, default=200, help=ROWS_HELP)
     e.set_defaults(func=_evaluate)
 
     s = sub.add_parser("sweep", help="metrics against the guidance scale, saved as a plot")
     s.add_argument("run", help="run directory written by `causaldiff fit` (needs a diffusion image node)")
     s.add_argument("--scales", default="0,0.3,0.7,1,2,3", help="comma-separated guidance scales s >= 0")
-    s.add_argument("--n", type=int, default=100, help="number of test rows")
+    s.add_argument("--n", "--rows", dest="n", type=int, default=100, help=ROWS_HELP)
     s.set_defaults(func=_sweep)
     return p
 
@@ -225,10 +233,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .distributed import launcher_rank, run_launched, under_launcher
+
     try:
+        if under_launcher():  # torchrun: every rank runs the command, rank 0 alone prints and writes
+            return run_launched(lambda: int(args.func(args) or 0), getattr(args, "device", None))
         return int(args.func(args) or 0)
     except (UsageError, CausalDiffError, OSError) as e:
-        print(f"causaldiff {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
+        if launcher_rank() == 0:  # every rank meets the same error: one report
+            print(f"causaldiff {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
 
 

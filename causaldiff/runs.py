@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .build import Rows, build_mechanism, build_scm, load_rows
+from .distributed import fit_per_node, is_main
 from .errors import DataError, GraphError, SerializationError, SpecError
 from .evaluation import fitted, plotting
 from .evaluation.axioms import diffusion_nodes
@@ -117,11 +118,13 @@ def with_overrides(spec: GraphSpec, data: str | Path | None = None, steps: int |
 
 
 def fit_run(spec_path: str | Path, out: Path, quick: bool = False, device: torch.device | str | None = None,
-            setting: str | None = None, data: str | Path | None = None, steps: int | None = None) -> SCM:
+            setting: str | None = None, data: str | Path | None = None, steps: int | None = None,
+            per_node: bool = False) -> SCM:
     """Fit a spec's SCM (in ``setting``, ``quick`` meaning ``setting="quick"``; see
     :func:`with_setting`, :func:`with_overrides`) to its data set's training rows on ``device``
     (default: the CPU) and save the run (spec, weights, timing) to ``out``; the saved weights are
-    device-free."""
+    device-free. Under torchrun every network trains data-parallel over the ranks, or with
+    ``per_node`` each node on one rank (:func:`causaldiff.distributed.fit_per_node`); rank 0 writes."""
     if quick and setting not in (None, "quick"):
         raise GraphError(f"--quick is --setting quick; it cannot be combined with --setting {setting}")
     check_output_path(out, "--out", directory=True)
@@ -135,18 +138,25 @@ def fit_run(spec_path: str | Path, out: Path, quick: bool = False, device: torch
     if device is not None:
         scm = scm.to(device)  # fit moves the rows to the SCM's device
     t0 = time.perf_counter()
-    scm.fit(rows.values)
+    scm = fit_per_node(scm, rows.values) if per_node else scm.fit(rows.values)
     seconds = time.perf_counter() - t0
+    if not is_main():
+        return scm
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "spec.json", spec.model_dump_json(indent=2))
     scm.save(out / "scm")
     write_json(out / "fit.json", {"seconds": seconds, "n_train": len(rows.draw), "date": now(),
                                   "torch": torch.__version__, "quick": setting == "quick", "setting": setting,
-                                  "steps": steps, "device": str(scm.device)})
+                                  "steps": steps, "device": str(scm.device), "processes": _world_size(),
+                                  "per_node": per_node})
     print(f"fitted {spec.name} on {spec.dataset.n_train} rows in {seconds:.1f} s on {scm.device} -> {out}")
     if setting == "quick":
         print(SMOKE_NOTE)
     return scm
+
+
+def _world_size() -> int:
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
 
 
 def load_run(run: Path) -> tuple[GraphSpec, SCM, Rows]:
@@ -189,6 +199,8 @@ def counterfactual_run(run: Path, do: dict[str, Any], n: int = 16, out: str | No
     factual = _subset(rows.values, n)
     cf = scm.counterfactual(factual, do=do, seed=0, batch_size=batch_size)
     img = image_node(scm)
+    if not is_main():  # the other ranks of a torchrun computed their shards; rank 0 writes
+        return cf
     desc = ", ".join(f"{k}={v}" for k, v in do.items())
     if img is not None:
         path = Path(out or run / f"counterfactual_{'_'.join(f'{k}{v}' for k, v in do.items())}.png")
@@ -247,6 +259,8 @@ def evaluate_run(run: Path, n: int = 200) -> dict[str, Any]:
     notes = _notes(run, metrics)
     metrics.update({"run": str(run), "date": now(), "device": str(scm.device),
                     "smoke_test": _fit_record(run).get("quick", False), "warnings": notes})
+    if not is_main():
+        return metrics
     write_json(run / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))
     for note in notes:
@@ -264,6 +278,8 @@ def sweep_run(run: Path, scales: list[float], n: int = 100) -> dict[str, Any]:
     results = fitted.image_run_sweep(scm, rows.values, train.values, n, scales, node=img, label=label,
                                      classifier=classifier, truth=rows.truth, draw=rows.draw)
     keys = [k for k in ("effectiveness", "minimality_l1", "composition_l1_1", "true_cf_mse") if k in results[0]]
+    if not is_main():
+        return {"results": results}
     plotting.plot_sweep({None: {r["scale"]: r for r in results}}, run / "sweep.png", keys=keys)
     notes = _notes(run, results[0])  # one classifier and one set of factual images for every scale
     write_json(run / "sweep.json", {"results": results, "date": now(), "untrusted": results[0]["untrusted"],

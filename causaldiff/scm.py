@@ -345,15 +345,18 @@ class SCM:
 
     # ------------------------------------------------------------------------------ learning
     @accepts_frames
-    def fit(self, data: Rows) -> "SCM":
-        """Fit every learnable mechanism on its own, from its node's and its parents' columns."""
+    def fit(self, data: Rows, *, nodes: Any = None) -> "SCM":
+        """Fit every learnable mechanism (or those of ``nodes``) on its own, from its node's and its
+        parents' columns."""
         rows, n = self._check_rows(data, None, "the training rows", batch_size=1)  # minibatches: MAX_ROWS only
+        for node in [] if nodes is None else nodes:
+            self._require_node(node, "fit(nodes=...)")
         learn = [v for v in self.nodes if self._s.mechanisms[v].learnable and not self._s.is_hard(v)]
         if learn and n < 2:
             raise DataError(f"fit needs at least 2 training rows, got {n} (learnable node(s) {learn})")
         for node in self.nodes:
             m = self._s.mechanisms[node]
-            if m.learnable and not self._s.is_hard(node):
+            if m.learnable and not self._s.is_hard(node) and (nodes is None or node in nodes):
                 pa = {p: rows[p] for p in self._s.parents[node]}
                 m.fit(rows[node], pa, parent_order=self._s.parents[node], desc=f"fit {node}")
         return self

@@ -10,6 +10,7 @@ turns an SCM factory into parametrised pytest tests.
 from .laws import (check_batch_invariance, check_callable_effectiveness, check_commutation, check_composition,
                    check_dtypes, check_effectiveness, check_idempotence, check_non_descendants,
                    check_reversibility, check_round_trip, check_shift_effectiveness)
+from .processes import ProcessesFailed, free_port, run_distributed, run_torchrun
 from .pytest_helper import law_tests
 from .report import LawReport, LawViolation, Measurement
 from .strategies import FAMILIES, KINDS, LINKS, SOFT_FUNCTIONS, dags, interventions, named_callable, scms
@@ -21,4 +22,4 @@ __all__ = ["dags", "scms", "interventions", "named_callable", "law_tests", "LawV
            "check_shift_effectiveness", "check_callable_effectiveness", "check_non_descendants",
            "check_composition", "check_reversibility", "check_round_trip", "check_idempotence",
            "check_commutation", "check_batch_invariance", "check_dtypes", "FAMILIES", "LINKS", "KINDS",
-           "SOFT_FUNCTIONS"]
+           "SOFT_FUNCTIONS", "run_distributed", "run_torchrun", "free_port", "ProcessesFailed"]

@@ -1,7 +1,8 @@
 """Training checkpoints: written atomically, by the main process only, resumed bit-identically.
 
 A checkpoint holds the model, its EMA, the optimizer and LR scheduler, the step, the loss
-history and every RNG state (the batch generator, the global CPU RNG and the device's CUDA
+history, the number of processes that wrote it (a resume on another number is refused) and
+every RNG state (the batch generator, the global CPU RNG and the device's CUDA
 RNG), so a run resumed after a kill ends with exactly the weights of an uninterrupted one. A
 fingerprint of what must not change (config, parameter shapes, data, kind of model) guards
 against resuming another run's checkpoint.
@@ -96,13 +97,22 @@ class Checkpointer:
         """Whether a checkpoint is written after ``step`` optimiser steps."""
         return self.every is not None and step % self.every == 0
 
-    def load(self, expected_fingerprint: str, desc: str = "train") -> dict | None:
-        """The saved state, or None; refuses one written for another model, data or config."""
+    def load(self, expected_fingerprint: str, desc: str = "train", world_size: int = 1) -> dict | None:
+        """The saved state, or None; refuses one written for another model, data or config, or
+        by a run of another number of processes (``world_size``; older checkpoints: 1)."""
         state = load_checkpoint(self.directory)
-        if state is not None and state.get("fingerprint") != expected_fingerprint:
+        if state is None:
+            return None
+        if state.get("fingerprint") != expected_fingerprint:
             raise SerializationError(
                 f"{desc}: checkpoint {self.path} was written for another model, data or "
                 "training config; delete it or use another checkpoint_dir")
+        saved = int(state.get("world_size", 1))
+        if saved != world_size:
+            raise SerializationError(
+                f"{desc}: checkpoint {self.path} was written by a run on {saved} process(es); this run has "
+                f"{world_size}: resume it on {saved} (torchrun --nproc-per-node {saved}), or delete the "
+                "checkpoint to start over")
         return state
 
     def save(self, state: dict, strategy: Strategy) -> None:

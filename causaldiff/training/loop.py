@@ -24,7 +24,7 @@ from .checkpoint import Checkpointer, fingerprint
 from .config import TrainConfig, lr_factor
 from .ema import EMA, warmed_decay
 from .seeding import seeded_rng
-from .strategy import LocalStrategy, Strategy
+from .strategy import Strategy, current_strategy
 
 #: ``loss_fn(model, batch_indices, generator) -> scalar loss``
 LossFn = Callable[[nn.Module, Tensor, torch.Generator], Tensor]
@@ -63,11 +63,11 @@ class _Run:
     losses: list[float] = field(default_factory=list)
     resumed_from: int | None = None
 
-    def state(self, fingerprint: str) -> dict:
+    def state(self, fingerprint: str, world_size: int = 1) -> dict:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
                  "torch_rng": torch.get_rng_state(), "step": self.step, "losses": self.losses,
-                 "fingerprint": fingerprint}
+                 "fingerprint": fingerprint, "world_size": world_size}
         if self.ema is not None:
             state["ema"] = self.ema.module.state_dict()
         device = next(self.model.parameters()).device
@@ -97,7 +97,9 @@ def fit_model(model: nn.Module, loss_fn: LossFn, num_rows: int, config: TrainCon
               data: Sequence[Tensor] = (), tag: str = "", desc: str = "train") -> TrainResult:
     """Minimise ``loss_fn`` over minibatches of ``num_rows`` rows on the model's device.
 
-    ``strategy``: :class:`LocalStrategy` by default. ``checkpointer``: by default the one
+    ``strategy``: the one :func:`~.strategy.use_strategy` set, by default the single process
+    (:class:`~.strategy.LocalStrategy`); under several processes ``config.batch_size`` is the
+    global batch, split between them. ``checkpointer``: by default the one
     ``config.checkpoint_dir`` / ``checkpoint_every`` ask for. ``sample_batch``: draws the
     indices (default: ``config.batch_size`` uniform rows). ``scheduler``: a torch LR scheduler
     replacing the config's warm-up and schedule. ``generator``: the batch generator (default:
@@ -107,13 +109,13 @@ def fit_model(model: nn.Module, loss_fn: LossFn, num_rows: int, config: TrainCon
     """
     if num_rows < 1:
         raise ValueError(f"{desc}: no training rows")
-    strategy = LocalStrategy() if strategy is None else strategy
+    strategy = current_strategy() if strategy is None else strategy
     checkpointer = Checkpointer.from_config(config, desc) if checkpointer is None else checkpointer
     device = next(model.parameters()).device
     with seeded_rng(device, config.seed), torch.enable_grad():
         run = _start(model, config, scheduler, generator)
         fp = fingerprint(config, model, data, tag) if checkpointer is not None else ""
-        state = checkpointer.load(fp, desc) if checkpointer is not None else None
+        state = checkpointer.load(fp, desc, strategy.world_size) if checkpointer is not None else None
         if state is not None:
             run.restore(state)
         draw = sample_batch if sample_batch is not None else _uniform(num_rows)
@@ -156,7 +158,7 @@ def _optimise(run: _Run, net: nn.Module, loss_fn: LossFn, draw: SampleBatch, con
     for _ in steps if bar is None else bar:
         idx = strategy.shard(draw(run.generator, config.batch_size).to(device))
         with autocast:
-            loss = loss_fn(net, idx, run.generator)
+            loss = loss_fn(net, idx, strategy.loss_generator(run.generator, config.seed, run.step))
         _update(run, loss, config)
         running += loss.detach().float()
         if run.step % config.log_every == 0:  # one host sync per log window
@@ -165,11 +167,11 @@ def _optimise(run: _Run, net: nn.Module, loss_fn: LossFn, draw: SampleBatch, con
             if bar is not None:
                 bar.set_postfix(loss=f"{run.losses[-1]:.4f}")
         if checkpointer is not None and checkpointer.due(run.step):
-            checkpointer.save(run.state(fp), strategy)
+            checkpointer.save(run.state(fp, strategy.world_size), strategy)
         if callback is not None:
             callback(run.step, run.model)
     if checkpointer is not None and checkpointer.every is not None and not checkpointer.due(run.step):
-        checkpointer.save(run.state(fp), strategy)  # the last steps of the run
+        checkpointer.save(run.state(fp, strategy.world_size), strategy)  # the last steps of the run
     run.model.eval()
 
 

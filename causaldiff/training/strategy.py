@@ -2,15 +2,22 @@
 
 The training loop routes every such difference through a :class:`Strategy`: it trains
 ``strategy.wrap(model)``, keeps this process's share ``strategy.shard(indices)`` of each global
-minibatch (every process draws the same global batch from the same seeded generator), averages
-the logged loss with ``strategy.reduce``, writes checkpoints only where ``strategy.is_main`` and
-waits at ``strategy.barrier()`` after each. :class:`LocalStrategy` is the single process.
+minibatch (every process draws the same global batch from the same seeded generator), lets the
+loss draw from ``strategy.loss_generator(...)``, averages the logged loss with ``strategy.reduce``,
+writes checkpoints only where ``strategy.is_main`` and waits at ``strategy.barrier()`` after each.
+:class:`LocalStrategy` is the single process; :class:`~.ddp.DDPStrategy` the torch.distributed one.
+:func:`use_strategy` sets the strategy every ``fit_model`` call without one uses (e.g. every
+mechanism fitted by ``scm.fit`` under ``torchrun``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor, nn
 
 
@@ -32,6 +39,11 @@ class Strategy(Protocol):
 
     def shard(self, indices: Tensor) -> Tensor:
         """This process's rows of a global minibatch of ``indices`` (split along dim 0)."""
+        ...
+
+    def loss_generator(self, generator: torch.Generator, seed: int, step: int) -> torch.Generator:
+        """The generator the loss draws from at (0-based) ``step`` (``generator``: the shared
+        batch generator, ``seed``: the run's seed)."""
         ...
 
     def reduce(self, tensor: Tensor) -> Tensor:
@@ -59,6 +71,9 @@ class LocalStrategy:
     def shard(self, indices: Tensor) -> Tensor:
         return indices
 
+    def loss_generator(self, generator: torch.Generator, seed: int, step: int) -> torch.Generator:
+        return generator
+
     def reduce(self, tensor: Tensor) -> Tensor:
         return tensor
 
@@ -69,4 +84,23 @@ class LocalStrategy:
         return "LocalStrategy()"
 
 
-__all__ = ["Strategy", "LocalStrategy"]
+_CURRENT: contextvars.ContextVar[Strategy | None] = contextvars.ContextVar("causaldiff_strategy", default=None)
+
+
+def current_strategy() -> Strategy:
+    """The strategy :func:`use_strategy` set (default: :class:`LocalStrategy`)."""
+    strategy = _CURRENT.get()
+    return LocalStrategy() if strategy is None else strategy
+
+
+@contextlib.contextmanager
+def use_strategy(strategy: Strategy) -> Iterator[Strategy]:
+    """Every ``fit_model`` call inside the block that is given no strategy uses ``strategy``."""
+    token = _CURRENT.set(strategy)
+    try:
+        yield strategy
+    finally:
+        _CURRENT.reset(token)
+
+
+__all__ = ["Strategy", "LocalStrategy", "current_strategy", "use_strategy"]
