@@ -18,11 +18,14 @@ from .diffusion.schedule import ScheduleConfig as ScheduleConfig
 from .errors import AbductionError as AbductionError
 from .errors import CausalDiffError as CausalDiffError
 from .errors import DataError as DataError
+from .errors import DeviceError as DeviceError
 from .errors import GraphError as GraphError
 from .errors import InterventionError as InterventionError
 from .errors import NotFittedError as NotFittedError
 from .errors import RegistryError as RegistryError
+from .errors import SeedError as SeedError
 from .errors import SerializationError as SerializationError
+from .errors import SpecError as SpecError
 from .interventions import Hard as Hard
 from .interventions import Shift as Shift
 from .interventions import Transform as Transform
@@ -43,7 +46,9 @@ from .scm import load as load
 from .training import TrainConfig as TrainConfig
 from . import auto as auto
 from . import datasets as datasets  # registers the built-in data sets
+from . import distributed as distributed
 from . import frames as frames
+from . import limits as limits
 
 try:
     __version__ = version("causaldiff")
@@ -57,5 +62,6 @@ __all__ = [
     "AdditiveNoiseConfig", "DiffusionConfig", "TrainConfig", "ScheduleConfig", "DDIMConfig", "MLPConfig",
     "UNetConfig", "DiTConfig", "MLPPredictorConfig", "ImagePredictorConfig",
     "set_progress", "CausalDiffError", "GraphError", "DataError", "InterventionError", "AbductionError",
-    "NotFittedError", "SerializationError", "RegistryError", "auto", "datasets", "frames", "__version__",
+    "NotFittedError", "SerializationError", "RegistryError", "DeviceError", "SeedError", "SpecError",
+    "auto", "datasets", "distributed", "frames", "limits", "__version__",
 ]

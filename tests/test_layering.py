@@ -18,7 +18,7 @@ PACKAGE = ROOT / "causaldiff"
 #: packages whose ``__all__`` is the public surface examples and benchmarks may use
 PUBLIC = ("causaldiff", "causaldiff.datasets", "causaldiff.evaluation", "causaldiff.metrics",
           "causaldiff.testing", "causaldiff.training", "causaldiff.diffusion", "causaldiff.registry",
-          "causaldiff.progress", "causaldiff.distributed", "causaldiff.evaluation.systems", "causaldiff.evaluation.dcm",
+          "causaldiff.progress", "causaldiff.distributed", "causaldiff.limits", "causaldiff.evaluation.systems", "causaldiff.evaluation.dcm",
           "causaldiff.evaluation.report", "causaldiff.evaluation.axioms", "causaldiff.evaluation.mnist",
           "causaldiff.evaluation.mnist_settings", "causaldiff.evaluation.morphomnist",
           "causaldiff.evaluation.morphomnist_report", "causaldiff.evaluation.morphomnist_run", "causaldiff.evaluation.plotting")
