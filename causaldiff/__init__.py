@@ -19,6 +19,7 @@ from .errors import AbductionError as AbductionError
 from .errors import CausalDiffError as CausalDiffError
 from .errors import DataError as DataError
 from .errors import DeviceError as DeviceError
+from .errors import DivergenceError as DivergenceError
 from .errors import GraphError as GraphError
 from .errors import InterventionError as InterventionError
 from .errors import NotFittedError as NotFittedError
@@ -62,6 +63,6 @@ __all__ = [
     "AdditiveNoiseConfig", "DiffusionConfig", "TrainConfig", "ScheduleConfig", "DDIMConfig", "MLPConfig",
     "UNetConfig", "DiTConfig", "MLPPredictorConfig", "ImagePredictorConfig",
     "set_progress", "CausalDiffError", "GraphError", "DataError", "InterventionError", "AbductionError",
-    "NotFittedError", "SerializationError", "RegistryError", "DeviceError", "SeedError", "SpecError",
+    "NotFittedError", "SerializationError", "RegistryError", "DeviceError", "DivergenceError", "SeedError", "SpecError",
     "auto", "datasets", "distributed", "frames", "limits", "__version__",
 ]

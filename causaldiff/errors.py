@@ -27,6 +27,10 @@ class AbductionError(CausalDiffError, ValueError):
     """A node's exogenous noise cannot be recovered from the observation."""
 
 
+class DivergenceError(CausalDiffError, ArithmeticError):
+    """A numerical loop (a guided DDIM inversion or generation) left non-finite values."""
+
+
 class SpecError(GraphError):
     """A spec file cannot be read or is invalid (the message names the file and the key)."""
 

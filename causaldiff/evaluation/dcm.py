@@ -20,6 +20,8 @@ comes from one ``torch.Generator`` seeded with the seed, in a fixed order, so a 
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -290,11 +292,13 @@ def overall(rows: Sequence[Mapping[str, Any]], timings: Mapping[str, Mapping[str
 
 def cheapest_within(scores: Mapping[str, Mapping[str, float]], tolerance: float) -> str:
     """The cheapest system (``cf_ms``) among those whose ``cf_mse`` is at most ``1 + tolerance``
-    times the best one's (:func:`overall`'s entries)."""
-    if not scores:
-        raise ValueError("no systems to choose from")
-    best = min(v["cf_mse"] for v in scores.values())
-    good = [k for k, v in scores.items() if v["cf_mse"] <= (1.0 + tolerance) * best]
+    times the best one's (:func:`overall`'s entries); a non-finite ``cf_mse`` (a system that
+    diverged on some query) is never chosen."""
+    finite = {k: v for k, v in scores.items() if math.isfinite(v["cf_mse"])}
+    if not finite:
+        raise ValueError(f"no system with a finite CF MSE among {sorted(scores)}")
+    best = min(v["cf_mse"] for v in finite.values())
+    good = [k for k, v in finite.items() if v["cf_mse"] <= (1.0 + tolerance) * best]
     return min(good, key=lambda k: scores[k]["cf_ms"])
 
 

@@ -379,3 +379,17 @@ def test_regressor_guidance_for_a_continuous_parent():
     s = model.interventional_samples(1000, do={"a": 1.0}, seed=1)["y"]
     assert ((s.mean(0) - torch.tensor([1.5, -1.5])).abs() < 0.15).all()
     assert ((s.std(0) - 0.3).abs() < 0.1).all()
+
+
+def test_a_diverging_guided_loop_is_refused_naming_the_node(two_class):
+    """An unbounded guidance term leaves non-finite rows: abduction and generation raise
+    DivergenceError naming the node, instead of returning NaN."""
+    scm, rows = two_class
+    wild = scm.mechanisms["x"].with_inference(guidance_scale=1e38)
+    pa = {"y": rows["y"][:16]}
+    with pytest.raises(cd.DivergenceError, match=r"node 'x': DDIM inversion \(abduction\) diverged.*guide_abduction"):
+        wild.abduct(rows["x"][:16], pa)
+    with pytest.raises(cd.DivergenceError, match=r"node 'x': DDIM generation diverged on 16 of 16"):
+        scm.mechanisms["x"].forward(torch.full((16, 2), 3e38), pa)  # finite noise that overflows float32
+    u = scm.mechanisms["x"].abduct(rows["x"][:16], pa)  # the mechanism itself is unchanged and finite
+    assert torch.isfinite(u).all()

@@ -25,7 +25,7 @@ from ...diffusion.ddim import DDIMSampler
 from ...diffusion.fast import InferenceConfig, fast_eps, fast_net
 from ...diffusion.guidance import AntiCausalGuidance, ClassifierFreeGuidance, PredictorLikelihood
 from ...diffusion.schedule import NoiseSchedule
-from ...errors import DataError, NotFittedError
+from ...errors import DataError, DivergenceError, NotFittedError
 from ...registry import MECHANISMS
 from ..base import Abduction, Mechanism, Parents
 from ..moves import Move
@@ -178,6 +178,7 @@ class DiffusionMechanism(Mechanism):
         z = noise.to(device=self.device, dtype=torch.float32).reshape(n, *state.net_shape)
         with torch.no_grad():
             out = self.sampler.generate(eps, z, cond, start=self.config.abduction_steps).sample
+        self._check_finite(out, "DDIM generation")
         return state.from_internal(out)
 
     def abduct(self, x: Tensor, parents: Parents) -> Tensor:
@@ -189,7 +190,18 @@ class DiffusionMechanism(Mechanism):
         with torch.no_grad():
             u = self.sampler.invert(eps, state.to_internal(x, self.device), cond,
                                     stop=self.config.abduction_steps).sample
+        self._check_finite(u, "DDIM inversion (abduction)")
         return u.reshape(n, *state.event_shape)
+
+    def _check_finite(self, z: Tensor, what: str) -> None:
+        """A DDIM loop whose guidance gradient grew without bound leaves non-finite rows: refused,
+        naming the node (one check per loop, after it)."""
+        bad = ~torch.isfinite(z.reshape(z.shape[0], -1)).all(dim=1)
+        if bool(bad.any()):
+            hint = " (guided abduction: try guide_abduction=False or a smaller guidance_scale)" \
+                if self.config.guidance == "anticausal" else ""
+            raise DivergenceError(f"node {self.node!r}: {what} diverged on {int(bad.sum())} of {z.shape[0]} "
+                                 f"rows (non-finite values){hint}")
 
     def fit(self, x: Tensor, parents: Parents, *, parent_order: tuple[str, ...], desc: str = "") -> None:
         """Record the state, then train the denoiser (and, for anti-causal guidance, the noisy

@@ -1,0 +1,40 @@
+"""The tabular-defaults benchmark (issue 11, point 3): --quick runs, every setting is scored and
+timed, a divergence is recorded rather than dropped, and the choice rule is the documented one."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmark_scripts import load_benchmark
+from causaldiff.evaluation import dcm
+
+bench = load_benchmark("tabular_defaults")
+
+
+def test_quick_run_scores_every_setting(tmp_path):
+    res = bench.main(["--quick", "--out", str(tmp_path)])
+    names = [f"{g} fp={fp}" + ("" if guided is None else " guided" if guided else " unguided")
+             for g, settings in bench.SETTINGS.items() for fp, guided in settings]
+    assert res["systems"] == names
+    assert set(res["overall"]) == set(names)
+    for name, v in res["overall"].items():
+        assert v["cf_ms"] > 0
+        assert math.isfinite(v["cf_mse"]) or res["diverged_queries"].get(name, 0) > 0  # NaN only when counted
+    assert res["chosen"]["conditional"].startswith("conditional")
+    assert res["chosen"]["anticausal"].startswith("anticausal")
+    saved = json.loads((tmp_path / "tabular_defaults_quick.json").read_text())
+    assert saved["chosen"] == res["chosen"]
+    assert "Accuracy against cost" in (tmp_path / "tabular_defaults_quick.md").read_text()
+
+
+def test_cheapest_within_tolerance():
+    scores = {"a": {"cf_mse": 1.00, "cf_ms": 9.0}, "b": {"cf_mse": 1.04, "cf_ms": 3.0},
+              "c": {"cf_mse": 1.30, "cf_ms": 1.0}, "d": {"cf_mse": float("nan"), "cf_ms": 0.5}}
+    assert dcm.cheapest_within(scores, 0.05) == "b"
+    assert dcm.cheapest_within(scores, 0.0) == "a"
+    assert dcm.cheapest_within(scores, 0.5) == "c"
+    with pytest.raises(ValueError, match="no system with a finite CF MSE"):
+        dcm.cheapest_within({"d": scores["d"]}, 0.1)
