@@ -186,8 +186,11 @@ class GraphSpec(_Frozen):
         """A seconds-long version (small data; each registered kind's ``quick`` setting)."""
         ds = self.dataset
         ds_cls = DATASETS.get(ds.kind)
-        dataset = {"kind": ds.kind, "n_train": min(ds.n_train, n_train), "n_test": min(ds.n_test, n_test),
-                   "seed": ds.seed, "options": _dump(ds_cls.quick(ds.config()))}
+        config = ds_cls.quick(ds.config())
+        sizes = {split: min(n_ds, n_quick, ds_cls.rows_available(config, split) or n_quick)
+                 for split, n_ds, n_quick in (("train", ds.n_train, n_train), ("test", ds.n_test, n_test))}
+        dataset = {"kind": ds.kind, "n_train": sizes["train"], "n_test": sizes["test"],
+                   "seed": ds.seed, "options": _dump(config)}
         nodes = {}
         for node, ns in self.nodes.items():
             options = ns.options

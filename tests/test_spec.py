@@ -95,3 +95,11 @@ def test_the_module_docstring_example_validates_builds_and_fits():
     rows = load_rows(quick.dataset, "train")
     scm = build_scm(quick, rows.dataset).fit(rows.values)
     assert set(scm.counterfactual(rows.values, do={"x1": 0.0})) == {"x1", "x2", "x3"}
+
+
+def test_quick_asks_a_data_set_for_no_more_rows_than_it_holds():
+    """Morpho-MNIST's quick setting renders the first 32 images of each split: a quick spec asks
+    for at most those (it asked for 300 before and every quick fit of the spec failed)."""
+    spec = load_spec(Path(__file__).resolve().parents[1] / "graphs" / "morphomnist.toml").quick()
+    assert spec.dataset.config().subset == 32
+    assert (spec.dataset.n_train, spec.dataset.n_test) == (32, 32)

@@ -83,6 +83,12 @@ class DataSet(ABC):
         """The tiny setting of ``config`` for tests and ``--quick`` (default: unchanged)."""
         return config
 
+    @classmethod
+    def rows_available(cls, config: BaseModel, split: str) -> int | None:
+        """How many rows ``split`` holds under ``config`` (None: as many as asked for); a quick
+        spec asks for no more."""
+        return None
+
     @abstractmethod
     def graph(self) -> nx.DiGraph:
         """The causal DAG over the data set's columns (no mechanisms bound)."""

@@ -146,6 +146,11 @@ class MorphoMNIST(GroundTruth):
     def quick(cls, config: BaseModel) -> BaseModel:
         return config.model_copy(update={"subset": min(config.subset or 32, 32), "workers": 1})
 
+    @classmethod
+    def rows_available(cls, config: BaseModel, split: str) -> int | None:
+        """The ``subset`` (the first images of each split), or None for the whole split."""
+        return config.subset
+
     @property
     def intervention_nodes(self) -> tuple[str, ...]:
         """The nodes with exact true counterfactuals (do(digit) has no true image)."""
