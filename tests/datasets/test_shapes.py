@@ -198,7 +198,7 @@ def test_errors_name_the_problem(scm, batch):
         scm.counterfactual(batch, {"image": batch.values["image"]})
     with pytest.raises(InterventionError, match="'shape'"):
         scm.counterfactual(batch, {"shape": 3})
-    with pytest.raises(InterventionError, match="integers"):
+    with pytest.raises(InterventionError, match="integer"):
         scm.counterfactual(batch, {"shape": 1.5})
     with pytest.raises(InterventionError, match="'size'.*renderable"):
         scm.counterfactual(batch, {"size": 2.0})
