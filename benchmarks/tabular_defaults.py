@@ -2,13 +2,12 @@
 node's abduction settings on the DCM protocol (BENCHMARKS.md section 2).
 
 Per SCM and seed, two diffusion systems are fitted once each on the same rows, with the library's
-default sampler (``DiffusionConfig().sampler``: K = 50 DDIM steps, 3 fixed-point refinements per
-inversion step) and the DCM networks: ``conditional`` (``eps(x_t, t, parents)``) and ``anticausal``
-(unconditional ``eps`` + an MLP predictor's gradients, abduction guided by default). Every other
+former default sampler (K = 50 DDIM steps, 3 fixed-point refinements per inversion step) and the DCM networks: ``conditional`` (``eps(x_t, t, parents)``) and ``anticausal``
+(unconditional ``eps`` + an MLP predictor's gradients, abduction guided: the former default). Every other
 setting is the same fitted model queried through ``with_inference`` (:class:`InferenceVariant`):
 fixed-point iterations 0, 1, 3, and for anticausal guided or unguided abduction. Reported: CF MSE
 (x100) per intervention node, the ms per 100 counterfactuals, and the cheapest setting whose mean CF
-MSE is within ``--tolerance`` of the best (:func:`causaldiff.evaluation.dcm.cheapest_within`).
+MSE is within ``--tolerance`` of the best on every row (:func:`causaldiff.evaluation.dcm.cheapest_within`).
 
 Usage::
 
@@ -28,7 +27,7 @@ from typing import Any
 
 import torch
 
-from causaldiff import DiffusionConfig, DiffusionMechanism, DivergenceError, MLPConfig, ScheduleConfig, TrainConfig
+from causaldiff import DDIMConfig, DiffusionConfig, DiffusionMechanism, DivergenceError, MLPConfig, ScheduleConfig, TrainConfig
 from causaldiff.datasets import get_tabular_scm
 from causaldiff.evaluation import dcm, report
 from causaldiff.evaluation.systems import CausaldiffSystem, InferenceVariant
@@ -41,7 +40,8 @@ def mechanism(guidance: str, steps: int):
     def make(node: str, is_root: bool, seed: int) -> DiffusionMechanism:
         return DiffusionMechanism(DiffusionConfig(
             schedule=ScheduleConfig(kind="linear", num_train_timesteps=100, beta_start=1e-4, beta_end=0.1),
-            net=MLPConfig(hidden=128, num_layers=3), guidance=guidance,
+            sampler=DDIMConfig(num_inference_steps=50, spacing="leading", inversion_fixed_point_iters=3),
+            net=MLPConfig(hidden=128, num_layers=3), guidance=guidance, guide_abduction=guidance == "anticausal",
             train=TrainConfig(steps=steps, batch_size=256, lr=1e-3, ema_decay=0.999, seed=seed),
             predictor_train=TrainConfig(steps=steps, batch_size=256, lr=1e-3, seed=seed + 1)))
     return make
@@ -90,6 +90,14 @@ def variants(graph: Any, steps: int) -> list[Guarded]:
     return out
 
 
+def choose(scores: dict[str, Any], tolerance: float) -> str:
+    """:func:`~causaldiff.evaluation.dcm.cheapest_within`, or why nothing qualifies."""
+    try:
+        return dcm.cheapest_within(scores, tolerance)
+    except ValueError as e:
+        return f"none ({e})"
+
+
 def to_markdown(res: dict[str, Any]) -> str:
     env, lines = res["env"], []
     names = res["systems"]
@@ -105,7 +113,7 @@ def to_markdown(res: dict[str, Any]) -> str:
     lines += ["", "## Accuracy against cost", "",
               report.markdown_table(["system", "mean CF MSE x100 (all rows)", "CF ms / 100 (median)"],
                                     [[k, f"{v['cf_mse']:.3f}", f"{v['cf_ms']:.1f}"] for k, v in res["overall"].items()]),
-              "", f"Chosen (cheapest within {res['settings']['tolerance']:.0%} of the best mean CF MSE, per "
+              "", f"Chosen (cheapest within {res['settings']['tolerance']:.0%} of the best CF MSE on every row, per "
               f"guidance): {res['chosen']}", "",
               f"Queries whose counterfactual diverged (DivergenceError, scored NaN): {res['diverged_queries'] or 'none'}", ""]
     return "\n".join(lines)
@@ -120,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps of each network")
     p.add_argument("--values", type=int, default=5, help="intervention values per node")
     p.add_argument("--rows", type=int, default=50, help="factual rows and interventional samples per value")
-    p.add_argument("--tolerance", type=float, default=0.05, help="relative CF MSE slack of the choice")
+    p.add_argument("--tolerance", type=float, default=0.10, help="relative CF MSE slack on every row")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -142,8 +150,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     res["wall_s"], res["diverged_queries"] = time.perf_counter() - t0, dict(DIVERGED)
     res["systems"] = list(res["timings"][scms[0]])
     res["overall"] = dcm.overall(res["rows"], res["timings"])
-    res["chosen"] = {g: dcm.cheapest_within({k: v for k, v in res["overall"].items() if k.startswith(g)}, a.tolerance)
-                     for g in ("conditional", "anticausal")}
+    res["chosen"] = {g: choose({k: v for k, v in res["overall"].items() if k.startswith(g)}, a.tolerance)
+                     for g in SETTINGS}
     stem = "tabular_defaults_quick" if a.quick else "tabular_defaults"
     report.write_results(a.out, stem, res, md := to_markdown(res))
     print(md)

@@ -281,25 +281,30 @@ def markdown_body(rows: Sequence[Mapping[str, Any]], timings: Mapping[str, Mappi
                     "interventional samples (ms), mean over calls.", "", timings_table(timings, systems), ""]
 
 
-def overall(rows: Sequence[Mapping[str, Any]], timings: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per system: the mean over every row of its CF MSE (x100, the rows' seed means) and the
+def overall(rows: Sequence[Mapping[str, Any]], timings: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per system: its CF MSE (x100, the seed mean) on each row (``per_row``) and their mean, and the
     median over every truth of its median ms per 100 counterfactuals."""
     names = list(dict.fromkeys(s for r in rows for s in r["systems"]))
-    return {s: {"cf_mse": float(np.mean([r["systems"][s]["cf_mse"]["mean"] for r in rows])),
-                "cf_ms": float(np.median([t[s]["cf_ms_per_100"]["median"] for t in timings.values()]))}
-            for s in names}
+    out = {}
+    for s in names:
+        per_row = [float(r["systems"][s]["cf_mse"]["mean"]) for r in rows]
+        out[s] = {"cf_mse": float(np.mean(per_row)), "per_row": per_row,
+                  "cf_ms": float(np.median([t[s]["cf_ms_per_100"]["median"] for t in timings.values()]))}
+    return out
 
 
-def cheapest_within(scores: Mapping[str, Mapping[str, float]], tolerance: float) -> str:
-    """The cheapest system (``cf_ms``) among those whose ``cf_mse`` is at most ``1 + tolerance``
-    times the best one's (:func:`overall`'s entries); a non-finite ``cf_mse`` (a system that
-    diverged on some query) is never chosen."""
-    finite = {k: v for k, v in scores.items() if math.isfinite(v["cf_mse"])}
+def cheapest_within(scores: Mapping[str, Mapping[str, Any]], tolerance: float) -> str:
+    """The cheapest system (``cf_ms``) whose CF MSE is at most ``1 + tolerance`` times the best
+    system's on every row (``per_row`` of :func:`overall`: rows differ in scale, so each is compared
+    on its own); a system with a non-finite row (it diverged on some query) is never chosen."""
+    finite = {k: v for k, v in scores.items() if all(math.isfinite(x) for x in v["per_row"])}
     if not finite:
-        raise ValueError(f"no system with a finite CF MSE among {sorted(scores)}")
-    best = min(v["cf_mse"] for v in finite.values())
-    good = [k for k, v in finite.items() if v["cf_mse"] <= (1.0 + tolerance) * best]
-    return min(good, key=lambda k: scores[k]["cf_ms"])
+        raise ValueError(f"no system with a finite CF MSE on every row among {sorted(scores)}")
+    best = [min(col) for col in zip(*(v["per_row"] for v in finite.values()))]
+    good = [k for k, v in finite.items() if all(x <= (1.0 + tolerance) * b for x, b in zip(v["per_row"], best))]
+    if not good:
+        raise ValueError(f"none within {tolerance:.0%} of the best on every row among {sorted(finite)}")
+    return min(good, key=lambda k: finite[k]["cf_ms"])
 
 
 __all__ = ["SCALE", "DOWHY_ANCHOR", "TABLE_NOTE", "dowhy_anchor", "markdown_body", "DCMSettings", "truth_graph",

@@ -48,7 +48,7 @@ def _data(n=32):
 
 def test_guided_loop_calls_each_network_once_per_step():
     x, a, b = _data()
-    m = DiffusionMechanism(guidance="anticausal", guidance_scale={"a": 1.0, "b": 0.5}, **FAST)
+    m = DiffusionMechanism(guidance="anticausal", guidance_scale={"a": 1.0, "b": 0.5}, guide_abduction=True, **FAST)
     m.fit(x, {"a": a, "b": b}, parent_order=("a", "b"))
     m.denoiser, m.predictor = Counting(m.denoiser), Counting(m.predictor)
     n, pa = 20, {"a": a[:20], "b": b[:20]}

@@ -46,7 +46,7 @@ def two_class():
     n = 2000
     y = torch.randint(0, 2, (n,), generator=g)
     x = (4.0 * y - 2.0)[:, None] * torch.ones(1, 2) + 0.5 * torch.randn(n, 2, generator=g)
-    mech = DiffusionMechanism(guidance="anticausal", guidance_scale=1.0, **TAB,
+    mech = DiffusionMechanism(guidance="anticausal", guidance_scale=1.0, guide_abduction=True, **TAB,
                               train=TrainConfig(steps=600, batch_size=256, lr=3e-3, ema_decay=0.99),
                               predictor_train=TrainConfig(steps=250, batch_size=256, lr=3e-3, ema_decay=0.99))
     scm = cd.SCM(nx.DiGraph([("y", "x")]), {"y": CategoricalMechanism(), "x": mech})
@@ -255,7 +255,7 @@ def test_config_validation_and_unfitted_use():
     with pytest.raises(ValidationError):
         DiffusionMechanism(bogus=1)
     m = DiffusionMechanism()
-    assert isinstance(m.config, DiffusionConfig) and m.config.sampler.inversion_fixed_point_iters == 3
+    assert isinstance(m.config, DiffusionConfig) and m.config.sampler.inversion_fixed_point_iters == 1
     assert m.event_shape() is None and m.state_tensors() == {} and not m.is_fitted
     again = DiffusionMechanism.from_saved(json.loads(json.dumps(m.get_config())), {})
     assert again.config == m.config
@@ -366,7 +366,7 @@ def test_regressor_guidance_for_a_continuous_parent():
     g.nodes["y"]["mechanism"] = lambda a: dist.Normal(1.5 * torch.stack([a, -a], -1), 0.3).to_event(1)
     truth = cd.SCM(g)
     data = truth.sample(2000, seed=0)
-    mech = DiffusionMechanism(guidance="anticausal", **TAB,
+    mech = DiffusionMechanism(guidance="anticausal", guide_abduction=True, **TAB,
                               train=TrainConfig(steps=500, batch_size=256, lr=3e-3, ema_decay=0.99),
                               predictor_train=TrainConfig(steps=250, batch_size=256, lr=3e-3, ema_decay=0.99))
     model = cd.SCM(nx.DiGraph([("a", "y")]), {"a": dist.Normal(0.0, 1.0), "y": mech}).fit(data)

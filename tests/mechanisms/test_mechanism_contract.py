@@ -123,6 +123,6 @@ def test_quick_settings_of_the_diffusion_mechanism():
     """30 training steps of at most 32 rows, K = 5, given image networks at most 16 channels wide."""
     q = DiffusionMechanism.quick(DiffusionConfig(net=UNetConfig(base_channels=64), predictor=ImagePredictorConfig()))
     assert (q.train.steps, q.train.batch_size, q.predictor_train.steps, q.predictor_train.batch_size) == (30, 32, 30, 32)
-    assert q.sampler.num_inference_steps == 5 and q.sampler.inversion_fixed_point_iters == 3
+    assert q.sampler.num_inference_steps == 5 and q.sampler.inversion_fixed_point_iters == 1
     assert q.net.base_channels == 16 and q.predictor.base_channels == 16
     assert AdditiveNoiseMechanism.quick(AdditiveNoiseMechanism.Config()).steps == 100
