@@ -291,8 +291,11 @@ def check_hard_support(structure: Structure, node: str, iv: Intervention, values
     """A hard value must lie in a *discrete* node's support under its base parents."""
     m = structure.mechanisms[node]
     support = m.support({p: values[p] for p in structure.base_parents[node]}, n)
-    if support is None or not support.is_discrete:
-        return
+    if support is not None and support.is_discrete:
+        _check_in_support(node, iv, support)
+
+
+def _check_in_support(node: str, iv: Intervention, support: Any) -> None:
     if not bool(support.check(torch.as_tensor(iv.value)).all()):
         raise InterventionError(f"node {node!r}: intervention value {iv.value!r} is outside the "
                                 f"node's support {support}")
@@ -323,12 +326,10 @@ def probe_hard_support(structure: Structure, node: str, iv: Intervention) -> Non
         with seeded(0), torch.no_grad(), distribution_checks_off():
             values = execute(Plan(structure, tuple(v for v in structure.order if v in seen)), 1)
             support = structure.mechanisms[node].support({p: values[p] for p in base}, 1)
-            inside = bool(support.check(torch.as_tensor(iv.value)).all()) if _fixed_bounds(support) else True
     except Exception:  # noqa: BLE001  (a best-effort probe: the query checks again with the real parents)
         return
-    if not inside:
-        raise InterventionError(f"node {node!r}: intervention value {iv.value!r} is outside the "
-                                f"node's support {support}")
+    if _fixed_bounds(support):
+        _check_in_support(node, iv, support)
 
 
 def predict_node(plan: Plan, conds: Conditionals, node: str, values: dict[str, Tensor],
@@ -397,7 +398,7 @@ def _pair(plan: Plan, factual: Conditionals, conds: Conditionals, node: str, n: 
     require_fitted(fs, (node,))
     f_pa, cf_pa = {p: fv[p] for p in fs.parents[node]}, {p: cv[p] for p in plan.target.parents[node]}
     mechanism = plan.target.mechanisms[node]
-    if node in fs.interventions or node in plan.target.interventions:
+    if node in plan.target.interventions:  # the factual ones merged with the query's
         pair = mechanism.given_pair(f_pa, cf_pa, n)
     else:
         pair = mechanism.transport(f_pa, cf_pa, fv[node], n)

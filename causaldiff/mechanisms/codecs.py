@@ -294,8 +294,8 @@ class DistributionConditional(Conditional):
         return value_dtype_of(self.distribution)
 
 
-def loc_scale_transport(node: str, d: tdist.Distribution, x: Tensor, n: int) -> Tensor:
-    """Counterfactual values of ``n`` rows ``x`` of a location-scale node in one step, from its
+def loc_scale_transport(node: str, d: tdist.Distribution, x: Tensor) -> Tensor:
+    """Counterfactual values of the ``n`` rows ``x`` of a location-scale node in one step, from its
     distribution over the factual then the new parents' rows (``2n``): exact abduction
     ``u = (x - loc) / scale`` and prediction ``loc' + scale' u`` (Pearl's steps 1 and 3), the same
     arithmetic as :meth:`_LocScale.abduct` then :meth:`_LocScale.forward`. The support is the reals

@@ -201,7 +201,7 @@ class PyroMechanism(ConditionalMethods, Mechanism):
             return None
         d = self._stacked(factual, parents, n)
         if isinstance(d, LOC_SCALE):
-            return loc_scale_transport(self.node, d, x, n)
+            return loc_scale_transport(self.node, d, x)
         return self._pair_of(d, factual, parents, n)
 
     def _stacked(self, factual: Parents, parents: Parents, n: int) -> tdist.Distribution:
