@@ -39,6 +39,7 @@ CASES = [  # (argv with {w} the work folder, text the one line must hold)
     (["sweep", "{w}/adir"], "is not a run directory"),
     (["fit", ANM, "--out", "{w}/run", "--device", "cpu:99"], "--device cpu:99: there is one CPU device"),
     (["fit", ANM, "--out", "{w}/run", "--device", "meta"], "--device: 'meta' is not supported"),
+    (["fit", ANM, "--out", "{w}/run", "--device", "mps"], "--device: 'mps' is not supported"),
     (["fit", ANM, "--out", "{w}/run", "--device", "bogus"], "--device: 'bogus' is not a device"),
     (["fit", ANM, "--out", "{w}/run", "--device", "cuda:99"], "--device cuda:99"),
     (["fit", ANM, "--out", "{w}/afile"], "--out {w}/afile: is an existing file"),
