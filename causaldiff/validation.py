@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from .errors import DataError, SeedError
-from .storage import existing_ancestor
 from .limits import LABEL_FLOOR, MAX_ROWS, MAX_ROWS_PER_CALL, SEED_MAX, SEED_MIN
+from .storage import existing_ancestor
 
 
 def check_seed(seed: Any) -> int | None:
