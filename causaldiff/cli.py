@@ -90,22 +90,15 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _parse_device(text: str):
+    """``--device`` as a :class:`torch.device` of this machine (cpu or cuda only)."""
     import torch
 
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise UsageError(f"--device: {text!r} is not a device (use cpu, cuda or cuda:N)") from None
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device: {text!r} is not supported (use cpu, cuda or cuda:N)")
-    if device.type == "cpu" and device.index not in (None, 0):
-        raise UsageError(f"--device {text}: there is one CPU device (use cpu)")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {text}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
+    from .devices import device_problem
+
+    problem = device_problem(text, kinds=("cpu", "cuda"))
+    if problem is None:
+        return torch.device(text)
+    raise UsageError(f"--device {text}: {problem.reason}" if problem.on_machine else f"--device: {problem.reason}")
 
 
 def _run_dir(run: str) -> None:

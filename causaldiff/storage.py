@@ -64,12 +64,17 @@ def _sync_tree(root: Path) -> None:
         _fsync(Path(dirpath))
 
 
+def existing_ancestor(path: Path) -> Path | None:
+    """The nearest of ``path``'s ancestors (parent, grandparent, ...) that exists, or None."""
+    return next((p for p in path.parents if p.exists()), None)
+
+
 def _check_target(path: Path, is_ours: Callable[[Path], bool]) -> None:
     if not path.name:
         raise SerializationError(f"{path}: cannot save to the root of a file system")
     if path.exists() and not path.is_dir():
         raise SerializationError(f"{path}: is a file, not a directory; choose a folder to save to")
-    above = next((p for p in path.parents if p.exists()), None)
+    above = existing_ancestor(path)
     if above is not None and not above.is_dir():
         raise SerializationError(f"{path}: {above} is a file, not a folder")
     try:
@@ -207,4 +212,4 @@ def read_bytes(path: Path) -> bytes:
         raise storage_error(path, "read", e) from None
 
 
-__all__ = ["atomic_directory", "read_bytes", "saved_location", "storage_error", "write_file"]
+__all__ = ["atomic_directory", "existing_ancestor", "read_bytes", "saved_location", "storage_error", "write_file"]

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from .errors import DataError, SeedError
 from .limits import LABEL_FLOOR, MAX_ROWS, MAX_ROWS_PER_CALL, SEED_MAX, SEED_MIN
+from .storage import existing_ancestor
 
 
 def check_seed(seed: Any) -> int | None:
@@ -78,9 +79,7 @@ def check_output_path(path: Any, flag: str, directory: bool = False) -> Path:
     if path.exists() and path.is_dir() != directory:
         raise DataError(f"{flag} {path}: is an existing {'file' if directory else 'directory'}; "
                         f"give a {'folder' if directory else 'file'} path")
-    ancestor = path if path.exists() else path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    ancestor = path if path.is_dir() else existing_ancestor(path) or Path(path.anchor or ".")
     if not ancestor.is_dir():
         raise DataError(f"{flag} {path}: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):

@@ -39,6 +39,7 @@ CASES = [  # (argv with {w} the work folder, text the one line must hold)
     (["sweep", "{w}/adir"], "is not a run directory"),
     (["fit", ANM, "--out", "{w}/run", "--device", "cpu:99"], "--device cpu:99: there is one CPU device"),
     (["fit", ANM, "--out", "{w}/run", "--device", "meta"], "--device: 'meta' is not supported"),
+    (["fit", ANM, "--out", "{w}/run", "--device", "mps"], "--device: 'mps' is not supported"),
     (["fit", ANM, "--out", "{w}/run", "--device", "bogus"], "--device: 'bogus' is not a device"),
     (["fit", ANM, "--out", "{w}/run", "--device", "cuda:99"], "--device cuda:99"),
     (["fit", ANM, "--out", "{w}/afile"], "--out {w}/afile: is an existing file"),
@@ -105,3 +106,13 @@ def test_the_library_refuses_an_existing_file_too(work):
     from causaldiff.runs import fit_run
 
     refuse(DataError, r"--out .*afile: is an existing file", lambda: fit_run(ANM, work / "afile"), folder=work)
+
+
+def test_an_existing_output_file_may_be_replaced_but_not_one_under_a_file(work):
+    from causaldiff.errors import DataError
+    from causaldiff.validation import check_output_path
+
+    assert check_output_path(work / "afile", "--out") == work / "afile"  # its folder is writable
+    assert check_output_path(work / "adir", "--out", directory=True) == work / "adir"
+    refuse(DataError, r"--out .*afile/x.json: .*afile is a file, not a folder",
+           lambda: check_output_path(work / "afile" / "x.json", "--out"), folder=work)

@@ -9,7 +9,7 @@ import torch
 
 import causaldiff as cd
 import storage_models as sm
-from causaldiff.devices import check_device
+from causaldiff.devices import check_device, device_problem
 from causaldiff.errors import DeviceError
 
 
@@ -152,3 +152,18 @@ def test_an_out_of_memory_half_way_on_a_gpu_leaves_everything_on_the_cpu():
     assert all(v.device.type == "cuda" for n in small.nodes for v in small.mechanisms[n].state_tensors().values())
     b = small.to("cpu").sample(20, seed=3)
     assert all(a[k].shape == b[k].shape for k in a)
+
+
+@pytest.mark.parametrize("device", ["cpu:1", "meta", "tpu", "", 3.5])
+def test_check_device_words_the_reason_device_problem_gives(device):
+    problem = device_problem(device)
+    assert problem is not None and device_problem("cpu") is None
+    with pytest.raises(DeviceError) as e:
+        check_device(device, "scm.to")
+    assert str(e.value).startswith("scm.to: ") and str(e.value).endswith(problem.reason)
+    assert (repr(device) in str(e.value)) == isinstance(device, str)
+
+
+def test_a_device_kind_left_out_of_kinds_is_not_supported():
+    problem = device_problem("cpu", kinds=("cuda",))
+    assert problem is not None and not problem.on_machine and "'cpu' is not supported" in problem.reason
