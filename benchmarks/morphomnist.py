@@ -9,6 +9,8 @@ Usage::
     python benchmarks/morphomnist.py --setting cpu         # a small UNet and DiT on 2 cores (not comparable)
     python benchmarks/morphomnist.py --setting gpu --device cuda   # the full protocol on the 10k test split
     python benchmarks/morphomnist.py --setting generator   # the generator's acceptance figures
+    python benchmarks/morphomnist.py --setting gpu --plan  # the gpu setting timed as far as the CPU allows
+    python benchmarks/morphomnist.py --setting gpu --smoke --device cuda  # its pipeline, tiny counts
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from pathlib import Path
 from causaldiff.datasets import MorphoMNIST
 from causaldiff.evaluation import report, save_grid
 from causaldiff.evaluation.morphomnist import generator_statistics
-from causaldiff.evaluation.morphomnist_report import markdown, plot_effectiveness
-from causaldiff.evaluation.morphomnist_run import SETTINGS, run, sweep
+from causaldiff.evaluation.morphomnist_plan import plan
+from causaldiff.evaluation.morphomnist_report import markdown, plan_markdown, plot_effectiveness
+from causaldiff.evaluation.morphomnist_run import SETTINGS, run
+from causaldiff.evaluation.morphomnist_settings import smoke
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: the recorded GPU run whose unit costs the plan projects from (same code, one NVIDIA H200)
+REFERENCE = RESULTS_DIR / "mnist_diffscm_gpu.json"
 NOTES = {"quick": "CI setting: tiny models, not comparable.",
          "cpu": "Small models on 2 CPU cores, a 3k-image subset: NOT comparable with the paper's rows.",
          "gpu": "The full protocol on the 10k test split."}
@@ -42,6 +48,24 @@ def generator(args: argparse.Namespace) -> dict:
     return results
 
 
+def timing(args: argparse.Namespace) -> dict:
+    setting, timer = SETTINGS[args.setting], report.Timer()
+    # loading the cached splits, timed on the cpu setting's (cached) subset and scaled by the rows
+    small = SETTINGS["cpu"]
+    ds = MorphoMNIST(subset=small.subset, workers=small.workers, cache_dir=args.cache_dir)
+    ds.generated("train"), ds.generated("test")  # rendered once if not cached: not timed
+    with timer("data"):
+        ds.load("train", small.n_train, args.seed), ds.load("test", small.n_test, args.seed)
+    data_s = timer.seconds["data"] * (setting.n_train + setting.n_test) / (small.n_train + small.n_test)
+    with timer("plan"):
+        p = plan(setting, json.loads(REFERENCE.read_text()), ds.handwriting("test")[0][:32], data_s=data_s)
+    results = {"setting": args.setting, "settings": setting.model_dump(mode="json"), "plan": p,
+               "seconds": timer.seconds, "command": args.command, "environment": report.environment("cpu")}
+    report.write_results(args.out, f"morphomnist_{args.setting}_plan", results, plan_markdown(results))
+    print(plan_markdown(results))
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--setting", choices=[*SETTINGS, "generator"], default="quick")
@@ -49,22 +73,30 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS_DIR}; quick: not saved)")
     p.add_argument("--cache-dir", default=None, help="rendered-split cache (default ~/.cache/causaldiff/morphomnist)")
+    p.add_argument("--plan", action="store_true", help="time the setting as far as this CPU allows (no run)")
+    p.add_argument("--smoke", action="store_true", help="the setting's pipeline with tiny counts (not saved)")
     args = p.parse_args(argv)
     args.command = " ".join(["python", *map(shlex.quote, sys.argv if argv is None else ["benchmarks/morphomnist.py", *argv])])
-    save = args.setting != "quick" or args.out is not None
+    save = (args.setting != "quick" and not args.smoke) or args.out is not None
     args.out = args.out or RESULTS_DIR
     if args.setting == "generator":
         return generator(args)
+    if args.plan:
+        return timing(args)
     setting, timer = SETTINGS[args.setting], report.Timer(args.device)
+    setting = smoke(setting) if args.smoke else setting
     out = run(setting, seed=args.seed, device=args.device, timer=timer, cache_dir=args.cache_dir)
+    total = sum(timer.seconds.values())
     results = {"setting": args.setting, "note": NOTES[args.setting], "settings": setting.model_dump(mode="json"),
-               "scores": out["scores"], "seconds": timer.seconds, "command": args.command,
-               "environment": report.environment(args.device)}
-    stem = f"morphomnist_{args.setting}"
+               "scores": out["scores"], "sweeps": {k: {str(s): v for s, v in sw.items()} for k, sw in out["sweeps"].items()},
+               "main_scale": out["main"], "budgets": out["budgets"], "seconds": timer.seconds, "total_s": total,
+               "within_time_limit": None if setting.time_limit_s is None else total <= setting.time_limit_s,
+               "command": args.command, "environment": report.environment(args.device)}
+    stem = f"morphomnist_{args.setting}" + ("_smoke" if args.smoke else "")
     if save:
         rows, labels = out["grid"]
         results["grid"] = save_grid(rows, labels, args.out / f"{stem}_grid.png", title=f"Morpho-MNIST ({args.setting})").name
-        results["plot"] = plot_effectiveness(sweep(out["scores"], setting), args.out / f"{stem}_sweep.png").name
+        results["plot"] = plot_effectiveness(out["sweeps"], args.out / f"{stem}_sweep.png").name
         report.write_results(args.out, stem, results, markdown(results))
     print(markdown(results))
     return results

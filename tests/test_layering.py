@@ -19,9 +19,10 @@ PACKAGE = ROOT / "causaldiff"
 PUBLIC = ("causaldiff", "causaldiff.datasets", "causaldiff.evaluation", "causaldiff.metrics",
           "causaldiff.testing", "causaldiff.training", "causaldiff.diffusion", "causaldiff.registry",
           "causaldiff.progress", "causaldiff.distributed", "causaldiff.limits", "causaldiff.evaluation.systems", "causaldiff.evaluation.dcm",
-          "causaldiff.evaluation.report", "causaldiff.evaluation.axioms", "causaldiff.evaluation.mnist",
+          "causaldiff.evaluation.report", "causaldiff.evaluation.axioms", "causaldiff.evaluation.budget", "causaldiff.evaluation.mnist",
           "causaldiff.evaluation.mnist_settings", "causaldiff.evaluation.morphomnist",
-          "causaldiff.evaluation.morphomnist_report", "causaldiff.evaluation.morphomnist_run", "causaldiff.evaluation.plotting")
+          "causaldiff.evaluation.morphomnist_report", "causaldiff.evaluation.morphomnist_run",
+          "causaldiff.evaluation.morphomnist_plan", "causaldiff.evaluation.morphomnist_settings", "causaldiff.evaluation.plotting")
 MAX_LINES = 60
 
 

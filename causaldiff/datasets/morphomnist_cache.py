@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +22,11 @@ import skimage
 import torch
 
 from ..errors import DataError
-from ..progress import progress
 from . import morpho
 from .mnist import FILES, SHA256
+from .parallel import map_rows
 
 VERSION = 1
-CHUNK = 250
 ARRAYS = ("images", "labels", "handwriting", "base_thickness", "u_thickness", "u_intensity")
 DEFAULT_DIR = Path.home() / ".cache" / "causaldiff" / "morphomnist"
 
@@ -58,31 +55,16 @@ def digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _render_chunk(args: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    return morpho.render_rows(args[0], None, args[1], args[2])
+def _render_chunk(handwriting: np.ndarray, t: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return morpho.render_rows(handwriting, None, t, i)
 
 
 def generate(handwriting: np.ndarray, labels: np.ndarray, noise: dict[str, torch.Tensor],
              t: torch.Tensor, i: torch.Tensor, workers: int) -> dict[str, np.ndarray]:
     """Render every handwriting once with its own (t, i), in ``workers`` processes."""
-    chunks = [(handwriting[k:k + CHUNK], t[k:k + CHUNK].numpy(), i[k:k + CHUNK].numpy())
-              for k in range(0, len(labels), CHUNK)]
-    bar = progress(total=len(labels), desc="rendering Morpho-MNIST")
-    parts = []
-    if workers == 1:
-        results = map(_render_chunk, chunks)
-        for part in results:
-            parts.append(part)
-            bar.update(len(part[0]))
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for part in pool.map(_render_chunk, chunks):
-                parts.append(part)
-                bar.update(len(part[0]))
-    bar.close()
-    return {"images": np.concatenate([p[0] for p in parts]), "labels": np.asarray(labels, dtype=np.int64),
-            "handwriting": np.ascontiguousarray(handwriting),
-            "base_thickness": np.concatenate([p[1] for p in parts]),
+    images, base = map_rows(_render_chunk, [handwriting, t.numpy(), i.numpy()], workers, "rendering Morpho-MNIST")
+    return {"images": images, "labels": np.asarray(labels, dtype=np.int64),
+            "handwriting": np.ascontiguousarray(handwriting), "base_thickness": base,
             "u_thickness": noise["u_thickness"].numpy(), "u_intensity": noise["u_intensity"].numpy()}
 
 

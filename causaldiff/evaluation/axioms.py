@@ -208,6 +208,20 @@ def _fixed_non_descendants(scm: SCM, factual: Mapping[str, Tensor], do: Mapping[
     return {k: factual[k] for k in scm.nodes if k not in changed}
 
 
+def shared_abduction_counterfactuals(scm: SCM, factual: Mapping[str, Tensor], dos: Mapping[str, Mapping[str, Any]], *,
+                                     batch_size: int | None = None, seed: int | None = 0) -> dict[str, dict[str, Tensor]]:
+    """``{name: counterfactual rows}`` of ``factual`` under each intervention of ``dos``, from one
+    abduction of every node (the exogenous noise does not depend on the intervention); each
+    generated with the nodes its intervention cannot change held at their factual values."""
+    noise = _chunked(lambda r, _: scm.abduct(r, seed=seed), factual, {}, batch_size)
+    out = {}
+    for name, do in dos.items():
+        fixed = _fixed_non_descendants(scm, factual, do)
+        kept = {k: v for k, v in noise.items() if k not in fixed}
+        out[name] = _chunked(lambda u, d: scm.predict(u, do=d, seed=seed), kept, {**fixed, **do}, batch_size)
+    return out
+
+
 def guidance_sweep(scm: SCM, factual: Mapping[str, Tensor], do: Mapping[str, Any], *, image_node: str,
                    scales: Sequence[float], score: Callable[[SCM, dict[str, Tensor]], dict[str, Any]],
                    fractions: Sequence[float | None] = (None,), nodes: Sequence[str] | None = None,
@@ -263,6 +277,6 @@ def sweeps_json(sweeps: Mapping[Any, Mapping[float, Any]]) -> dict[str, dict[str
     return {str(f): {str(s): r for s, r in sw.items()} for f, sw in sweeps.items()}
 
 
-__all__ = ["EFFECTIVE", "mean", "mean_sem", "other_class", "counterfactual_fn", "counterfactual_image_scores",
+__all__ = ["shared_abduction_counterfactuals", "EFFECTIVE", "mean", "mean_sem", "other_class", "counterfactual_fn", "counterfactual_image_scores",
            "axiom_metrics", "image_counterfactual_metrics", "diffusion_nodes", "with_inference", "guidance_sweep",
            "choose_main", "sweeps_json"]

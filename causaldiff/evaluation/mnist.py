@@ -11,7 +11,6 @@ reversibility there, and writes ``mnist_diffscm_<name>.{json,md}``, a grid and t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,38 +32,10 @@ from ..training import TrainConfig
 from .axioms import EFFECTIVE, axiom_metrics, choose_main, counterfactual_image_scores, guidance_sweep, \
     mean_sem, other_class, sweeps_json, with_inference
 from .mnist_report import markdown, plot_mnist_sweep
-from .mnist_settings import IMAGE_SHAPE, NUM_CLASSES, PAPER, Budget, Setting
+from .budget import budget_steps, seconds_per_step
+from .mnist_settings import IMAGE_SHAPE, NUM_CLASSES, PAPER, Setting
 from .plotting import save_grid
 from .report import Timer, environment, now, write_json, write_text
-
-
-def seconds_per_step(train_fn: Callable[[TrainConfig, Callable[[int, Any], None]], Any], cfg: TrainConfig,
-                     budget: Budget, device: torch.device) -> float:
-    """Time steps ``warm+1 .. probe_steps`` of a throw-away run of the same training loop."""
-    marks: dict[int, float] = {}
-
-    def mark(step: int, _model: Any) -> None:
-        if step in (budget.warm, budget.probe_steps):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            marks[step] = time.perf_counter()
-
-    train_fn(cfg.model_copy(update={"steps": budget.probe_steps, "checkpoint_every": None,
-                                    "checkpoint_dir": None}), mark)
-    return (marks[budget.probe_steps] - marks[budget.warm]) / (budget.probe_steps - budget.warm)
-
-
-def budget_steps(cfg: TrainConfig, budget: Budget | None, probe: Callable[[], float]) -> tuple[TrainConfig, dict]:
-    """``cfg`` with its step count fitted into ``budget`` (unchanged without one)."""
-    if budget is None:
-        return cfg, {"budgeted": False, "steps": cfg.steps}
-    per_step = probe()
-    steps = max(budget.min_steps, min(cfg.steps, int(budget.seconds / per_step)))
-    info = {"budgeted": True, "budget_s": budget.seconds, "probe_seconds_per_step": per_step,
-            "max_steps": cfg.steps, "steps": steps, "expected_s": steps * per_step}
-    print(f"  budget: {per_step * 1000:.1f} ms/step -> {steps} steps (max {cfg.steps}) "
-          f"in ~{steps * per_step:.0f} s", flush=True)
-    return cfg.model_copy(update={"steps": steps}), info
 
 
 def build_scm(setting: Setting, denoiser_train: TrainConfig, predictor_train: TrainConfig, scale: float,
@@ -278,4 +249,4 @@ def stem(name: str) -> str:
     return f"mnist_diffscm_{name}"
 
 
-__all__ = ["seconds_per_step", "budget_steps", "build_scm", "load_scm", "run_mnist", "stem"]
+__all__ = ["build_scm", "load_scm", "run_mnist", "stem"]

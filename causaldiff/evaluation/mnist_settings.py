@@ -20,6 +20,7 @@ from ..diffusion.nets import ImagePredictorConfig, UNetConfig
 from ..mechanisms.diffusion.config import DiffusionConfig
 from ..diffusion.schedule import ScheduleConfig
 from ..training import TrainConfig
+from .budget import Budget
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (1, 28, 28)
@@ -29,17 +30,6 @@ PAPER = {"IM1": 0.94, "IM2": 0.04,
          "CLD": {0.0: 1.31, 0.75: 1.06, 2.0: 1.11, 3.0: 1.12}}  # CLD minimum ~1.06 near s = 0.7-0.8
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
-
-
-class Budget(BaseModel):
-    """Fit a training run into ``seconds``: time ``probe_steps`` steps (after ``warm`` untimed
-    ones) of the same loop, then take ``min(max_steps, seconds / seconds_per_step)`` steps."""
-
-    model_config = _FROZEN
-    seconds: float = Field(gt=0)
-    probe_steps: int = Field(25, ge=2)
-    warm: int = Field(5, ge=1)
-    min_steps: int = Field(1, ge=1)
 
 
 class Setting(BaseModel):
@@ -173,4 +163,4 @@ def smoke(setting: Setting) -> Setting:
     })
 
 
-__all__ = ["NUM_CLASSES", "IMAGE_SHAPE", "PAPER", "Budget", "Setting", "SETTINGS", "smoke"]
+__all__ = ["NUM_CLASSES", "IMAGE_SHAPE", "PAPER", "Setting", "SETTINGS", "smoke"]

@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -183,42 +183,53 @@ def weighted_cld(vae: M.TrainedVAE, factual: torch.Tensor, counterfactual: torch
 CLD_WEIGHTS = (0.8, 0.2)
 
 
-def score_intervention(fn: M.CounterfactualFn, ds: MorphoMNIST, factual: Draw, do: Mapping[str, torch.Tensor],
-                       predictors: Predictors, vae: M.TrainedVAE | None, reference: Draw) -> dict[str, Any]:
-    """Every score of one benchmark intervention ``do`` (one node, per-row values)."""
-    (node, values), = do.items()
-    cf = fn(factual.values, do)
-    targets = ds.counterfactual_parents(factual, do)
-    out: dict[str, Any] = {
-        "effectiveness": effectiveness_scores(predictors(cf["image"], targets["intensity"]), targets),
-        "measured": effectiveness_scores(measure(cf["image"]), targets),
-        "reversibility_l1": mean_std(M.reversibility(fn, factual.values, do, counterfactual=cf) * GREY),
-        "minimality_l1": mean_std(M.minimality(factual.values["image"], cf["image"]) * GREY)}
-    if vae is not None:
-        out["cld"] = weighted_cld(vae, factual.values["image"], cf["image"], bins(node, factual.values[node]),
-                                  bins(node, values), reference.values["image"], bins(node, reference.values[node]))
-    if node in TRUE_INTERVENTIONS:
-        truth = ds.counterfactual(factual, do)["image"]
-        out["true_counterfactual"] = true_error(cf["image"], truth, factual.values["image"])
-    return out
+class TrueCounterfactuals:
+    """The exact counterfactuals of the factual rows under the benchmark's do(t) and do(i),
+    rendered once in ``ds.config.workers`` processes (in the background with ``background=True``:
+    the CPU renders while the GPU trains); :attr:`fn` is the ``truth`` system."""
 
+    def __init__(self, ds: MorphoMNIST, factual: Draw, interventions: Mapping[str, Mapping[str, torch.Tensor]],
+                 background: bool = False, _rows: dict[str, dict[str, torch.Tensor]] | None = None):
+        self.ds, self.factual = ds, factual
+        self.interventions = {k: dict(v) for k, v in interventions.items() if k in TRUE_INTERVENTIONS}
+        self._rows = dict(_rows or {})
+        self._jobs = {} if _rows is not None else {
+            k: ds.counterfactual_job(factual, do, background=background) for k, do in self.interventions.items()}
 
-def score_counterfactuals(fn: M.CounterfactualFn, ds: MorphoMNIST, factual: Draw,
-                          interventions: Mapping[str, Mapping[str, torch.Tensor]], predictors: Predictors,
-                          vae: M.TrainedVAE | None, reference: Draw, cycles: tuple[int, ...] = (1, 10)) -> dict[str, Any]:
-    """The benchmark's scores of a counterfactual function: composition, then per intervention."""
-    return {"composition_l1": composition_scores(fn, factual.values, cycles),
-            "interventions": {node: score_intervention(fn, ds, factual, do, predictors, vae, reference)
-                              for node, do in interventions.items()}}
+    def rows(self, node: str) -> dict[str, torch.Tensor]:
+        """The true counterfactual rows of the benchmark's do(``node``) (waits for the renderer)."""
+        if node not in self._rows:
+            self._rows[node] = self._jobs.pop(node).result()
+        return self._rows[node]
+
+    def head(self, n: int) -> "TrueCounterfactuals":
+        """The same for the first ``n`` factual rows."""
+        idx = torch.arange(min(n, len(self.factual)))
+        rows = {k: {c: v[:len(idx)] for c, v in self.rows(k).items()} for k in self.interventions}
+        ivs = {k: {c: v[:len(idx)] for c, v in do.items()} for k, do in self.interventions.items()}
+        return TrueCounterfactuals(self.ds, self.factual[idx], ivs, _rows=rows)
+
+    def fn(self, rows: Mapping[str, torch.Tensor], do: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The exact counterfactual of the *factual* rows under ``do`` (the factual rows themselves
+        where ``do`` sets every node to its factual value: the renderer's null intervention is the
+        factual image to the pixel); the benchmark's interventions come from the rendered cache."""
+        n = len(next(iter(rows.values())))
+        if n != len(self.factual):  # the protocol's detail rows: a prefix of the factual rows
+            return self.head(n).fn(rows, do)
+        f = self.factual.values
+        do = {k: v for k, v in do.items() if not torch.equal(torch.as_tensor(v).to(f[k].device).expand_as(f[k]), f[k])}
+        if not do:
+            return dict(f)
+        for node, known in self.interventions.items():
+            if do.keys() == known.keys() and all(torch.equal(torch.as_tensor(do[k]), known[k]) for k in do):
+                return dict(self.rows(node))
+        return self.ds.counterfactual(self.factual, do)
 
 
 def truth_fn(ds: MorphoMNIST, factual: Draw) -> M.CounterfactualFn:
-    """The exact counterfactuals of ``factual``'s rows (do(t), do(i); a digit left as it is)."""
-    def fn(rows: Mapping[str, torch.Tensor], do: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        do = {k: v for k, v in do.items()
-              if not (k == "digit" and torch.equal(torch.as_tensor(v), factual.values["digit"]))}
-        return dict(rows) if not do else ds.counterfactual(factual, do)
-    return fn
+    """The exact counterfactuals of ``factual``'s rows (do(t), do(i); a node set to its factual
+    value left as it is)."""
+    return TrueCounterfactuals(ds, factual, {}).fn
 
 
 def unchanged_fn(rows: Mapping[str, torch.Tensor], do: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -226,6 +237,86 @@ def unchanged_fn(rows: Mapping[str, torch.Tensor], do: Mapping[str, Any]) -> dic
     n = rows["image"].shape[0]
     return {**rows, **{k: torch.as_tensor(v).expand(n) if torch.as_tensor(v).dim() == 0 else torch.as_tensor(v)
                        for k, v in do.items()}}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What every system is scored against: the factual test rows, the benchmark's interventions,
+    the metric models, CLD's reference rows, the true counterfactuals; ``detail``: how many of the
+    first rows the costly metrics use (composition, reversibility, the measured MAEs; None: all),
+    measured in ``workers`` processes."""
+
+    ds: MorphoMNIST
+    factual: Draw
+    interventions: Mapping[str, Mapping[str, torch.Tensor]]
+    predictors: "Predictors"
+    vae: M.TrainedVAE | None
+    reference: Draw
+    cycles: tuple[int, ...] = (1, 10)
+    truths: TrueCounterfactuals | None = None
+    detail: int | None = None
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.truths is None:
+            object.__setattr__(self, "truths", TrueCounterfactuals(self.ds, self.factual, self.interventions))
+
+    def head(self, n: int) -> "Protocol":
+        """The protocol on the first ``n`` factual rows."""
+        idx = torch.arange(min(n, len(self.factual)))
+        ivs = {k: {c: v[:len(idx)] for c, v in do.items()} for k, do in self.interventions.items()}
+        return replace(self, factual=self.factual[idx], interventions=ivs, truths=self.truths.head(len(idx)))
+
+    def score(self, fn: M.CounterfactualFn, nodes: tuple[str, ...] | None = None, *, sweep: bool = False,
+              counterfactuals: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> dict[str, Any]:
+        """The benchmark's scores of ``fn``: composition, then each intervention of ``nodes``
+        (default: all), its counterfactual rows ``fn(factual, do)`` or ``counterfactuals[node]``.
+        ``sweep``: no composition nor reversibility (a guidance-scale sweep)."""
+        nodes = tuple(self.interventions) if nodes is None else nodes
+        n_detail = len(self.factual) if self.detail is None else min(self.detail, len(self.factual))
+        out: dict[str, Any] = {"n": len(self.factual), "n_detail": n_detail}
+        if self.cycles and not sweep:
+            detail = {c: v[:n_detail] for c, v in self.factual.values.items()}
+            out["composition_l1"] = composition_scores(fn, detail, self.cycles)
+        cfs = counterfactuals or {}
+        out["interventions"] = {
+            node: self.intervention_scores(node, cfs[node] if node in cfs else fn(self.factual.values, self.interventions[node]),
+                                           None if sweep else fn) for node in nodes}
+        return out
+
+    def intervention_scores(self, node: str, cf: Mapping[str, torch.Tensor], fn: M.CounterfactualFn | None = None,
+                            measured: bool = True) -> dict[str, Any]:
+        """Every score of the benchmark's do(``node``) whose counterfactual rows are ``cf``:
+        effectiveness (predicted, and ``measured`` on the detail rows), minimality, CLD, the error
+        against the truth, and with ``fn`` (the counterfactual function that gave ``cf``)
+        reversibility."""
+        do, factual = self.interventions[node], self.factual
+        targets = self.ds.counterfactual_parents(factual, do)
+        k = len(factual) if self.detail is None else min(self.detail, len(factual))
+        out: dict[str, Any] = {
+            "effectiveness": effectiveness_scores(self.predictors(cf["image"], targets["intensity"]), targets),
+            "minimality_l1": mean_std(M.minimality(factual.values["image"], cf["image"]) * GREY)}
+        if measured:
+            out["measured"] = effectiveness_scores(measure(cf["image"][:k], self.workers),
+                                                   {c: v[:k] for c, v in targets.items()})
+        if fn is not None:
+            head, back = ({c: v[:k] for c, v in rows.items()} for rows in (do, cf))
+            detail = {c: v[:k] for c, v in factual.values.items()}
+            out["reversibility_l1"] = mean_std(M.reversibility(fn, detail, head, counterfactual=back) * GREY)
+        if self.vae is not None:
+            out["cld"] = weighted_cld(self.vae, factual.values["image"], cf["image"], bins(node, factual.values[node]),
+                                      bins(node, do[node]), self.reference.values["image"],
+                                      bins(node, self.reference.values[node]))
+        if node in TRUE_INTERVENTIONS:
+            out["true_counterfactual"] = true_error(cf["image"], self.truths.rows(node)["image"], factual.values["image"])
+        return out
+
+
+def score_counterfactuals(fn: M.CounterfactualFn, ds: MorphoMNIST, factual: Draw,
+                          interventions: Mapping[str, Mapping[str, torch.Tensor]], predictors: "Predictors",
+                          vae: M.TrainedVAE | None, reference: Draw, cycles: tuple[int, ...] = (1, 10)) -> dict[str, Any]:
+    """The benchmark's scores of a counterfactual function on every row (:meth:`Protocol.score`)."""
+    return Protocol(ds, factual, interventions, predictors, vae, reference, cycles).score(fn)
 
 
 # ------------------------------------------------------------------------------ predictors
@@ -287,7 +378,7 @@ def train_predictors(train: Draw, config: M.ClassifierConfig, device: torch.devi
     return Predictors(regressor(t, i, 0), regressor(i, None, 1), digit)
 
 
-__all__ = ["score_intervention", "score_counterfactuals", "truth_fn", "unchanged_fn", "AttributeRegressor", "Predictors", "train_predictors", "NUM_BINS", "CLD_WEIGHTS", "scaled", "bins", "other_bin_values", "benchmark_interventions",
+__all__ = ["Protocol", "TrueCounterfactuals", "score_counterfactuals", "truth_fn", "unchanged_fn", "AttributeRegressor", "Predictors", "train_predictors", "NUM_BINS", "CLD_WEIGHTS", "scaled", "bins", "other_bin_values", "benchmark_interventions",
            "mean_std", "effectiveness_scores", "true_error", "composition_scores", "weighted_cld",
            "PUBLISHED", "law_statistics", "within_published", "measured_against_target",
            "true_counterfactual_checks", "generator_statistics"]

@@ -87,4 +87,33 @@ def plot_effectiveness(sweeps: Mapping[str, Mapping[float, Mapping[str, float]]]
     return path
 
 
-__all__ = ["HEADER", "PAPER", "row", "markdown", "plot_effectiveness"]
+def plan_markdown(results: Mapping[str, Any]) -> str:
+    """The timing page of a setting (:func:`causaldiff.evaluation.morphomnist_plan.plan`)."""
+    p, env = results["plan"], results["environment"]
+    ref, cpu = p["projection"]["reference"], p["projection"]["cpu"]
+    limit, device = results["settings"].get("time_limit_s"), p["reference_device"]
+    rows = [[phase, ", ".join(f"{u} {c:,.0f}" for u, c in p["workload"].get(phase, {}).items()),
+             f"{ref['phases'][phase]:.1f}", f"{cpu['phases'][phase]:,.0f}"] for phase in ref["phases"]]
+    rows.append(["**total**", "", f"**{ref['total_s']:.0f}**", f"**{cpu['total_s']:,.0f}**"])
+    units = [[u, f"{p['flops'].get(u, 0) / 1e9:.3f}" if u in p["flops"] else "-",
+              f"{p['units']['cpu'][u] * 1e3:.3f}", f"{p['units']['reference'][u] * 1e3:.4f}"] for u in p["units"]["cpu"]]
+    t = p["time_limit"]
+    return "\n".join([
+        f"# Morpho-MNIST `{results['setting']}` setting: timed as far as the CPU allows", "",
+        f"{env['date']} on {env['device']}; `{results['command']}`", "",
+        f"**Projected on the {device}: {ref['total_s']:.0f} s** (limit {limit} s) - a projection, not a run: "
+        f"the work counted from the setting, each unit's FLOPs counted here, the unit seconds of the "
+        f"recorded run `{p['reference_command']}` on that card rescaled by FLOPs; CPU work (rendering, "
+        f"measuring) timed here per image over {ref['workers']} processes.",
+        f"The denoiser trains for what the limit leaves: {t.get('denoiser_seconds', 0):.0f} s "
+        f"({p['steps']['denoiser']} steps; predictor {p['steps']['predictor']} steps); the true "
+        f"counterfactuals render in the background ({ref['background_render_s']:.0f} s, behind the training).",
+        f"Data loading ({p['data_s']:.1f} s, measured here) is counted.", "",
+        markdown_table(["phase", "work (units)", f"{device} (s, projected)", "this CPU (s, measured units)"], rows),
+        "", markdown_table(["unit", "GFLOP (one row)", "this CPU (ms)", f"{device} (ms)"], units), "",
+        "Unit seconds: a training step (at its batch size), an image-step (one row, at the evaluation "
+        "batch), a small-batch DDIM step (one step), one image rendered or measured (one core). "
+        "This CPU's network units were timed on a few rows and scaled by the rows.", ""])
+
+
+__all__ = ["HEADER", "PAPER", "row", "markdown", "plot_effectiveness", "plan_markdown"]

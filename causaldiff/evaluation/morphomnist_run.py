@@ -1,9 +1,12 @@
 """The Morpho-MNIST benchmark run: settings, the causaldiff SCM, and the protocol over systems.
 
-Systems scored by :func:`causaldiff.evaluation.morphomnist.score_counterfactuals` on the same test
-rows and intervention values: ``truth`` (the exact counterfactuals: do(t), do(i)), ``unchanged``
-(the factual image: a floor for minimality, a ceiling for every error), and causaldiff with the
-image node's denoiser of each entry of ``Setting.nets`` (a UNet, a DiT), at each guidance scale.
+Systems scored by :class:`causaldiff.evaluation.morphomnist.Protocol` on the same test rows and
+intervention values: ``truth`` (the exact counterfactuals: do(t), do(i)), ``unchanged`` (the
+factual image: a floor for minimality, a ceiling for every error), and causaldiff with the image
+node's denoiser of each entry of ``Setting.nets`` (a UNet, a DiT). Without ``n_sweep`` every
+guidance scale is scored on every row; with it, the scales are swept on the first ``n_sweep`` rows
+(no composition nor reversibility) and the scale :func:`choose_scale` picks is scored on all rows.
+The true counterfactuals are rendered in worker processes while the networks train.
 """
 
 from __future__ import annotations
@@ -13,105 +16,47 @@ from typing import Any
 
 import networkx as nx
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from .. import metrics as M
 from ..datasets.base import Draw
 from ..datasets.morphomnist import EDGES, TRUE_INTERVENTIONS, MorphoMNIST
-from ..diffusion.ddim import DDIMConfig
-from ..diffusion.nets import DenoiserConfig, ImagePredictorConfig, UNetConfig
-from ..diffusion.schedule import ScheduleConfig
 from ..mechanisms.categorical import CategoricalMechanism
 from ..mechanisms.diffusion import DiffusionConfig, DiffusionMechanism
 from ..mechanisms.neural import AdditiveNoiseConfig, AdditiveNoiseMechanism
 from ..scm import SCM
-from ..training import TrainConfig
-from .axioms import counterfactual_fn, with_inference
-from .morphomnist import (benchmark_interventions, score_counterfactuals, train_predictors, truth_fn,
-                          unchanged_fn)
+from .axioms import counterfactual_fn, guidance_sweep, shared_abduction_counterfactuals, with_inference
+from .budget import budgeted_diffusion
+from .morphomnist import Protocol, TrueCounterfactuals, benchmark_interventions, train_predictors, unchanged_fn
+from .morphomnist_plan import fit_time_limit, measure_units
+from .morphomnist_settings import SETTINGS, Setting, image_config
 from .report import Timer
 
 
-class Setting(BaseModel):
-    """One benchmark setting (``quick``, ``cpu``, ``gpu`` in :data:`SETTINGS`)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    subset: int | None = None
-    workers: int = 2
-    n_train: int = Field(60_000, ge=8)
-    n_test: int = Field(10_000, ge=2)
-    n_reference: int = Field(1000, ge=10)
-    nets: dict[str, DenoiserConfig] = {"unet": UNetConfig()}
-    predictor: ImagePredictorConfig = ImagePredictorConfig()
-    denoiser_train: TrainConfig = TrainConfig()
-    predictor_train: TrainConfig = TrainConfig()
-    parents_steps: int = 2000
-    ddim_steps: int = 100
-    abduction_fraction: float = 0.75
-    scales: tuple[float, ...] = (0.0, 1.0, 2.0)
-    cycles: tuple[int, ...] = (1, 10)
-    metric_models: M.ClassifierConfig = M.ClassifierConfig()
-    vae: M.VAEConfig = M.VAEConfig()
-    eval_batch: int = 256
-
-
-def _tiny_net(kind: str) -> dict[str, Any]:
-    return {"kind": kind, "base_channels": 8, "channel_mult": (1, 2), "mid_attention": False,
-            "num_groups": 4} if kind == "unet" else {"kind": kind, "patch_size": 4, "hidden": 32, "depth": 2}
-
-
-SETTINGS: dict[str, Setting] = {
-    "quick": Setting.model_validate({
-        "subset": 32, "workers": 1, "n_train": 32, "n_test": 6, "n_reference": 16,
-        "nets": {"unet": _tiny_net("unet")}, "predictor": {"base_channels": 8, "channel_mult": (1, 2), "num_groups": 4},
-        "denoiser_train": {"steps": 4, "batch_size": 16}, "predictor_train": {"steps": 4, "batch_size": 16},
-        "parents_steps": 20, "ddim_steps": 4, "scales": (0.0, 1.0), "cycles": (1, 10),
-        "metric_models": {"steps": 4, "batch_size": 16, "hidden": 4},
-        "vae": {"steps": 4, "batch_size": 16, "hidden": 4, "latent_dim": 4}}),
-}
-
-
-def _net(kind: str, width: int) -> dict[str, Any]:
-    if kind == "unet":
-        return {"kind": "unet", "base_channels": width, "channel_mult": (1, 2, 2), "mid_attention": True,
-                "num_groups": 8}
-    return {"kind": "dit", "patch_size": 4, "hidden": 4 * width, "depth": 4, "num_heads": 4}
-
-
-SETTINGS["cpu"] = Setting.model_validate({
-    "subset": 3000, "workers": 2, "n_train": 3000, "n_test": 200, "n_reference": 1000,
-    "nets": {"unet": _net("unet", 16), "dit": _net("dit", 16)},
-    "predictor": {"base_channels": 16, "channel_mult": (1, 2, 2), "num_groups": 8},
-    "denoiser_train": {"steps": 800, "batch_size": 64, "lr": 1e-3},
-    "predictor_train": {"steps": 400, "batch_size": 64, "lr": 1e-3},
-    "parents_steps": 1000, "ddim_steps": 10, "scales": (0.0, 1.0, 3.0),
-    "metric_models": {"steps": 500, "batch_size": 64}, "vae": {"steps": 500, "batch_size": 64}})
-SETTINGS["gpu"] = Setting.model_validate({
-    "subset": None, "workers": 16, "n_train": 60_000, "n_test": 10_000, "n_reference": 10_000,
-    "nets": {"unet": {"kind": "unet", "base_channels": 64, "channel_mult": (1, 2, 4)},
-             "dit": {"kind": "dit", "patch_size": 2, "hidden": 256, "depth": 6}},
-    "predictor": {"base_channels": 64, "channel_mult": (1, 2, 4)},
-    "denoiser_train": {"steps": 4000, "batch_size": 256, "lr": 2e-4, "weight_decay": 0.01, "bf16": True},
-    "predictor_train": {"steps": 1500, "batch_size": 256, "lr": 2e-4, "bf16": True},
-    "parents_steps": 2000, "ddim_steps": 50, "scales": (0.0, 0.5, 1.0, 2.0, 3.0), "eval_batch": 2048,
-    "metric_models": {"steps": 2000, "batch_size": 256}, "vae": {"steps": 2000, "batch_size": 256}})
-
-
-def build_scm(setting: Setting, net: Any) -> SCM:
+def build_scm(setting: Setting, net: Any, image: DiffusionConfig | None = None) -> SCM:
     """The unfitted SCM: categorical digit, additive-noise thickness and intensity, and the
-    image as an unconditional denoiser guided by an anti-causal predictor of all three parents."""
-    image = DiffusionMechanism(DiffusionConfig(
-        guidance="anticausal", guidance_scale=1.0, guide_abduction=False,
-        abduction_fraction=setting.abduction_fraction, schedule=ScheduleConfig(kind="cosine"),
-        sampler=DDIMConfig(num_inference_steps=setting.ddim_steps, inversion_fixed_point_iters=0),
-        net=net, predictor=setting.predictor, train=setting.denoiser_train,
-        predictor_train=setting.predictor_train))
+    image node of :func:`image_config` (or ``image``)."""
     parents = AdditiveNoiseConfig(hidden=(64, 64), steps=setting.parents_steps)
     return SCM(nx.DiGraph(EDGES), {"digit": CategoricalMechanism(num_classes=10),
                                    "thickness": AdditiveNoiseMechanism(parents),
-                                   "intensity": AdditiveNoiseMechanism(parents), "image": image})
+                                   "intensity": AdditiveNoiseMechanism(parents),
+                                   "image": DiffusionMechanism(image or image_config(setting, net))})
+
+
+def fit_scm(setting: Setting, net: Any, train: Draw, device: str, timer: Timer, name: str) -> tuple[SCM, dict]:
+    """The SCM of ``net`` fitted on ``train``, the image node's step counts fitted into the
+    setting's budgets first (``{"denoiser": ..., "predictor": ...}``: what the budgets gave)."""
+    config = image_config(setting, net)
+    parents = sorted(p for p, c in EDGES if c == "image")
+    with timer(f"budget probes {name}"):
+        config, info = budgeted_diffusion(config, train.values["image"].to(device),
+                                          {p: train.values[p].to(device) for p in parents}, parents, node="image",
+                                          device=device, denoiser=setting.denoiser_budget,
+                                          predictor=setting.predictor_budget)
+    scm = build_scm(setting, net, config).to(device)
+    with timer(f"fit {name}"):
+        scm.fit(train.values)
+    return scm, info
 
 
 def grid_rows(fn: M.CounterfactualFn, ds: MorphoMNIST, factual: Draw, ivs: Mapping[str, Mapping[str, Tensor]],
@@ -130,47 +75,102 @@ def grid_rows(fn: M.CounterfactualFn, ds: MorphoMNIST, factual: Draw, ivs: Mappi
     return rows, labels
 
 
+def _flat(r: Mapping[str, Any]) -> dict[str, float]:
+    i = r["interventions"]
+    return {"thickness MAE do(t)": i["thickness"]["effectiveness"]["thickness_mae"],
+            "intensity MAE do(i)": i["intensity"]["effectiveness"]["intensity_mae"],
+            "digit acc do(digit)": i["digit"]["effectiveness"]["digit_acc"],
+            "measured thickness MAE do(t)": i["thickness"]["measured"]["thickness_mae"]}
+
+
+def choose_scale(sweep: Mapping[float, Mapping[str, float]]) -> float:
+    """The main guidance scale, by a rule fixed before any run: the best mean rank over the three
+    effectiveness figures (thickness MAE of do(t), intensity MAE of do(i): lower; digit accuracy
+    of do(digit): higher); ties go to the smaller scale."""
+    scales = sorted(sweep)
+    keys = {"thickness MAE do(t)": 1.0, "intensity MAE do(i)": 1.0, "digit acc do(digit)": -1.0}
+    ranks = {s: 0.0 for s in scales}
+    for key, sign in keys.items():
+        for rank, s in enumerate(sorted(scales, key=lambda s: (sign * sweep[s][key], s))):
+            ranks[s] += rank
+    return min(scales, key=lambda s: (ranks[s], s))
+
+
+def _score_net(setting: Setting, scm: SCM, protocol: Protocol, name: str, seed: int,
+               timer: Timer) -> tuple[dict[str, Any], dict[float, dict[str, float]], float]:
+    """The scores of one fitted SCM (``{system: scores}``), its sweep and its main scale."""
+    def fn(s: float) -> M.CounterfactualFn:
+        return counterfactual_fn(with_inference(scm, ["image"], guidance_scale=s), seed=seed,
+                                 batch_size=setting.eval_batch)
+
+    if setting.n_sweep is None:
+        out = {}
+        for s in setting.scales:
+            with timer(f"score {name} s={s:g}"):
+                out[f"{name} s={s:g}"] = protocol.score(fn(s))
+        sweep = {s: _flat(out[f"{name} s={s:g}"]) for s in setting.scales}
+        return out, sweep, setting.scales[len(setting.scales) // 2]
+    head, per_node = protocol.head(setting.n_sweep), {}
+    for node, do in head.interventions.items():  # one abduction per intervention, generated at every scale
+        rows, _ = guidance_sweep(scm, head.factual.values, do, image_node="image", scales=setting.scales,
+                                 score=lambda _scm, cf, node=node: head.intervention_scores(
+                                     node, cf, measured=node == "thickness"),
+                                 batch_size=setting.eval_batch, seed=seed, timer=timer)
+        per_node[node] = rows[None]
+    sweep = {s: _flat({"interventions": {node: per_node[node][s] for node in per_node}}) for s in setting.scales}
+    main = choose_scale(sweep)
+    with timer(f"score {name} s={main:g}"):
+        cfs = shared_abduction_counterfactuals(with_inference(scm, ["image"], guidance_scale=main),
+                                               protocol.factual.values, protocol.interventions,
+                                               batch_size=setting.eval_batch, seed=seed)
+        return {f"{name} s={main:g}": protocol.score(fn(main), counterfactuals=cfs)}, sweep, main
+
+
+def _fit_to_limit(setting: Setting, ds: MorphoMNIST, device: str, timer: Timer) -> tuple[Setting, dict[str, Any]]:
+    """The setting with its denoiser budget cut to what ``time_limit_s`` leaves, from unit costs
+    timed here on ``device`` with the first net (:func:`~.morphomnist_plan.fit_time_limit`)."""
+    if setting.time_limit_s is None or setting.denoiser_budget is None:
+        return setting, {"fitted": False}
+    with timer("time plan"):
+        units = measure_units(setting, next(iter(setting.nets.values())), ds.handwriting("test")[0][:32], device)
+    fitted, info = fit_time_limit(setting, units, elapsed=sum(timer.seconds.values()))
+    print(f"  time limit {setting.time_limit_s:g} s: the rest projected at {info['projected_rest_s']:.0f} s, "
+          f"the denoiser gets {fitted.denoiser_budget.seconds:.0f} s", flush=True)
+    return fitted, {**info, "units": units}
+
+
 def run(setting: Setting, *, seed: int = 0, device: str = "cpu", timer: Timer | None = None,
         cache_dir: str | None = None) -> dict[str, Any]:
     """Every system of the module docstring scored on the same rows: ``{"scores": {system:
-    scores}, "grid": (rows, labels)}`` (the grid of the first net at its middle guidance scale)."""
+    scores}, "sweeps": {net: {scale: figures}}, "main": {net: scale}, "budgets": {net: ...},
+    "grid": (rows, labels)}`` (the grid of the first net at its main scale)."""
     timer = timer or Timer(device)
     ds = MorphoMNIST(subset=setting.subset, workers=setting.workers, cache_dir=cache_dir)
     with timer("data"):
         train, factual = ds.load("train", setting.n_train, seed), ds.load("test", setting.n_test, seed)
         reference = ds.load("test", setting.n_reference, seed + 1)
     ivs = benchmark_interventions(factual, train, torch.Generator().manual_seed(seed))
+    truths = TrueCounterfactuals(ds, factual, ivs, background=True)  # rendered while the networks train
     with timer("metric models"):
         predictors = train_predictors(train, setting.metric_models, device, seed + 10)
         vae = M.train_vae(train.values["image"], config=setting.vae, device=device, seed=seed + 30)
-    args, scores = (ds, factual), (predictors, vae, reference, setting.cycles)
-    out: dict[str, Any] = {"truth": score_counterfactuals(truth_fn(ds, factual), *args,
-                                                          {k: ivs[k] for k in TRUE_INTERVENTIONS}, *scores),
-                           "unchanged": score_counterfactuals(unchanged_fn, *args, ivs, *scores)}
-    grid = None
+    protocol = Protocol(ds, factual, ivs, predictors, vae, reference, setting.cycles, truths, setting.n_detail,
+                        setting.workers)
+    setting, limit = _fit_to_limit(setting, ds, device, timer)
+    models: dict[str, Any] = {}
+    sweeps, main, budgets, grid = {}, {}, {"time_limit": limit}, None
     for name, net in setting.nets.items():
-        scm = build_scm(setting, net).to(device)
-        with timer(f"fit {name}"):
-            scm.fit(train.values)
-        for s in setting.scales:
-            fn = counterfactual_fn(with_inference(scm, ["image"], guidance_scale=s), seed=seed,
+        scm, budgets[name] = fit_scm(setting, net, train, device, timer, name)
+        scores, sweeps[name], main[name] = _score_net(setting, scm, protocol, name, seed, timer)
+        models.update(scores)
+        if grid is None:
+            fn = counterfactual_fn(with_inference(scm, ["image"], guidance_scale=main[name]), seed=seed,
                                    batch_size=setting.eval_batch)
-            with timer(f"score {name} s={s:g}"):
-                out[f"{name} s={s:g}"] = score_counterfactuals(fn, *args, ivs, *scores)
-            if grid is None and s == setting.scales[len(setting.scales) // 2]:
+            with timer("grid"):
                 grid = grid_rows(fn, ds, factual, ivs)
-    return {"scores": out, "grid": grid}
+    with timer("truth and unchanged"):
+        out = {"truth": protocol.score(truths.fn, tuple(TRUE_INTERVENTIONS)), "unchanged": protocol.score(unchanged_fn)}
+    return {"scores": {**out, **models}, "sweeps": sweeps, "main": main, "budgets": budgets, "grid": grid}
 
 
-def sweep(scores: Mapping[str, Any], setting: Setting) -> dict[str, dict[float, dict[str, float]]]:
-    """``{net: {scale: {metric: value}}}``: effectiveness against the guidance scale."""
-    def flat(r: Mapping[str, Any]) -> dict[str, float]:
-        i = r["interventions"]
-        return {"thickness MAE do(t)": i["thickness"]["effectiveness"]["thickness_mae"],
-                "intensity MAE do(i)": i["intensity"]["effectiveness"]["intensity_mae"],
-                "digit acc do(digit)": i["digit"]["effectiveness"]["digit_acc"],
-                "measured thickness MAE do(t)": i["thickness"]["measured"]["thickness_mae"]}
-    return {net: {s: flat(scores[f"{net} s={s:g}"]) for s in setting.scales} for net in setting.nets}
-
-
-__all__ = ["Setting", "SETTINGS", "build_scm", "grid_rows", "run", "sweep"]
+__all__ = ["Setting", "SETTINGS", "image_config", "build_scm", "fit_scm", "choose_scale", "grid_rows", "run"]

@@ -14,8 +14,8 @@ import torch
 
 from causaldiff.datasets.mnist import candidate_dirs
 from causaldiff.training import TrainConfig
-from causaldiff.evaluation.mnist import budget_steps
-from causaldiff.evaluation.mnist_settings import SETTINGS, Budget
+from causaldiff.evaluation.budget import Budget, budget_steps
+from causaldiff.evaluation.mnist_settings import SETTINGS
 from causaldiff.metrics import CLD_UNCHANGED
 from benchmark_scripts import load_benchmark
 

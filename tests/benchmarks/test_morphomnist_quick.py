@@ -20,7 +20,8 @@ needs_mnist = pytest.mark.skipif(locate("train") is None or locate("test") is No
 def test_the_settings_are_sized_as_the_issue_asks():
     cpu, gpu = SETTINGS["cpu"], SETTINGS["gpu"]
     assert set(cpu.nets) == {"unet", "dit"} and cpu.denoiser_train == cpu.denoiser_train  # same budget for both
-    assert gpu.n_test == 10_000 and gpu.subset is None and set(gpu.nets) == {"unet", "dit"}
+    assert gpu.n_test == 10_000 and gpu.subset is None and set(gpu.nets) == {"unet"}
+    assert gpu.time_limit_s == 360 and gpu.denoiser_budget is not None and gpu.predictor_budget is not None
     assert SETTINGS["quick"].cycles == (1, 10)
 
 

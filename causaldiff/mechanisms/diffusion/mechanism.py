@@ -148,9 +148,10 @@ class DiffusionMechanism(Mechanism):
             if cond is None:
                 return self._unconditional, None
             return ClassifierFreeGuidance(denoiser, c.cfg_scale), cond
-        if not guided or self.predictor is None:
-            return self._unconditional, None
-        likelihood = PredictorLikelihood(fast_net(self.predictor, c.inference, self._fast), state.heads(c))
+        heads = state.heads(c)
+        if not guided or self.predictor is None or all(h.scale == 0.0 for h in heads):
+            return self._unconditional, None  # at scale 0 the guidance term is zero: no predictor call
+        likelihood = PredictorLikelihood(fast_net(self.predictor, c.inference, self._fast), heads)
         return AntiCausalGuidance(denoiser, likelihood, self.schedule), targets
 
     # ----------------------------------------------------------------------------- the contract

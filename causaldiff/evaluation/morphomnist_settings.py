@@ -1,0 +1,144 @@
+"""Settings of the Morpho-MNIST benchmark (``benchmarks/morphomnist.py``): what one run is made
+of (the image node's networks, training, budgets, the protocol's sizes), recorded in its results.
+
+* ``quick``: tiny models, seconds (a CI test);
+* ``cpu``: a small UNet and DiT on the same training budget, 2 cores, a 3k-image subset (not
+  comparable with the paper's rows);
+* ``gpu``: the full protocol on the 10k test split, training included, within
+  ``time_limit_s`` = 6 minutes on one H100/H200: the denoiser trains for what the limit leaves
+  (:func:`~causaldiff.evaluation.morphomnist_plan.fit_time_limit`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import metrics as M
+from ..diffusion.ddim import DDIMConfig
+from ..diffusion.nets import DenoiserConfig, ImagePredictorConfig, UNetConfig
+from ..diffusion.schedule import ScheduleConfig
+from ..mechanisms.diffusion import DiffusionConfig
+from ..training import TrainConfig
+from .budget import Budget
+
+
+class Setting(BaseModel):
+    """One benchmark setting (``quick``, ``cpu``, ``gpu`` in :data:`SETTINGS`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subset: int | None = None
+    workers: int = 2
+    n_train: int = Field(60_000, ge=8)
+    n_test: int = Field(10_000, ge=2)
+    n_reference: int = Field(1000, ge=10)
+    nets: dict[str, DenoiserConfig] = {"unet": UNetConfig()}
+    predictor: ImagePredictorConfig = ImagePredictorConfig()
+    denoiser_train: TrainConfig = TrainConfig()
+    predictor_train: TrainConfig = TrainConfig()
+    parents_steps: int = 2000
+    ddim_steps: int = 100
+    abduction_fraction: float = 0.75
+    scales: tuple[float, ...] = (0.0, 1.0, 2.0)
+    cycles: tuple[int, ...] = (1, 10)
+    metric_models: M.ClassifierConfig = M.ClassifierConfig()
+    vae: M.VAEConfig = M.VAEConfig()
+    eval_batch: int = 256
+    #: fit the denoiser's / the anti-causal predictor's steps into seconds (a timed probe)
+    denoiser_budget: Budget | None = None
+    predictor_budget: Budget | None = None
+    #: rows the guidance scales are swept on (None: every scale scored on every row)
+    n_sweep: int | None = Field(None, ge=2)
+    #: rows of composition, reversibility and the measured MAEs (None: all n_test)
+    n_detail: int | None = Field(None, ge=2)
+    #: the wall-clock the whole run must fit (checked and reported; None: no limit)
+    time_limit_s: float | None = Field(None, gt=0)
+
+
+def _tiny_net(kind: str) -> dict[str, Any]:
+    return {"kind": kind, "base_channels": 8, "channel_mult": (1, 2), "mid_attention": False,
+            "num_groups": 4} if kind == "unet" else {"kind": kind, "patch_size": 4, "hidden": 32, "depth": 2}
+
+
+SETTINGS: dict[str, Setting] = {
+    "quick": Setting.model_validate({
+        "subset": 32, "workers": 1, "n_train": 32, "n_test": 6, "n_reference": 16,
+        "nets": {"unet": _tiny_net("unet")}, "predictor": {"base_channels": 8, "channel_mult": (1, 2), "num_groups": 4},
+        "denoiser_train": {"steps": 4, "batch_size": 16}, "predictor_train": {"steps": 4, "batch_size": 16},
+        "parents_steps": 20, "ddim_steps": 4, "scales": (0.0, 1.0), "cycles": (1, 10),
+        "metric_models": {"steps": 4, "batch_size": 16, "hidden": 4},
+        "vae": {"steps": 4, "batch_size": 16, "hidden": 4, "latent_dim": 4}}),
+}
+
+
+def _net(kind: str, width: int) -> dict[str, Any]:
+    if kind == "unet":
+        return {"kind": "unet", "base_channels": width, "channel_mult": (1, 2, 2), "mid_attention": True,
+                "num_groups": 8}
+    return {"kind": "dit", "patch_size": 4, "hidden": 4 * width, "depth": 4, "num_heads": 4}
+
+
+SETTINGS["cpu"] = Setting.model_validate({
+    "subset": 3000, "workers": 2, "n_train": 3000, "n_test": 200, "n_reference": 1000,
+    "nets": {"unet": _net("unet", 16), "dit": _net("dit", 16)},
+    "predictor": {"base_channels": 16, "channel_mult": (1, 2, 2), "num_groups": 8},
+    "denoiser_train": {"steps": 800, "batch_size": 64, "lr": 1e-3},
+    "predictor_train": {"steps": 400, "batch_size": 64, "lr": 1e-3},
+    "parents_steps": 1000, "ddim_steps": 10, "scales": (0.0, 1.0, 3.0),
+    "metric_models": {"steps": 500, "batch_size": 64}, "vae": {"steps": 500, "batch_size": 64}})
+# One H100/H200, 6 minutes for everything (projected by benchmarks/morphomnist.py --setting gpu
+# --plan from the recorded H200 MNIST run: results/morphomnist_gpu_plan.md): the reference UNet
+# (the DiT's comparison is the cpu setting's), bf16 training; the denoiser gets what the limit
+# leaves (capped at 150 s); K = 20 DDIM steps over the whole trajectory (abduction fraction 1:
+# do(digit) needs it, as on MNIST); the scales swept on 500 test rows, the chosen one scored on all
+# 10k; composition, reversibility and the measured MAEs on the first 500 (a CPU measurement:
+# ~35 ms an image); the true counterfactuals rendered by 15 processes while the networks train.
+SETTINGS["gpu"] = Setting.model_validate({
+    "subset": None, "workers": 15, "n_train": 60_000, "n_test": 10_000, "n_reference": 10_000,
+    "nets": {"unet": {"kind": "unet", "base_channels": 64, "channel_mult": (1, 2, 4)}},
+    "predictor": {"base_channels": 64, "channel_mult": (1, 2, 4)},
+    "denoiser_train": {"steps": 12_000, "batch_size": 256, "lr": 2e-4, "weight_decay": 0.01, "bf16": True},
+    "predictor_train": {"steps": 3000, "batch_size": 256, "lr": 3e-4, "bf16": True},
+    "denoiser_budget": {"seconds": 150, "probe_steps": 30, "warm": 10, "min_steps": 500},
+    "predictor_budget": {"seconds": 30, "probe_steps": 30, "warm": 10, "min_steps": 300},
+    "parents_steps": 1000, "ddim_steps": 20, "abduction_fraction": 1.0, "scales": (0.0, 1.0, 3.0, 10.0, 30.0),
+    "n_sweep": 500, "n_detail": 500, "eval_batch": 2048, "time_limit_s": 360,
+    "metric_models": {"steps": 2000, "batch_size": 256}, "vae": {"steps": 2000, "batch_size": 256}})
+
+
+def image_config(setting: Setting, net: Any) -> DiffusionConfig:
+    """The image node: an unconditional denoiser guided by an anti-causal predictor of all three
+    parents (Diff-SCM's Algorithm 1), abduction by unguided DDIM inversion."""
+    return DiffusionConfig(
+        guidance="anticausal", guidance_scale=1.0, guide_abduction=False,
+        abduction_fraction=setting.abduction_fraction, schedule=ScheduleConfig(kind="cosine"),
+        sampler=DDIMConfig(num_inference_steps=setting.ddim_steps, inversion_fixed_point_iters=0),
+        net=net, predictor=setting.predictor, train=setting.denoiser_train,
+        predictor_train=setting.predictor_train)
+
+
+
+
+def smoke(setting: Setting) -> Setting:
+    """The same networks, budgets and protocol with tiny data and step counts: a setting's whole
+    pipeline in a minute (the device script runs ``gpu``'s on the GPU before the real run)."""
+    def tiny(cfg: TrainConfig) -> TrainConfig:
+        return cfg.model_copy(update={"steps": 2, "batch_size": 8, "warmup_steps": 0, "log_every": 1})
+
+    def tiny_budget(b: Budget | None) -> Budget | None:
+        return None if b is None else b.model_copy(update={"probe_steps": 3, "warm": 1, "min_steps": 1})
+
+    return setting.model_copy(update={
+        "subset": 32, "workers": min(setting.workers, 2), "n_train": 32, "n_test": 6, "n_reference": 16,
+        "n_sweep": None if setting.n_sweep is None else 4, "n_detail": None if setting.n_detail is None else 3,
+        "eval_batch": 4, "ddim_steps": 2, "parents_steps": 2, "cycles": (1, 2),
+        "denoiser_train": tiny(setting.denoiser_train), "predictor_train": tiny(setting.predictor_train),
+        "denoiser_budget": tiny_budget(setting.denoiser_budget),
+        "predictor_budget": tiny_budget(setting.predictor_budget),
+        "metric_models": setting.metric_models.model_copy(update={"steps": 2, "batch_size": 8}),
+        "vae": setting.vae.model_copy(update={"steps": 2, "batch_size": 8})})
+
+
+__all__ = ["Setting", "SETTINGS", "image_config", "smoke"]
