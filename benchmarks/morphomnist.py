@@ -34,7 +34,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REFERENCE = RESULTS_DIR / "mnist_diffscm_gpu.json"
 NOTES = {"quick": "CI setting: tiny models, not comparable.",
          "cpu": "Small models on 2 CPU cores, a 3k-image subset: NOT comparable with the paper's rows.",
-         "gpu": "The full protocol on the 10k test split."}
+         "gpu": "The full protocol on the 10k test split, training included, within 6 minutes."}
 
 
 def generator(args: argparse.Namespace) -> dict:

@@ -1,8 +1,8 @@
 """Row-parallel CPU work (rendering, measuring) in worker processes, optionally in the background.
 
-:class:`RowJob` splits its row arrays into chunks (about four per process), maps a module-level function
-over them in a ``spawn`` process pool (or in this process when one worker suffices) and joins the
-chunks' outputs in order. Started with ``background=True`` it returns at once, so the CPU work runs
+:class:`RowJob` splits its row arrays into chunks (about four per process), maps a module-level
+function over them in a shared ``spawn`` process pool (:func:`shared_pool`, started once; in this
+process when one worker suffices) and joins the chunks' outputs in order. Started with ``background=True`` it returns at once, so the CPU work runs
 while this process drives the GPU; :meth:`RowJob.result` waits for it.
 """
 
@@ -47,6 +47,22 @@ def chunk_rows(rows: int, processes: int) -> int:
     return max(MIN_CHUNK, min(CHUNK, -(-int(rows) // (4 * processes))))
 
 
+_POOL: dict[int, ProcessPoolExecutor] = {}
+
+
+def shared_pool(workers: int) -> ProcessPoolExecutor:
+    """The process pool of ``workers`` spawned workers, started once and reused by every job (a
+    worker costs seconds to start: it imports torch); a broken pool is replaced."""
+    pool = _POOL.get(workers)
+    if pool is None or getattr(pool, "_broken", False):
+        for old in _POOL.values():
+            old.shutdown(wait=False, cancel_futures=True)
+        _POOL.clear()
+        pool = _POOL[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=_die_with_parent, initargs=(os.getpid(),))
+    return pool
+
+
 class RowJob:
     """``fn(*chunk)`` over row chunks of ``arrays``, each call returning a tuple of row arrays."""
 
@@ -65,8 +81,7 @@ class RowJob:
         self._fn = fn
         self._parts: list[tuple[np.ndarray, ...]] | None = None
         if procs > 1:
-            self._pool = ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_die_with_parent, initargs=(os.getpid(),))
+            self._pool = shared_pool(int(workers))
             self._futures = [self._pool.submit(fn, *c) for c in self._chunks]
         elif not background:
             self._run_here()
@@ -92,9 +107,12 @@ class RowJob:
                     parts.append(f.result())
                     bar.update(len(c[0]))
                 self._parts = parts
+            except BaseException:
+                for f in self._futures:
+                    f.cancel()
+                raise
             finally:
                 bar.close()
-                self._pool.shutdown(cancel_futures=True)
         if not self._parts:
             raise ValueError(f"{self.desc}: no rows")
         return tuple(np.concatenate([p[k] for p in self._parts]) for k in range(len(self._parts[0])))
@@ -105,4 +123,4 @@ def map_rows(fn: ChunkFn, arrays: Sequence[np.ndarray], workers: int, desc: str)
     return RowJob(fn, arrays, workers, desc).result()
 
 
-__all__ = ["CHUNK", "MIN_CHUNK", "RowJob", "chunk_rows", "map_rows", "processes_for"]
+__all__ = ["CHUNK", "MIN_CHUNK", "RowJob", "chunk_rows", "map_rows", "processes_for", "shared_pool"]

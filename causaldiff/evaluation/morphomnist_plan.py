@@ -330,6 +330,11 @@ def _steps_at(setting: Setting, units: Mapping[str, float]) -> Setting:
         "denoiser_budget": None, "predictor_budget": None})
 
 
+def _with_data(projection: dict[str, Any], data_s: float) -> dict[str, Any]:
+    return {**projection, "phases": {"data": data_s, **projection["phases"]},
+            "total_s": projection["total_s"] + data_s}
+
+
 def plan(setting: Setting, record: Mapping[str, Any], handwriting: np.ndarray, rows: int = 16,
          data_s: float = 0.0) -> dict[str, Any]:
     """The timing of ``setting`` as far as this CPU allows: its workload (at the step counts the
@@ -349,8 +354,7 @@ def plan(setting: Setting, record: Mapping[str, Any], handwriting: np.ndarray, r
     return {"workload": workload(at_steps), "flops": flops, "reference_flops": ref_flops,
             "units": {"cpu": here, "reference": there}, "time_limit": limit, "data_s": data_s,
             "steps": {"denoiser": at_steps.denoiser_train.steps, "predictor": at_steps.predictor_train.steps},
-            "projection": {"reference": {**on_device, "total_s": on_device["total_s"] + data_s},
-                           "cpu": project(at_steps, here)},
+            "projection": {"reference": _with_data(on_device, data_s), "cpu": _with_data(project(at_steps, here), data_s)},
             "reference_device": record["env"].get("device_name"), "reference_command": record.get("command")}
 
 

@@ -115,3 +115,19 @@ def test_measure_and_true_counterfactuals_agree_across_processes(tmp_path):
     assert all(np.array_equal(m1[k].numpy(), m2[k].numpy()) for k in m1)
     empty = measure(a["image"][:0])
     assert empty["thickness"].shape == (0,)
+
+
+def test_the_pool_is_shared_by_jobs_and_replaced_when_broken():
+    a = np.arange(40.0)
+    first = P.RowJob(square_and_sum, [a, a], 2, "first", background=True)
+    second = P.RowJob(square_and_sum, [a, a], 2, "second")
+    assert first._pool is second._pool is P.shared_pool(2)
+    np.testing.assert_array_equal(first.result()[0], second.result()[0])
+    pool = P.shared_pool(2)
+    for proc in list(pool._processes.values()):
+        proc.kill()
+    with pytest.raises(Exception):
+        P.RowJob(square_and_sum, [a, a], 2, "broken").result()
+    again = P.RowJob(square_and_sum, [a, a], 2, "again")  # a new pool
+    assert again._pool is not pool
+    np.testing.assert_array_equal(again.result()[1], 2 * a)
