@@ -26,7 +26,7 @@ from causaldiff.evaluation import report, save_grid
 from causaldiff.evaluation.morphomnist import generator_statistics
 from causaldiff.evaluation.morphomnist_plan import plan
 from causaldiff.evaluation.morphomnist_report import markdown, plan_markdown, plot_effectiveness
-from causaldiff.evaluation.morphomnist_run import SETTINGS, run
+from causaldiff.evaluation.morphomnist_run import SETTINGS, run, sweep_lines
 from causaldiff.evaluation.morphomnist_settings import smoke
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -86,17 +86,17 @@ def main(argv: list[str] | None = None) -> dict:
     setting, timer = SETTINGS[args.setting], report.Timer(args.device)
     setting = smoke(setting) if args.smoke else setting
     out = run(setting, seed=args.seed, device=args.device, timer=timer, cache_dir=args.cache_dir)
-    total = sum(timer.seconds.values())
+    total, lines = sum(timer.seconds.values()), sweep_lines(out["sweeps"])
     results = {"setting": args.setting, "note": NOTES[args.setting], "settings": setting.model_dump(mode="json"),
-               "scores": out["scores"], "sweeps": {k: {str(s): v for s, v in sw.items()} for k, sw in out["sweeps"].items()},
-               "main_scale": out["main"], "budgets": out["budgets"], "seconds": timer.seconds, "total_s": total,
+               "scores": out["scores"], "sweeps": {k: {str(s): v for s, v in sw.items()} for k, sw in lines.items()},
+               "main": out["main"], "budgets": out["budgets"], "seconds": timer.seconds, "total_s": total,
                "within_time_limit": None if setting.time_limit_s is None else total <= setting.time_limit_s,
                "command": args.command, "environment": report.environment(args.device)}
     stem = f"morphomnist_{args.setting}" + ("_smoke" if args.smoke else "")
     if save:
         rows, labels = out["grid"]
         results["grid"] = save_grid(rows, labels, args.out / f"{stem}_grid.png", title=f"Morpho-MNIST ({args.setting})").name
-        results["plot"] = plot_effectiveness(out["sweeps"], args.out / f"{stem}_sweep.png").name
+        results["plot"] = plot_effectiveness(lines, args.out / f"{stem}_sweep.png").name
         report.write_results(args.out, stem, results, markdown(results))
     print(markdown(results))
     return results

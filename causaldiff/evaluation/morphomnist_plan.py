@@ -36,8 +36,12 @@ UNITS = ("denoiser_step", "predictor_step", "small_step", "unguided", "guided", 
 GRID_ROWS = 8
 
 
-def _abduction_steps(setting: Setting) -> int:
-    return max(1, round(setting.abduction_fraction * setting.ddim_steps))
+def _abduction_steps(setting: Setting, fraction: float | None = None) -> int:
+    """DDIM steps each way of a counterfactual: ``fraction`` (default: the largest the run may
+    use) of the K-step trajectory."""
+    if fraction is None:
+        fraction = max(setting.fractions or (setting.abduction_fraction,)) if setting.n_sweep else setting.abduction_fraction
+    return max(1, round(fraction * setting.ddim_steps))
 
 
 def _loops(rows: int, steps: int, guided: bool) -> dict[str, float]:
@@ -84,11 +88,12 @@ def workload(setting: Setting) -> dict[str, dict[str, float]]:
             for s in setting.scales:
                 phases[f"score {name} s={s:g}"] = _scored(setting, n, detail, s > 0, False)
         else:
-            m = min(setting.n_sweep, n)
+            m, fractions = min(setting.n_sweep, n), setting.fractions or (setting.abduction_fraction,)
             guided = sum(s > 0 for s in setting.scales)
-            phases[f"sweep {name}"] = _add({"unguided": k * m * I * (1 + len(setting.scales) - guided)},
-                                           {"guided": k * m * I * guided},
-                                           {"measure": len(setting.scales) * min(m, detail)})
+            steps = sum(_abduction_steps(setting, f) for f in fractions)  # an abduction per fraction
+            phases[f"sweep {name}"] = _add({"unguided": k * m * steps * (1 + len(setting.scales) - guided)},
+                                           {"guided": k * m * steps * guided},
+                                           {"measure": len(fractions) * len(setting.scales) * min(m, detail)})
             phases[f"score {name}"] = _scored(setting, n, detail, True, True)
     phases["grid"] = {"small_batch": 2 * k * I}  # k counterfactuals of a few rows: launch-bound steps
     phases["truth and unchanged"] = {"measure": (len(TRUE_INTERVENTIONS) + k) * detail}

@@ -48,10 +48,11 @@ def _run_facts(results: Mapping[str, Any]) -> list[str]:
     if st.get("n_sweep") or st.get("n_detail"):
         out.append(f"- rows: {st['n_test']} scored; composition, reversibility and the measured MAEs on the first "
                    f"{st.get('n_detail') or st['n_test']}; scales {st['scales']} swept on {st.get('n_sweep') or st['n_test']}")
-    if st.get("n_sweep") and results.get("main_scale"):
-        main = ", ".join(f"{net} s = {v:g}" for net, v in results["main_scale"].items())
-        out.append(f"- main scale: {main} (the best mean rank over thickness MAE do(t), intensity "
-                   "MAE do(i), digit accuracy do(digit) on the swept rows)")
+    if st.get("n_sweep") and results.get("main"):
+        main = ", ".join(f"{net} abduction fraction {m['abduction_fraction']:g}, s = {m['guidance_scale']:g}"
+                         for net, m in results["main"].items())
+        out.append(f"- main: {main} (the best mean rank over thickness MAE do(t), intensity MAE do(i), "
+                   f"digit accuracy do(digit) on the swept rows; fractions {list(st.get('fractions') or [])})")
     for net, b in (results.get("budgets") or {}).items():
         if net != "time_limit" and b.get("denoiser", {}).get("budgeted"):
             out.append(f"- {net}: denoiser {b['denoiser']['steps']} steps, anti-causal predictor "

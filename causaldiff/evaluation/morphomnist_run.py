@@ -4,8 +4,9 @@ Systems scored by :class:`causaldiff.evaluation.morphomnist.Protocol` on the sam
 intervention values: ``truth`` (the exact counterfactuals: do(t), do(i)), ``unchanged`` (the
 factual image: a floor for minimality, a ceiling for every error), and causaldiff with the image
 node's denoiser of each entry of ``Setting.nets`` (a UNet, a DiT). Without ``n_sweep`` every
-guidance scale is scored on every row; with it, the scales are swept on the first ``n_sweep`` rows
-(no composition nor reversibility) and the scale :func:`choose_scale` picks is scored on all rows.
+guidance scale is scored on every row; with it, the scales (and ``fractions``) are swept on the
+first ``n_sweep`` rows (no composition nor reversibility) and the pair :func:`choose_main` picks is
+scored on all rows.
 The true counterfactuals are rendered in worker processes while the networks train.
 """
 
@@ -83,47 +84,60 @@ def _flat(r: Mapping[str, Any]) -> dict[str, float]:
             "measured thickness MAE do(t)": i["thickness"]["measured"]["thickness_mae"]}
 
 
-def choose_scale(sweep: Mapping[float, Mapping[str, float]]) -> float:
-    """The main guidance scale, by a rule fixed before any run: the best mean rank over the three
-    effectiveness figures (thickness MAE of do(t), intensity MAE of do(i): lower; digit accuracy
-    of do(digit): higher); ties go to the smaller scale."""
-    scales = sorted(sweep)
+def choose_main(sweep: Mapping[tuple[float, float], Mapping[str, float]]) -> tuple[float, float]:
+    """The main ``(abduction fraction, guidance scale)``, by a rule fixed before any run: the best
+    mean rank over the three effectiveness figures (thickness MAE of do(t), intensity MAE of do(i):
+    lower; digit accuracy of do(digit): higher); ties go to the smaller fraction, then scale."""
+    pairs = sorted(sweep)
     keys = {"thickness MAE do(t)": 1.0, "intensity MAE do(i)": 1.0, "digit acc do(digit)": -1.0}
-    ranks = {s: 0.0 for s in scales}
+    ranks = {p: 0.0 for p in pairs}
     for key, sign in keys.items():
-        for rank, s in enumerate(sorted(scales, key=lambda s: (sign * sweep[s][key], s))):
-            ranks[s] += rank
-    return min(scales, key=lambda s: (ranks[s], s))
+        for rank, p in enumerate(sorted(pairs, key=lambda p: (sign * sweep[p][key], p))):
+            ranks[p] += rank
+    return min(pairs, key=lambda p: (ranks[p], p))
 
 
 def _score_net(setting: Setting, scm: SCM, protocol: Protocol, name: str, seed: int,
-               timer: Timer) -> tuple[dict[str, Any], dict[float, dict[str, float]], float]:
-    """The scores of one fitted SCM (``{system: scores}``), its sweep and its main scale."""
-    def fn(s: float) -> M.CounterfactualFn:
-        return counterfactual_fn(with_inference(scm, ["image"], guidance_scale=s), seed=seed,
+               timer: Timer) -> tuple[dict[str, Any], dict[tuple[float, float], dict[str, float]], tuple[float, float]]:
+    """The scores of one fitted SCM (``{system: scores}``), its sweep ``{(fraction, scale):
+    figures}`` and its main ``(fraction, scale)``."""
+    def fn(f: float, s: float) -> M.CounterfactualFn:
+        return counterfactual_fn(with_inference(scm, ["image"], abduction_fraction=f, guidance_scale=s), seed=seed,
                                  batch_size=setting.eval_batch)
 
     if setting.n_sweep is None:
-        out = {}
+        f, out = setting.abduction_fraction, {}
         for s in setting.scales:
             with timer(f"score {name} s={s:g}"):
-                out[f"{name} s={s:g}"] = protocol.score(fn(s))
-        sweep = {s: _flat(out[f"{name} s={s:g}"]) for s in setting.scales}
-        return out, sweep, setting.scales[len(setting.scales) // 2]
+                out[f"{name} s={s:g}"] = protocol.score(fn(f, s))
+        sweep = {(f, s): _flat(out[f"{name} s={s:g}"]) for s in setting.scales}
+        return out, sweep, (f, setting.scales[len(setting.scales) // 2])
     head, per_node = protocol.head(setting.n_sweep), {}
-    for node, do in head.interventions.items():  # one abduction per intervention, generated at every scale
-        rows, _ = guidance_sweep(scm, head.factual.values, do, image_node="image", scales=setting.scales,
-                                 score=lambda _scm, cf, node=node: head.intervention_scores(
-                                     node, cf, measured=node == "thickness"),
-                                 batch_size=setting.eval_batch, seed=seed, timer=timer)
-        per_node[node] = rows[None]
-    sweep = {s: _flat({"interventions": {node: per_node[node][s] for node in per_node}}) for s in setting.scales}
-    main = choose_scale(sweep)
-    with timer(f"score {name} s={main:g}"):
-        cfs = shared_abduction_counterfactuals(with_inference(scm, ["image"], guidance_scale=main),
+    fractions = setting.fractions or (setting.abduction_fraction,)
+    for node, do in head.interventions.items():  # one abduction per intervention and fraction
+        per_node[node], _ = guidance_sweep(scm, head.factual.values, do, image_node="image", scales=setting.scales,
+                                           fractions=fractions, batch_size=setting.eval_batch, seed=seed,
+                                           score=lambda _scm, cf, node=node: head.intervention_scores(
+                                               node, cf, measured=node == "thickness"), timer=timer)
+    sweep = {(f, s): _flat({"interventions": {node: per_node[node][f][s] for node in per_node}})
+             for f in fractions for s in setting.scales}
+    f, s = main = choose_main(sweep)
+    with timer(f"score {name} f={f:g} s={s:g}"):
+        cfs = shared_abduction_counterfactuals(with_inference(scm, ["image"], abduction_fraction=f, guidance_scale=s),
                                                protocol.factual.values, protocol.interventions,
                                                batch_size=setting.eval_batch, seed=seed)
-        return {f"{name} s={main:g}": protocol.score(fn(main), counterfactuals=cfs)}, sweep, main
+        return {f"{name} f={f:g} s={s:g}": protocol.score(fn(f, s), counterfactuals=cfs)}, sweep, main
+
+
+def sweep_lines(sweeps: Mapping[str, Mapping[tuple[float, float], Any]]) -> dict[str, dict[float, Any]]:
+    """``{label: {scale: figures}}`` for the plot and the results: one line per net, per
+    abduction fraction where a net swept several (``"unet f=0.75"``)."""
+    out: dict[str, dict[float, Any]] = {}
+    for net, sweep in sweeps.items():
+        fractions = sorted({f for f, _ in sweep})
+        for (f, s), figures in sorted(sweep.items()):
+            out.setdefault(net if len(fractions) == 1 else f"{net} f={f:g}", {})[s] = figures
+    return out
 
 
 def _fit_to_limit(setting: Setting, ds: MorphoMNIST, device: str, timer: Timer) -> tuple[Setting, dict[str, Any]]:
@@ -142,8 +156,9 @@ def _fit_to_limit(setting: Setting, ds: MorphoMNIST, device: str, timer: Timer) 
 def run(setting: Setting, *, seed: int = 0, device: str = "cpu", timer: Timer | None = None,
         cache_dir: str | None = None) -> dict[str, Any]:
     """Every system of the module docstring scored on the same rows: ``{"scores": {system:
-    scores}, "sweeps": {net: {scale: figures}}, "main": {net: scale}, "budgets": {net: ...},
-    "grid": (rows, labels)}`` (the grid of the first net at its main scale)."""
+    scores}, "sweeps": {net: {(fraction, scale): figures}}, "main": {net: {"abduction_fraction",
+    "guidance_scale"}}, "budgets": {net: ...}, "grid": (rows, labels)}`` (the grid of the first net
+    at its main setting)."""
     timer = timer or Timer(device)
     ds = MorphoMNIST(subset=setting.subset, workers=setting.workers, cache_dir=cache_dir)
     with timer("data"):
@@ -161,10 +176,11 @@ def run(setting: Setting, *, seed: int = 0, device: str = "cpu", timer: Timer | 
     sweeps, main, budgets, grid = {}, {}, {"time_limit": limit}, None
     for name, net in setting.nets.items():
         scm, budgets[name] = fit_scm(setting, net, train, device, timer, name)
-        scores, sweeps[name], main[name] = _score_net(setting, scm, protocol, name, seed, timer)
+        scores, sweeps[name], (f, s) = _score_net(setting, scm, protocol, name, seed, timer)
+        main[name] = {"abduction_fraction": f, "guidance_scale": s}
         models.update(scores)
         if grid is None:
-            fn = counterfactual_fn(with_inference(scm, ["image"], guidance_scale=main[name]), seed=seed,
+            fn = counterfactual_fn(with_inference(scm, ["image"], abduction_fraction=f, guidance_scale=s), seed=seed,
                                    batch_size=setting.eval_batch)
             with timer("grid"):
                 grid = grid_rows(fn, ds, factual, ivs)
@@ -173,4 +189,4 @@ def run(setting: Setting, *, seed: int = 0, device: str = "cpu", timer: Timer | 
     return {"scores": {**out, **models}, "sweeps": sweeps, "main": main, "budgets": budgets, "grid": grid}
 
 
-__all__ = ["Setting", "SETTINGS", "image_config", "build_scm", "fit_scm", "choose_scale", "grid_rows", "run"]
+__all__ = ["Setting", "SETTINGS", "image_config", "build_scm", "fit_scm", "choose_main", "sweep_lines", "grid_rows", "run"]

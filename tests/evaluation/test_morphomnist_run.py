@@ -24,18 +24,28 @@ UNITS = {"denoiser_step": 0.05, "predictor_step": 0.01, "small_step": 0.004, "un
          "small_batch": 0.02, "render": 0.07, "measure": 0.03}
 
 
-def sweep_of(t: list[float], i: list[float], d: list[float], scales=(0.0, 1.0, 3.0)) -> dict:
-    return {s: {"thickness MAE do(t)": a, "intensity MAE do(i)": b, "digit acc do(digit)": c}
+def sweep_of(t: list[float], i: list[float], d: list[float], scales=(0.0, 1.0, 3.0), fraction=1.0) -> dict:
+    return {(fraction, s): {"thickness MAE do(t)": a, "intensity MAE do(i)": b, "digit acc do(digit)": c}
             for s, a, b, c in zip(scales, t, i, d)}
 
 
-def test_choose_scale_known_answers():
+def test_choose_main_known_answers():
     # best on all three at s = 3
-    assert R.choose_scale(sweep_of([0.5, 0.4, 0.3], [20, 10, 5], [0.1, 0.5, 0.9])) == 3.0
+    assert R.choose_main(sweep_of([0.5, 0.4, 0.3], [20, 10, 5], [0.1, 0.5, 0.9])) == (1.0, 3.0)
     # s = 1 wins two of three figures; s = 3 the digit one: mean ranks 1.0, 0.67, 1.33
-    assert R.choose_scale(sweep_of([0.5, 0.2, 0.3], [20, 4, 5], [0.1, 0.2, 0.9])) == 1.0
-    # a tie in every figure goes to the smaller scale
-    assert R.choose_scale(sweep_of([0.3, 0.3, 0.3], [5, 5, 5], [0.5, 0.5, 0.5])) == 0.0
+    assert R.choose_main(sweep_of([0.5, 0.2, 0.3], [20, 4, 5], [0.1, 0.2, 0.9])) == (1.0, 1.0)
+    # a tie in every figure goes to the smaller fraction, then the smaller scale
+    tie = {**sweep_of([0.3] * 3, [5] * 3, [0.5] * 3), **sweep_of([0.3] * 3, [5] * 3, [0.5] * 3, fraction=0.75)}
+    assert R.choose_main(tie) == (0.75, 0.0)
+    mixed = {**sweep_of([0.3, 0.3], [5, 5], [0.1, 0.2], (1.0, 3.0)), **sweep_of([0.2, 0.25], [4, 6], [0.1, 0.1], (1.0, 3.0), 0.75)}
+    assert R.choose_main(mixed) == (0.75, 1.0)  # rank sums: (0.75, 1) 1, (0.75, 3) 6, (1, 1) 6, (1, 3) 5
+
+
+def test_sweep_lines_one_line_per_net_and_fraction():
+    one = R.sweep_lines({"unet": {(0.75, 0.0): "a", (0.75, 1.0): "b"}})
+    assert one == {"unet": {0.0: "a", 1.0: "b"}}
+    two = R.sweep_lines({"unet": {(0.75, 1.0): "a", (1.0, 1.0): "b"}})
+    assert two == {"unet f=0.75": {1.0: "a"}, "unet f=1": {1.0: "b"}}
 
 
 def quick_swept():
@@ -148,8 +158,9 @@ def test_a_swept_run_makes_the_network_calls_its_workload_counts(monkeypatch):
     evaluated = [w["sweep unet"], w["score unet"]]
     assert rows["predictor"] == sum(p["guided"] for p in evaluated) + grid
     assert rows["denoiser"] == sum(p["guided"] + p["unguided"] for p in evaluated) + 2 * grid
-    assert out["main"]["unet"] in s.scales and set(out["sweeps"]["unet"]) == set(s.scales)
-    main = out["scores"][f"unet s={out['main']['unet']:g}"]
+    m = out["main"]["unet"]
+    assert m["guidance_scale"] in s.scales and set(out["sweeps"]["unet"]) == {(0.75, x) for x in s.scales}
+    main = out["scores"][f"unet f={m['abduction_fraction']:g} s={m['guidance_scale']:g}"]
     assert main["n"] == 6 and main["n_detail"] == 3 and "reversibility_l1" in main["interventions"]["digit"]
     assert out["scores"]["truth"]["composition_l1"]["10"]["mean"] == 0.0
 
@@ -163,4 +174,6 @@ def test_the_gpu_setting_runs_end_to_end_at_its_real_network_sizes():
     assert gpu.nets == SETTINGS["gpu"].nets and gpu.time_limit_s == 360
     out = R.run(gpu, cache_dir=tempfile.mkdtemp())
     assert out["budgets"]["time_limit"]["fitted"] and out["budgets"]["unet"]["denoiser"]["budgeted"]
-    assert set(out["scores"]) == {"truth", "unchanged", f"unet s={out['main']['unet']:g}"}
+    m = out["main"]["unet"]
+    assert m["abduction_fraction"] in (0.75, 1.0) and len(out["sweeps"]["unet"]) == 2 * 4
+    assert set(out["scores"]) == {"truth", "unchanged", f"unet f={m['abduction_fraction']:g} s={m['guidance_scale']:g}"}
