@@ -103,9 +103,9 @@ def workload(setting: Setting) -> dict[str, dict[str, float]]:
 # ------------------------------------------------------------------------------ unit costs
 def _networks(setting: Setting, net: Any, device: torch.device) -> tuple[nn.Module, nn.Module]:
     """The image node's denoiser and anti-causal predictor as ``DiffusionMechanism.fit`` builds
-    them (the predictor's heads from four placeholder rows of the three parents)."""
+    them (the predictor's heads from ten placeholder rows of the three parents: every digit)."""
     config = image_config(setting, net)
-    n = 4
+    n = 10
     parents = {"digit": torch.arange(n), "intensity": torch.linspace(80.0, 240.0, n),
                "thickness": torch.linspace(1.0, 5.0, n)}
     state = record_state(config, torch.zeros(n, *IMAGE_SHAPE), parents, tuple(sorted(parents)), node="image",
