@@ -59,7 +59,7 @@ def _run_facts(results: Mapping[str, Any]) -> list[str]:
                        f"{b['predictor']['steps']} steps (fitted into their budgets by timed probes)")
     if st.get("time_limit_s"):
         verdict = "within it" if results.get("within_time_limit") else "**over it**"
-        out.append(f"- time: {results.get('total_s', 0):.0f} s of phases timed, limit {st['time_limit_s']:g} s: {verdict}")
+        out.append(f"- time: {results.get('total_s', 0):.0f} s of wall clock (imports to results), limit {st['time_limit_s']:g} s: {verdict}")
     return [*out, ""] if out else []
 
 
