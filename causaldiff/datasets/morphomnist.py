@@ -157,6 +157,9 @@ class CounterfactualJob:
         self._job = RowJob(_render_counterfactual_chunk, arrays, ds.config.workers,
                            "rendering true counterfactuals", background=background)
 
+    def cancel(self) -> None:
+        self._job.cancel()
+
     def result(self) -> dict[str, Tensor]:
         (images,) = self._job.result()
         d = self._device  # rendered on the CPU, returned where the draw lives

@@ -95,6 +95,11 @@ class RowJob:
         bar.close()
         self._parts = parts
 
+    def cancel(self) -> None:
+        """Drop the chunks no worker has started (a failed run does not wait for them at exit)."""
+        for f in self._futures:
+            f.cancel()
+
     def result(self) -> tuple[np.ndarray, ...]:
         """The joined outputs (waits for the workers; a worker's error is raised here)."""
         if self._parts is None and self._pool is None:
@@ -108,8 +113,7 @@ class RowJob:
                     bar.update(len(c[0]))
                 self._parts = parts
             except BaseException:
-                for f in self._futures:
-                    f.cancel()
+                self.cancel()
                 raise
             finally:
                 bar.close()

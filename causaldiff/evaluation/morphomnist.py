@@ -202,6 +202,11 @@ class TrueCounterfactuals:
             self._rows[node] = self._jobs.pop(node).result()
         return self._rows[node]
 
+    def cancel(self) -> None:
+        """Drop the renders not started (a run that failed does not wait for them)."""
+        for job in self._jobs.values():
+            job.cancel()
+
     def head(self, n: int) -> "TrueCounterfactuals":
         """The same for the first ``n`` factual rows."""
         idx = torch.arange(min(n, len(self.factual)))

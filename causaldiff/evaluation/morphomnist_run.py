@@ -166,6 +166,17 @@ def run(setting: Setting, *, seed: int = 0, device: str = "cpu", timer: Timer | 
         reference = ds.load("test", setting.n_reference, seed + 1)
     ivs = benchmark_interventions(factual, train, torch.Generator().manual_seed(seed))
     truths = TrueCounterfactuals(ds, factual, ivs, background=True)  # rendered while the networks train
+    try:
+        return _run_systems(setting, ds, train, factual, reference, ivs, truths, seed, device, timer)
+    except BaseException:
+        truths.cancel()
+        raise
+
+
+def _run_systems(setting: Setting, ds: MorphoMNIST, train: Draw, factual: Draw, reference: Draw,
+                 ivs: Mapping[str, Mapping[str, Tensor]], truths: TrueCounterfactuals, seed: int, device: str,
+                 timer: Timer) -> dict[str, Any]:
+    """:func:`run` once its data and the background renders are ready."""
     with timer("metric models"):
         predictors = train_predictors(train, setting.metric_models, device, seed + 10)
         vae = M.train_vae(train.values["image"], config=setting.vae, device=device, seed=seed + 30)

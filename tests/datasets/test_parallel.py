@@ -131,3 +131,16 @@ def test_the_pool_is_shared_by_jobs_and_replaced_when_broken():
     again = P.RowJob(square_and_sum, [a, a], 2, "again")  # a new pool
     assert again._pool is not pool
     np.testing.assert_array_equal(again.result()[1], 2 * a)
+
+
+def nap(a: np.ndarray) -> tuple[np.ndarray]:
+    time.sleep(0.5)
+    return (a,)
+
+
+def test_cancel_drops_the_chunks_not_started():
+    job = P.RowJob(nap, [np.arange(400)], 2, "naps", background=True)  # 8 chunks of 50
+    job.cancel()
+    assert sum(f.cancelled() for f in job._futures) >= 4  # at most workers + 1 were handed out
+    with pytest.raises(Exception):
+        job.result()
