@@ -219,7 +219,9 @@ class TrueCounterfactuals:
         where ``do`` sets every node to its factual value: the renderer's null intervention is the
         factual image to the pixel); the benchmark's interventions come from the rendered cache."""
         n = len(next(iter(rows.values())))
-        if n != len(self.factual):  # the protocol's detail rows: a prefix of the factual rows
+        if n > len(self.factual):
+            raise DataError(f"the truth knows {len(self.factual)} factual rows, got {n}")
+        if n < len(self.factual):  # the protocol's detail rows: a prefix of the factual rows
             return self.head(n).fn(rows, do)
         f = self.factual.values
         do = {k: v for k, v in do.items() if not torch.equal(torch.as_tensor(v).to(f[k].device).expand_as(f[k]), f[k])}

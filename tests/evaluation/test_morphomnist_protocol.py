@@ -12,6 +12,7 @@ from causaldiff import metrics as M
 from causaldiff.datasets import MorphoMNIST
 from causaldiff.datasets.mnist import ENV_VAR, locate
 from causaldiff.datasets.morphomnist import ATTRIBUTE_RANGES
+from causaldiff.errors import DataError
 from causaldiff.evaluation import morphomnist as P
 
 needs_mnist = pytest.mark.skipif(locate("train") is None or locate("test") is None,
@@ -104,3 +105,46 @@ def test_the_truth_scores_perfectly_and_the_unchanged_image_does_not():
     assert t["true_counterfactual"]["mse"] == t["true_counterfactual"]["unchanged_mse"] > 0
     assert t["measured"]["thickness_mae"] > truth["interventions"]["thickness"]["measured"]["thickness_mae"]
     assert same["interventions"]["digit"]["minimality_l1"]["mean"] == 0.0
+
+
+@needs_mnist
+def test_true_counterfactuals_render_once_and_serve_prefixes():
+    ds = MorphoMNIST(subset=16, workers=1, cache_dir=tempfile.mkdtemp())
+    train, factual = ds.load("train", 16), ds.load("test", 6)
+    ivs = P.benchmark_interventions(factual, train, torch.Generator().manual_seed(0))
+    truths = P.TrueCounterfactuals(ds, factual, ivs, background=True)
+    assert set(truths.interventions) == {"thickness", "intensity"}  # do(digit) has no true image
+    want = ds.counterfactual(factual, ivs["thickness"])
+    got = truths.fn(factual.values, ivs["thickness"])
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert got["image"] is truths.rows("thickness")["image"]  # from the rendered cache
+    head = {k: v[:3] for k, v in factual.values.items()}
+    back = truths.fn(head, {"thickness": head["thickness"]})  # a null intervention: the factual rows
+    assert torch.equal(back["image"], factual.values["image"][:3])
+    part = truths.fn(head, {k: v[:3] for k, v in ivs["intensity"].items()})
+    assert torch.equal(part["image"], truths.rows("intensity")["image"][:3])
+    with pytest.raises(DataError, match="6 factual rows"):
+        truths.fn({k: torch.cat([v, v]) for k, v in factual.values.items()}, ivs["thickness"])
+
+
+@needs_mnist
+def test_protocol_detail_rows_and_sweep_scores():
+    ds = MorphoMNIST(subset=16, workers=1, cache_dir=tempfile.mkdtemp())
+    train, factual = ds.load("train", 16), ds.load("test", 6)
+    ivs = P.benchmark_interventions(factual, train, torch.Generator().manual_seed(0))
+    predictors = P.train_predictors(train, M.ClassifierConfig(steps=3, batch_size=8, hidden=4))
+    protocol = P.Protocol(ds, factual, ivs, predictors, None, train, (1, 2), detail=2)
+    full = protocol.score(P.unchanged_fn)
+    assert full["n"] == 6 and full["n_detail"] == 2 and set(full["composition_l1"]) == {"1", "2"}
+    digit = full["interventions"]["digit"]
+    assert {"effectiveness", "measured", "minimality_l1", "reversibility_l1"} <= set(digit)
+    swept = protocol.head(4).score(P.unchanged_fn, sweep=True)
+    assert swept["n"] == 4 and "composition_l1" not in swept
+    assert "reversibility_l1" not in swept["interventions"]["thickness"]
+    given = {"thickness": P.unchanged_fn(factual.values, ivs["thickness"])}
+
+    def never(rows, do):
+        raise AssertionError("the given counterfactual rows are used, not recomputed")
+
+    used = protocol.score(never, ("thickness",), sweep=True, counterfactuals=given)
+    assert used["interventions"]["thickness"]["effectiveness"] == full["interventions"]["thickness"]["effectiveness"]
