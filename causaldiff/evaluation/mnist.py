@@ -21,19 +21,15 @@ from torch import Tensor
 
 from .. import metrics as M
 from ..datasets.mnist import load_mnist
-from ..diffusion.guidance import ParentHead
-from ..diffusion.nets import build_denoiser, build_predictor
-from ..diffusion.schedule import NoiseSchedule
-from ..diffusion.train import train_denoiser, train_predictor
 from ..mechanisms.categorical import CategoricalMechanism
 from ..mechanisms.diffusion import DiffusionMechanism
 from ..scm import SCM, load
 from ..training import TrainConfig
 from .axioms import EFFECTIVE, axiom_metrics, choose_main, counterfactual_image_scores, guidance_sweep, \
     mean_sem, other_class, sweeps_json, with_inference
+from .budget import budgeted_diffusion
 from .mnist_report import markdown, plot_mnist_sweep
-from .budget import budget_steps, seconds_per_step
-from .mnist_settings import IMAGE_SHAPE, NUM_CLASSES, PAPER, Setting
+from .mnist_settings import NUM_CLASSES, PAPER, Setting
 from .plotting import save_grid
 from .report import Timer, environment, now, write_json, write_text
 
@@ -70,33 +66,19 @@ def _data(setting: Setting, data: str | None, device: torch.device, seed: int) -
 def _fit(setting: Setting, x: Tensor, y: Tensor, fraction: float, device: torch.device, seed: int,
          timer: Timer, save: Path | None) -> tuple[SCM, dict, dict]:
     """The SCM fitted by ``scm.fit`` (denoiser, then noisy classifier), step counts budgeted from a
-    timed probe of the same training loops."""
-    schedule, T = NoiseSchedule(setting.schedule), setting.schedule.num_train_timesteps
-    head = (ParentHead("digit", "categorical", NUM_CLASSES),)
-
-    def probe_denoiser(cfg: TrainConfig, cb: Callable) -> Any:
-        torch.manual_seed(seed)
-        net = build_denoiser(setting.unet, IMAGE_SHAPE, 0, T).to(device)
-        return train_denoiser(net, x, schedule, cfg, desc="probe denoiser", callback=cb)
-
-    def probe_predictor(cfg: TrainConfig, cb: Callable) -> Any:
-        torch.manual_seed(seed)
-        net = build_predictor(setting.predictor, IMAGE_SHAPE, NUM_CLASSES, T).to(device)
-        return train_predictor(net, x, [y], head, schedule, cfg, desc="probe classifier", callback=cb)
-
+    timed probe of the same training loops (:func:`~.budget.budgeted_diffusion`)."""
     with timer("budget probes"):
-        den_cfg, den_info = budget_steps(setting.denoiser_train, setting.denoiser_budget, lambda: seconds_per_step(
-            probe_denoiser, setting.denoiser_train, setting.denoiser_budget, device))
-        pred_cfg, pred_info = budget_steps(setting.predictor_train, setting.predictor_budget, lambda: (
-            seconds_per_step(probe_predictor, setting.predictor_train, setting.predictor_budget, device)))
+        config, info = budgeted_diffusion(setting.diffusion_config(1.0, fraction), x, {"digit": y}, ("digit",),
+                                          node="image", device=device, denoiser=setting.denoiser_budget,
+                                          predictor=setting.predictor_budget)
     # on the device before fitting: the SCM moves every row it is given to its device
-    scm = build_scm(setting, den_cfg, pred_cfg, 1.0, fraction).to(device)
+    scm = build_scm(setting, config.train, config.predictor_train, 1.0, fraction).to(device)
     with timer("fit denoiser + noisy classifier"):
         scm.fit({"digit": y, "image": x})
     if save is not None:
         scm.save(save)
         print(f"  saved the fitted SCM to {save}", flush=True)
-    return scm, den_info, pred_info
+    return scm, info["denoiser"], info["predictor"]
 
 
 def _metric_models(setting: Setting, d: Mapping[str, Any], device: torch.device, seed: int,
