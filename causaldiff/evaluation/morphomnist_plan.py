@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .. import metrics as M
 from ..datasets.morphomnist import BENCHMARK_INTERVENTIONS, TRUE_INTERVENTIONS
 from ..diffusion.nets import build_denoiser, build_predictor
+from ..mechanisms.diffusion.config import abduction_steps
 from ..mechanisms.diffusion.fit import build_networks, record_state
 from .morphomnist_settings import Setting, image_config
 
@@ -41,7 +42,7 @@ def _abduction_steps(setting: Setting, fraction: float | None = None) -> int:
     use) of the K-step trajectory."""
     if fraction is None:
         fraction = max(setting.fractions or (setting.abduction_fraction,)) if setting.n_sweep else setting.abduction_fraction
-    return max(1, round(fraction * setting.ddim_steps))
+    return abduction_steps(fraction, setting.ddim_steps)
 
 
 def _loops(rows: int, steps: int, guided: bool) -> dict[str, float]:
@@ -206,11 +207,12 @@ def measure_units(setting: Setting, net: Any, handwriting: np.ndarray, device: t
              "small_step": setting.metric_models.batch_size, "unguided": setting.eval_batch,
              "guided": setting.eval_batch}
     units = {}
-    for unit, size in batch.items():
-        b = rows or size
-        call = _unit_calls(setting, net, device, b)[unit]
-        per_row = _seconds(call, device, repeats) / b
-        units[unit] = per_row * (size if unit.endswith("_step") else 1)
+    for b in sorted({rows or size for size in batch.values()}):  # the networks built once per batch size
+        calls = _unit_calls(setting, net, device, b)
+        for unit, size in batch.items():
+            if (rows or size) == b:
+                per_row = _seconds(calls[unit], device, repeats) / b
+                units[unit] = per_row * (size if unit.endswith("_step") else 1)
     units["small_batch"] = _seconds(_unit_calls(setting, net, device, GRID_ROWS)["guided"], device, repeats)
     units.update(cpu_units(handwriting))
     return units
@@ -242,14 +244,14 @@ def reference_units(record: Mapping[str, Any], flops: Mapping[str, float], refer
     classifier, small-batch DDIM steps from its grid; each other network unit rescaled by
     ``flops / reference_flops`` (this setting's networks over the recorded ones, per row). Rendering and measuring keep ``cpu``'s seconds."""
     s, tm, tr = record["settings"], record["timings_s"], record["training"]
-    steps = [max(1, round(f * s["ddim_steps"])) for f in s["abduction_fractions"]]
+    steps = [abduction_steps(f, s["ddim_steps"]) for f in s["abduction_fractions"]]
     inverted = s["n_test"] * sum(steps)  # image-steps of the abduction phase (one per fraction)
     unguided = tm["abduction"] / inverted
     scales = s["scales"]
     guided_rows = s["n_test"] * sum(steps) * sum(x > 0 for x in scales)
     unguided_gen = s["n_test"] * sum(steps) * sum(x == 0 for x in scales)
     guided = (tm["generation (sweep)"] - unguided_gen * unguided) / guided_rows
-    grid_steps = (1 + 10) * max(1, round(record["run"]["abduction_fraction"] * s["ddim_steps"]))  # an abduction, ten digits
+    grid_steps = (1 + 10) * abduction_steps(record["run"]["abduction_fraction"], s["ddim_steps"])  # an abduction, ten digits
     recorded = {"denoiser_step": tr["denoiser"]["probe_seconds_per_step"],
                 "predictor_step": tr["predictor"]["probe_seconds_per_step"],
                 "small_step": tm["effectiveness classifier"] / s["classifier"]["iterations"],

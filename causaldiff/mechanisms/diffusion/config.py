@@ -13,6 +13,11 @@ from ...diffusion.schedule import ScheduleConfig
 from ...diffusion.train import TrainConfig
 
 
+def abduction_steps(fraction: float, num_inference_steps: int) -> int:
+    """The DDIM state index a partial abduction stops at: ``round(fraction * K)``, at least 1."""
+    return max(1, round(fraction * num_inference_steps))
+
+
 class DiffusionConfig(BaseModel):
     """Everything a user chooses for a :class:`DiffusionMechanism`; what fit records (the event
     shape, the parent codec, statistics) lives in :class:`DiffusionState`."""
@@ -63,7 +68,7 @@ class DiffusionConfig(BaseModel):
     @property
     def abduction_steps(self) -> int:
         """The state index abduction stops at (and generation starts from)."""
-        return max(1, round(self.abduction_fraction * self.sampler.num_inference_steps))
+        return abduction_steps(self.abduction_fraction, self.sampler.num_inference_steps)
 
     def scale_of(self, parent: str) -> float:
         if isinstance(self.guidance_scale, dict):
