@@ -183,6 +183,11 @@ def weighted_cld(vae: M.TrainedVAE, factual: torch.Tensor, counterfactual: torch
 CLD_WEIGHTS = (0.8, 0.2)
 
 
+def first(rows: Mapping[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """The first ``n`` rows of each column."""
+    return {k: v[:n] for k, v in rows.items()}
+
+
 class TrueCounterfactuals:
     """The exact counterfactuals of the factual rows under the benchmark's do(t) and do(i),
     rendered once in ``ds.config.workers`` processes (in the background with ``background=True``:
@@ -210,8 +215,8 @@ class TrueCounterfactuals:
     def head(self, n: int) -> "TrueCounterfactuals":
         """The same for the first ``n`` factual rows."""
         idx = torch.arange(min(n, len(self.factual)))
-        rows = {k: {c: v[:len(idx)] for c, v in self.rows(k).items()} for k in self.interventions}
-        ivs = {k: {c: v[:len(idx)] for c, v in do.items()} for k, do in self.interventions.items()}
+        rows = {k: first(self.rows(k), len(idx)) for k in self.interventions}
+        ivs = {k: first(do, len(idx)) for k, do in self.interventions.items()}
         return TrueCounterfactuals(self.ds, self.factual[idx], ivs, _rows=rows)
 
     def fn(self, rows: Mapping[str, torch.Tensor], do: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -268,10 +273,15 @@ class Protocol:
         if self.truths is None:
             object.__setattr__(self, "truths", TrueCounterfactuals(self.ds, self.factual, self.interventions))
 
+    @property
+    def n_detail(self) -> int:
+        """Rows of the costly metrics: the first ``detail`` (all without it)."""
+        return len(self.factual) if self.detail is None else min(self.detail, len(self.factual))
+
     def head(self, n: int) -> "Protocol":
         """The protocol on the first ``n`` factual rows."""
         idx = torch.arange(min(n, len(self.factual)))
-        ivs = {k: {c: v[:len(idx)] for c, v in do.items()} for k, do in self.interventions.items()}
+        ivs = {k: first(do, len(idx)) for k, do in self.interventions.items()}
         return replace(self, factual=self.factual[idx], interventions=ivs, truths=self.truths.head(len(idx)))
 
     def score(self, fn: M.CounterfactualFn, nodes: tuple[str, ...] | None = None, *, sweep: bool = False,
@@ -280,11 +290,9 @@ class Protocol:
         (default: all), its counterfactual rows ``fn(factual, do)`` or ``counterfactuals[node]``.
         ``sweep``: no composition nor reversibility (a guidance-scale sweep)."""
         nodes = tuple(self.interventions) if nodes is None else nodes
-        n_detail = len(self.factual) if self.detail is None else min(self.detail, len(self.factual))
-        out: dict[str, Any] = {"n": len(self.factual), "n_detail": n_detail}
+        out: dict[str, Any] = {"n": len(self.factual), "n_detail": self.n_detail}
         if self.cycles and not sweep:
-            detail = {c: v[:n_detail] for c, v in self.factual.values.items()}
-            out["composition_l1"] = composition_scores(fn, detail, self.cycles)
+            out["composition_l1"] = composition_scores(fn, first(self.factual.values, self.n_detail), self.cycles)
         cfs = counterfactuals or {}
         out["interventions"] = {
             node: self.intervention_scores(node, cfs[node] if node in cfs else fn(self.factual.values, self.interventions[node]),
@@ -299,17 +307,15 @@ class Protocol:
         reversibility."""
         do, factual = self.interventions[node], self.factual
         targets = self.ds.counterfactual_parents(factual, do)
-        k = len(factual) if self.detail is None else min(self.detail, len(factual))
+        k = self.n_detail
         out: dict[str, Any] = {
             "effectiveness": effectiveness_scores(self.predictors(cf["image"], targets["intensity"]), targets),
             "minimality_l1": mean_std(M.minimality(factual.values["image"], cf["image"]) * GREY)}
         if measured:
-            out["measured"] = effectiveness_scores(measure(cf["image"][:k], self.workers),
-                                                   {c: v[:k] for c, v in targets.items()})
+            out["measured"] = effectiveness_scores(measure(cf["image"][:k], self.workers), first(targets, k))
         if fn is not None:
-            head, back = ({c: v[:k] for c, v in rows.items()} for rows in (do, cf))
-            detail = {c: v[:k] for c, v in factual.values.items()}
-            out["reversibility_l1"] = mean_std(M.reversibility(fn, detail, head, counterfactual=back) * GREY)
+            back = M.reversibility(fn, first(factual.values, k), first(do, k), counterfactual=first(cf, k))
+            out["reversibility_l1"] = mean_std(back * GREY)
         if self.vae is not None:
             out["cld"] = weighted_cld(self.vae, factual.values["image"], cf["image"], bins(node, factual.values[node]),
                                       bins(node, do[node]), self.reference.values["image"],
@@ -385,7 +391,7 @@ def train_predictors(train: Draw, config: M.ClassifierConfig, device: torch.devi
     return Predictors(regressor(t, i, 0), regressor(i, None, 1), digit)
 
 
-__all__ = ["Protocol", "TrueCounterfactuals", "score_counterfactuals", "truth_fn", "unchanged_fn", "AttributeRegressor", "Predictors", "train_predictors", "NUM_BINS", "CLD_WEIGHTS", "scaled", "bins", "other_bin_values", "benchmark_interventions",
+__all__ = ["Protocol", "TrueCounterfactuals", "first", "score_counterfactuals", "truth_fn", "unchanged_fn", "AttributeRegressor", "Predictors", "train_predictors", "NUM_BINS", "CLD_WEIGHTS", "scaled", "bins", "other_bin_values", "benchmark_interventions",
            "mean_std", "effectiveness_scores", "true_error", "composition_scores", "weighted_cld",
            "PUBLISHED", "law_statistics", "within_published", "measured_against_target",
            "true_counterfactual_checks", "generator_statistics"]

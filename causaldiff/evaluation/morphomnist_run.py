@@ -28,7 +28,7 @@ from ..mechanisms.neural import AdditiveNoiseConfig, AdditiveNoiseMechanism
 from ..scm import SCM
 from .axioms import counterfactual_fn, guidance_sweep, shared_abduction_counterfactuals, with_inference
 from .budget import budgeted_diffusion
-from .morphomnist import Protocol, TrueCounterfactuals, benchmark_interventions, train_predictors, unchanged_fn
+from .morphomnist import Protocol, TrueCounterfactuals, benchmark_interventions, first, train_predictors, unchanged_fn
 from .morphomnist_plan import fit_time_limit, measure_units
 from .morphomnist_settings import SETTINGS, Setting, image_config
 from .report import Timer
@@ -67,7 +67,7 @@ def grid_rows(fn: M.CounterfactualFn, ds: MorphoMNIST, factual: Draw, ivs: Mappi
     rows_f = factual[torch.arange(min(n, len(factual)))]
     rows, labels = [rows_f.values["image"]], ["factual"]
     for node, do in ivs.items():
-        do = {k: v[:len(rows_f)] for k, v in do.items()}
+        do = first(do, len(rows_f))
         rows.append(fn(rows_f.values, do)["image"])
         labels.append(f"do({node})")
         if node in TRUE_INTERVENTIONS:
