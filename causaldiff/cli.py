@@ -171,10 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit a declarative SCM spec to its dataset and save the run")
     f.add_argument("spec", help="graphs/NAME.toml")
     f.add_argument("--out", required=True, help="run directory to write")
-    f.add_argument("--setting", choices=("quick", "cpu", "gpu"),
-                   help="MNIST specs: the benchmark's settings (causaldiff.evaluation.mnist_settings): quick "
-                        "(seconds, a smoke test), cpu (~10 min on 2 cores, digits visibly change), gpu (the reference "
-                        "UNet, 12k steps: ~7 min on one H200); other specs: quick only. Default: the spec as written")
+    f.add_argument("--setting", metavar="NAME",
+                   help="a setting the spec declares ([settings.NAME]: e.g. graphs/mnist.toml's quick (seconds, a "
+                        "smoke test), cpu (~10 min on 2 cores, digits visibly change), gpu (the reference UNet, 12k "
+                        "steps: ~7 min on one H200)); quick for every spec. Default: the spec as written")
     f.add_argument("--quick", action="store_true", help="same as --setting quick: a smoke test, not a model")
     f.add_argument("--data", metavar="DIR",
                    help=f"folder of the data set's files (MNIST: the four IDX files; default: ${ENV_HINT}, "

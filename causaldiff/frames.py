@@ -24,7 +24,6 @@ missing values (NaN, ``pd.NA``, a ``Categorical``'s missing code) are refused wi
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import sys
 from collections.abc import Callable, Mapping
@@ -37,14 +36,12 @@ from torch import Tensor
 
 from .errors import DataError
 from .interventions import Intervention
+from .optional import optional_import
 
 
 def pandas() -> Any:
     """The pandas module, imported now (``pip install 'causaldiff[pandas]'``)."""
-    try:
-        return importlib.import_module("pandas")
-    except ImportError:
-        raise ImportError("DataFrame results need the optional extra: pip install 'causaldiff[pandas]'") from None
+    return optional_import("pandas", "pandas", "DataFrame results")
 
 
 def is_frame(x: Any) -> bool:

@@ -6,6 +6,11 @@ A registered class declares its ``name`` (set by :meth:`Registry.register`), its
 against the registries when they are loaded, so adding a mechanism kind or a data set touches one
 file: the one that defines and registers it.
 
+A class defined outside the package registers the same way when its module is imported; a
+registry with an entry-point ``group`` (``DATASETS``: ``causaldiff.datasets``) also imports, on the
+first lookup of a name it does not hold, the module an installed distribution declares for that
+name (``[project.entry-points."causaldiff.datasets"]`` in its ``pyproject.toml``).
+
 >>> from causaldiff.registry import MECHANISMS
 >>> "diffusion" in MECHANISMS
 True
@@ -14,6 +19,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from importlib import metadata
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -31,8 +37,10 @@ class Registry(Generic[T]):
     name already taken by another class.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, group: str | None = None) -> None:
         self.kind = kind
+        #: the entry-point group naming the modules that register this kind outside the package
+        self.group = group
         self._classes: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -68,17 +76,40 @@ class Registry(Generic[T]):
             raise RegistryError(f"no {self.kind} named {name!r} is registered")
         del self._classes[name]
 
-    def get(self, name: str) -> T:
+    def _entry_points(self) -> dict[str, metadata.EntryPoint]:
+        """This registry's entry points of the installed distributions, by name."""
+        return {} if self.group is None else {ep.name: ep for ep in metadata.entry_points(group=self.group)}
+
+    def _load(self, name: str) -> bool:
+        """Import the module an entry point declares for ``name`` (which registers it); False when
+        none does. Raises :class:`RegistryError` naming the entry point when it cannot be loaded."""
+        ep = self._entry_points().get(name) if isinstance(name, str) and name not in self._classes else None
+        if ep is None:
+            return False
         try:
+            ep.load()
+        except Exception as e:  # ImportError, or the module failing on import: one error that says why
+            raise RegistryError(f"{self.kind} {name!r} is declared by the entry point {ep.value!r} (group "
+                                f"{self.group}) but cannot be imported: {type(e).__name__}: {e}. It is not part "
+                                "of the installed package: run from the source checkout that holds it (its root "
+                                "on the Python path, e.g. `python -m causaldiff` there)") from e
+        if name not in self._classes:
+            raise RegistryError(f"{self.kind} {name!r}: importing the entry point {ep.value!r} did not register it")
+        return True
+
+    def get(self, name: str) -> T:
+        if name in self:
             return self._classes[name]
-        except (KeyError, TypeError):
-            raise RegistryError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}") from None
+        declared = sorted(set(self._entry_points()) - set(self._classes))
+        more = f"; declared by entry points ({self.group}): {', '.join(declared)}" if declared else ""
+        raise RegistryError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}{more}")
 
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._classes))
 
     def __contains__(self, name: Any) -> bool:
-        return name in self._classes
+        """Registered, or declared by an entry point whose module registers it (imported here)."""
+        return (isinstance(name, str) and name in self._classes) or self._load(name)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -93,6 +124,6 @@ class Registry(Generic[T]):
 #: Mechanism kinds a node can be bound to (by spec name and in saved SCMs).
 MECHANISMS: Registry = Registry("mechanism")
 #: Data sets a spec can draw its rows from (with ground truth where they know it).
-DATASETS: Registry = Registry("dataset")
+DATASETS: Registry = Registry("dataset", group="causaldiff.datasets")
 
 __all__ = ["Registry", "MECHANISMS", "DATASETS"]

@@ -65,26 +65,16 @@ def _quick_classifier(run: Path) -> Any:
 
 
 def with_setting(spec: GraphSpec, setting: str) -> GraphSpec:
-    """``spec`` in a declared setting: on MNIST, the benchmark's settings
-    (:data:`causaldiff.evaluation.mnist_settings.SETTINGS`: data sizes, every diffusion node's
-    networks, training and sampler); on other data sets only ``quick`` (:meth:`GraphSpec.quick`)."""
-    from .evaluation.mnist_settings import SETTINGS
-
-    if spec.dataset.kind != "mnist":
-        if setting == "quick":
-            return spec.quick()
-        raise GraphError(f"--setting {setting}: declared for MNIST specs only (this spec's data set is "
-                         f"{spec.dataset.kind!r}); use --quick or --steps N, or edit the spec")
-    if setting not in SETTINGS:
-        raise GraphError(f"--setting {setting!r}: unknown; declared: {', '.join(SETTINGS)}")
-    s = SETTINGS[setting]
-    image = s.diffusion_config().model_dump(mode="json")
-    raw = spec.model_dump(mode="json")
-    raw["dataset"].update(n_train=s.n_train, n_test=s.n_test)
-    for node, ns in raw["nodes"].items():
-        if ns["mechanism"] == "diffusion":
-            ns["options"] = image
-    return parse_spec(raw, f"{spec.name} --setting {setting}")
+    """``spec`` in a named setting: one the spec declares (``[settings.NAME]``, overlaid on its data
+    set and nodes: :meth:`GraphSpec.in_setting`), else ``quick`` (:meth:`GraphSpec.quick`), which every
+    spec has."""
+    if setting in spec.settings:  # (each setting was validated with the spec)
+        return spec.in_setting(setting)
+    if setting == "quick":
+        return spec.quick()
+    declared = ", ".join(["quick", *spec.settings])
+    raise GraphError(f"--setting {setting}: not declared by this spec (declared: {declared}); use --quick or "
+                     f"--steps N, or declare [settings.{setting}] in the spec")
 
 
 def _with_steps(options: dict[str, Any], config: Any, steps: int) -> dict[str, Any]:

@@ -24,6 +24,14 @@ once, naming the node (or the data set) and the key::
 ``mechanism = "truth"`` (reserved) binds the node to the data set's own true mechanism, for data
 sets with ground truth that know one. Nothing in a spec is imported or evaluated.
 
+A spec may declare named settings (``causaldiff fit --setting NAME``): tables overlaid on its
+``dataset`` and ``nodes`` (nested tables merged key by key), each validated when the spec is loaded::
+
+    [settings.cpu]
+    dataset = { n_test = 100 }
+    [settings.cpu.nodes.x2.options]
+    train = { steps = 500 }
+
 Sizes are bounded (:mod:`causaldiff.limits`: ``n_train``, widths, steps...). A training's
 ``checkpoint_dir`` is a relative path inside the run folder (``causaldiff fit --out``), without
 ``..``, and no two trainings of a spec share one. Every problem raises one
@@ -139,6 +147,14 @@ def _checkpoint_problems(configs: dict[str, BaseModel]) -> list[str]:
     return problems
 
 
+def overlay(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in: nested tables key by key, any other value replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = overlay(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 class GraphSpec(_Frozen):
     """A whole declarative SCM."""
 
@@ -146,6 +162,8 @@ class GraphSpec(_Frozen):
     description: str = ""
     dataset: DatasetSpec
     nodes: dict[Annotated[str, Field(min_length=1)], NodeSpec]
+    #: named settings: overlays of ``dataset`` and ``nodes`` (:meth:`in_setting`)
+    settings: dict[Annotated[str, Field(min_length=1)], dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> "GraphSpec":
@@ -170,9 +188,29 @@ class GraphSpec(_Frozen):
         problems += _checkpoint_problems(configs)
         if not problems and not nx.is_directed_acyclic_graph(self.graph()):
             problems.append(f"nodes: the graph has a cycle: {nx.find_cycle(self.graph())}")
+        if not problems:
+            problems += self._setting_problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _setting_problems(self) -> list[str]:
+        """Each declared setting overlays only ``dataset`` and ``nodes`` and gives a valid spec."""
+        problems = []
+        for name, over in self.settings.items():
+            if unknown := sorted(set(over) - {"dataset", "nodes"}):
+                problems.append(f"settings.{name}: unknown key(s) {unknown}; a setting overlays dataset and nodes")
+                continue
+            try:
+                self.in_setting(name)
+            except ValidationError as e:
+                problems += _errors(e, f"settings.{name}")
+        return problems
+
+    def in_setting(self, name: str) -> "GraphSpec":
+        """This spec with the declared setting ``name`` overlaid (the result declares no settings)."""
+        raw = self.model_dump(mode="json", exclude={"settings"})
+        return GraphSpec.model_validate(overlay(raw, self.settings[name]))
 
     def graph(self) -> nx.DiGraph:
         """The DAG (no mechanisms bound)."""

@@ -4,7 +4,7 @@ Graph: digit -> image. The image node is an unconditional UNet denoiser steered 
 anti-causal classifier p(digit | x_t, t): abduction is DDIM inversion of the observed image,
 prediction is DDIM generation guided toward the new digit with scale s. A tiny model trained for
 a few minutes on a CPU (seconds in the small settings of the tests); the full-size benchmark is
-benchmarks/mnist_diffscm.py.
+benchmarks/mnist/ (python -m benchmarks.mnist).
 
 MNIST is read from CAUSALDIFF_MNIST_DIR or ../shared/data/mnist (see causaldiff.datasets.mnist).
 Small settings (the tests): CAUSALDIFF_EXAMPLE_STEPS=200 CAUSALDIFF_EXAMPLE_SMALL=1.

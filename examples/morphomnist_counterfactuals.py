@@ -1,23 +1,28 @@
 """Morpho-MNIST from Python: "make this digit thicker", with the exact true counterfactual beside it.
 
-Graph: thickness -> intensity -> image <- digit (causaldiff.datasets.MorphoMNIST renders the images
+Graph: thickness -> intensity -> image <- digit (the benchmark's data set, benchmarks/morphomnist/ of
+this checkout, renders the images
 from the MNIST handwriting, so it knows the true counterfactual: the same handwriting re-rendered).
 The image node is a conditional diffusion model; abduction is DDIM inversion under the factual
 parents, prediction DDIM generation under do(thickness = t + 1.5) (intensity follows its fitted
 mechanism). A small model trained for a few minutes on a CPU (seconds in the tests' settings);
-the benchmark is benchmarks/morphomnist.py.
+the benchmark is benchmarks/morphomnist/ (`python -m benchmarks.morphomnist`).
 
 MNIST is read from CAUSALDIFF_MNIST_DIR or ../shared/data/mnist.
 Small settings (the tests): CAUSALDIFF_EXAMPLE_STEPS=200 CAUSALDIFF_EXAMPLE_SMALL=1.
 """
 
 import os
+import sys
+from pathlib import Path
 
 import torch
 
 import causaldiff as cd
-from causaldiff.datasets import MorphoMNIST, measure
 from causaldiff.evaluation import save_grid
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's benchmarks/ (not installed)
+from benchmarks.morphomnist.dataset import MorphoMNIST, measure  # noqa: E402
 
 STEPS = int(os.environ.get("CAUSALDIFF_EXAMPLE_STEPS", "3000"))
 SMALL = os.environ.get("CAUSALDIFF_EXAMPLE_SMALL", "0") == "1"

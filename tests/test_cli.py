@@ -125,7 +125,7 @@ def test_fit_steps_setting_and_data_of_a_tabular_spec(tmp_path, capsys):
     assert json.loads((run / "fit.json").read_text())["steps"] == 7
     capsys.readouterr()
     other = tmp_path / "other"
-    for args, message in ((["--setting", "cpu"], "declared for MNIST specs only"),
+    for args, message in ((["--setting", "cpu"], "not declared by this spec"),
                           (["--data", str(tmp_path)], "is generated"), (["--steps", "0"], "must be positive"),
                           (["--quick", "--setting", "gpu"], "cannot be combined")):
         assert main(["fit", str(GRAPHS / "tabular_chain_nonlinear_anm.toml"), "--out", str(other), *args]) == 2

@@ -110,25 +110,6 @@ def test_mnist_spec_through_the_cli(tmp_path, capsys):
     assert metrics["factual_accuracy"] > 0.3  # a 100-step classifier already beats chance (0.1)
 
 
-@pytest.mark.parametrize("name", ["quick", "cpu", "gpu"])
-def test_mnist_settings_of_the_benchmark_reach_the_fitted_spec(name):
-    """``causaldiff fit graphs/mnist.toml --setting NAME`` fits the benchmark's setting (declared once
-    in causaldiff.evaluation.mnist_settings): its data sizes and the image node's whole config."""
-    from causaldiff.evaluation.mnist_settings import SETTINGS
-    from causaldiff.runs import with_overrides, with_setting
-
-    setting = SETTINGS[name]
-    spec = with_setting(load_spec(GRAPHS / "mnist.toml"), name)
-    assert (spec.dataset.n_train, spec.dataset.n_test) == (setting.n_train, setting.n_test)
-    cfg = build_scm(spec).mechanisms["image"].config
-    assert cfg == setting.diffusion_config()
-    assert cfg.guidance_scale == setting.fit_guidance_scale and cfg.abduction_fraction == setting.fit_abduction_fraction
-    assert spec.nodes["digit"] == load_spec(GRAPHS / "mnist.toml").nodes["digit"]
-    steps = build_scm(with_overrides(spec, steps=11)).mechanisms["image"].config
-    assert steps.train.steps == steps.predictor_train.steps == 11
-    assert steps.model_copy(update={"train": cfg.train, "predictor_train": cfg.predictor_train}) == cfg
-
-
 def test_data_option_reaches_the_mnist_loader_before_any_training(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["fit", str(GRAPHS / "mnist.toml"), "--setting", "cpu", "--data", str(tmp_path), "--out",

@@ -97,9 +97,33 @@ def test_the_module_docstring_example_validates_builds_and_fits():
     assert set(scm.counterfactual(rows.values, do={"x1": 0.0})) == {"x1", "x2", "x3"}
 
 
-def test_quick_asks_a_data_set_for_no_more_rows_than_it_holds():
-    """Morpho-MNIST's quick setting renders the first 32 images of each split: a quick spec asks
-    for at most those (it asked for 300 before and every quick fit of the spec failed)."""
-    spec = load_spec(Path(__file__).resolve().parents[1] / "graphs" / "morphomnist.toml").quick()
-    assert spec.dataset.config().subset == 32
-    assert (spec.dataset.n_train, spec.dataset.n_test) == (32, 32)
+SETTINGS_SPEC = {
+    "name": "chain", "dataset": {"kind": "tabular", "name": "chain-nonlinear", "n_train": 500},
+    "nodes": {"x1": {"mechanism": "normal"},
+              "x2": {"parents": ["x1"], "mechanism": "additive_noise", "options": {"hidden": [8], "steps": 30}}},
+    "settings": {"small": {"dataset": {"n_train": 100},
+                           "nodes": {"x2": {"options": {"steps": 5}}}}},
+}
+
+
+def test_a_declared_setting_overlays_the_data_set_and_nodes_key_by_key():
+    from causaldiff.runs import with_setting
+
+    spec = parse_spec(SETTINGS_SPEC)
+    small = with_setting(spec, "small")
+    assert small.dataset.n_train == 100 and small.dataset.options == spec.dataset.options
+    assert small.nodes["x2"].options == {"hidden": [8], "steps": 5} and small.nodes["x2"].parents == ("x1",)
+    assert small.settings == {} and spec.nodes["x2"].options["steps"] == 30  # the spec itself unchanged
+    assert with_setting(spec, "quick") == spec.quick()  # quick for every spec
+    with pytest.raises(cd.GraphError, match=r"--setting big: not declared by this spec \(declared: quick, small\)"):
+        with_setting(spec, "big")
+
+
+def test_settings_are_validated_when_the_spec_is_loaded():
+    bad = {**SETTINGS_SPEC, "settings": {"small": {"nodes": {"x2": {"options": {"stepz": 5}}}},
+                                         "odd": {"train": {"steps": 1}}}}
+    with pytest.raises(cd.SpecError) as e:
+        parse_spec(bad)
+    assert "settings.small" in str(e.value) and "stepz" in str(e.value)
+    assert "settings.odd: unknown key(s) ['train']" in str(e.value)
+

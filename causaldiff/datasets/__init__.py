@@ -2,9 +2,11 @@
 
 * ``"tabular"``: :class:`TabularSCM`, the DCM SCMs and the ladder (ground truth);
 * ``"shapes"``: :class:`ShapesSCM`, a procedural image SCM (ground truth);
-* ``"mnist"``: :class:`MNIST`, digits and images (no ground truth);
-* ``"morphomnist"``: :class:`MorphoMNIST`, thickness -> intensity -> image <- digit, rendered from
-  the MNIST handwriting (ground truth for do(thickness), do(intensity)); ``measure(images)``.
+* ``"mnist"``: :class:`MNIST`, digits and images (no ground truth).
+
+A data set defined outside the package registers by name when its module is imported, or through
+the entry-point group ``causaldiff.datasets`` (``"morphomnist"``: ``benchmarks/morphomnist/`` of a
+source checkout), which ``DATASETS.get`` loads on first use.
 
 ``DATASETS.get(kind)(Config.model_validate(options)).load(split, n, seed)`` gives a :class:`Draw`;
 ``isinstance(ds, GroundTruth)`` says whether ``counterfactual(draw, do)`` exists.
@@ -20,9 +22,6 @@ from .ladder import ladder_equations as ladder_equations
 from .mnist import MNIST as MNIST
 from .mnist import MNISTConfig as MNISTConfig
 from .mnist import load_mnist as load_mnist
-from .morphomnist import MorphoMNIST as MorphoMNIST
-from .morphomnist import MorphoMNISTConfig as MorphoMNISTConfig
-from .morphomnist import measure as measure
 from .shapes import ShapesConfig as ShapesConfig
 from .shapes import ShapesSCM as ShapesSCM
 from .structural import StructuralEquations as StructuralEquations
@@ -32,4 +31,4 @@ from .tabular import TabularConfig as TabularConfig
 from .tabular import TabularSCM as TabularSCM
 from .tabular import get_tabular_scm as get_tabular_scm
 
-__all__ = ["SPLITS", "DataSet", "Draw", "GroundTruth", "split_seed", "LADDER_SUPER_EDGES", "ladder_equations", "MNIST", "MNISTConfig", "load_mnist", "MorphoMNIST", "MorphoMNISTConfig", "measure", "ShapesConfig", "ShapesSCM", "StructuralEquations", "TABULAR_NAMES", "TABULAR_SCMS", "TabularConfig", "TabularSCM", "get_tabular_scm"]
+__all__ = ["SPLITS", "DataSet", "Draw", "GroundTruth", "split_seed", "LADDER_SUPER_EDGES", "ladder_equations", "MNIST", "MNISTConfig", "load_mnist", "ShapesConfig", "ShapesSCM", "StructuralEquations", "TABULAR_NAMES", "TABULAR_SCMS", "TabularConfig", "TabularSCM", "get_tabular_scm"]

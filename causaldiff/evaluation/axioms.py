@@ -11,8 +11,7 @@ what to compute on which images, batches the model calls and summarises per-row 
 * :func:`image_counterfactual_metrics`: every metric of one ``do`` on an SCM;
 * :func:`counterfactual_image_scores`: the metrics of given counterfactual images (no model call);
 * :func:`guidance_sweep`: the metrics against the guidance scale (and abduction fraction) of the
-  diffusion nodes, abducting once per fraction;
-* :func:`choose_main`: the main (fraction, scale) pair by a rule fixed before any run.
+  diffusion nodes, abducting once per fraction.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ from ..scm import SCM
 from .report import Timer, batched
 
 Summary = Callable[[Tensor], Any]
-#: effectiveness :func:`choose_main` asks for (the acceptance bar of the MNIST benchmark)
-EFFECTIVE = 0.9
 
 
 def mean(values: Tensor) -> float:
@@ -258,25 +255,5 @@ def guidance_sweep(scm: SCM, factual: Mapping[str, Tensor], do: Mapping[str, Any
     return sweeps, counterfactuals
 
 
-def choose_main(sweeps: Mapping[float, Mapping[float, Mapping[str, Any]]],
-                effective: float = EFFECTIVE) -> tuple[float, float]:
-    """``(abduction fraction, scale)`` of the main results: among the pairs whose effectiveness
-    reaches ``effective``, the lowest CLD (Diff-SCM picks its scale by CLD); else the most
-    effective pair (ties: the lower CLD). Fixed before any run."""
-    pairs = [(f, s) for f in sorted(sweeps) for s in sorted(sweeps[f])]
-    cld = {p: sweeps[p[0]][p[1]]["CLD"]["mean"] for p in pairs}
-    eff = {p: sweeps[p[0]][p[1]]["effectiveness"] for p in pairs}
-    ok = [p for p in pairs if eff[p] >= effective]
-    if ok:
-        return min(ok, key=lambda p: cld[p])
-    return max(pairs, key=lambda p: (eff[p], -cld[p]))
-
-
-def sweeps_json(sweeps: Mapping[Any, Mapping[float, Any]]) -> dict[str, dict[str, Any]]:
-    """``{fraction: {scale: metrics}}`` with string keys, as JSON holds it."""
-    return {str(f): {str(s): r for s, r in sw.items()} for f, sw in sweeps.items()}
-
-
-__all__ = ["shared_abduction_counterfactuals", "EFFECTIVE", "mean", "mean_sem", "other_class", "counterfactual_fn", "counterfactual_image_scores",
-           "axiom_metrics", "image_counterfactual_metrics", "diffusion_nodes", "with_inference", "guidance_sweep",
-           "choose_main", "sweeps_json"]
+__all__ = ["shared_abduction_counterfactuals", "mean", "mean_sem", "other_class", "counterfactual_fn", "counterfactual_image_scores",
+           "axiom_metrics", "image_counterfactual_metrics", "diffusion_nodes", "with_inference", "guidance_sweep"]

@@ -16,14 +16,12 @@ from typing import Any
 import networkx as nx
 from torch import Tensor
 
+from ..optional import optional_import
 
-def _pyplot() -> Any:
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def pyplot() -> Any:
+    optional_import("matplotlib", "plot", "figures").use("Agg")
+    return optional_import("matplotlib.pyplot", "plot", "figures")
 
 
 def save_figure(fig: Any, path: str | os.PathLike, **savefig: Any) -> Path:
@@ -40,7 +38,7 @@ def save_figure(fig: Any, path: str | os.PathLike, **savefig: Any) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     finally:
-        _pyplot().close(fig)
+        pyplot().close(fig)
     return path
 
 
@@ -48,7 +46,7 @@ def save_grid(rows: Sequence[Tensor], labels: Sequence[str], out: str | os.PathL
     """A PNG grid: one row of images per entry of ``rows`` (each ``(n, C, H, W)`` in [-1, 1])."""
     from torchvision.utils import make_grid
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(rows), 1, figsize=(max(4, 0.6 * rows[0].shape[0]), 0.9 * len(rows) + 0.5),
                              squeeze=False)
     for ax, imgs, label in zip(axes[:, 0], rows, labels):
@@ -209,7 +207,7 @@ def dag_figure(graph: nx.DiGraph, *, labels: Mapping[Any, str] | None = None, ti
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
     from matplotlib.path import Path as MPath
 
-    plt = _pyplot()
+    plt = pyplot()
     labels = {n: str((labels or {}).get(n, n)) for n in graph}
     lay = dag_layout(graph, labels)
     x0 = min(x - w / 2 for x, _, w, _ in lay.boxes.values()) - 1.0
@@ -270,7 +268,7 @@ def plot_sweep(sweeps: Mapping[Any, Mapping[float, Mapping[str, Any]]], path: st
     ``references[key]``: lines to compare with, each ``{"x": [...], "y": [...], "fmt": ..., **kw}``
     (points) or ``{"y": v, **kw}`` (a horizontal line).
     """
-    plt = _pyplot()
+    plt = pyplot()
     references = references or {}
     fig, axes = plt.subplots(1, len(keys), figsize=(3.5 * len(keys), 3.3), squeeze=False)
     for ax, key in zip(axes[0], keys):
@@ -292,4 +290,4 @@ def plot_sweep(sweeps: Mapping[Any, Mapping[float, Mapping[str, Any]]], path: st
     return save_figure(fig, path, dpi=120)
 
 
-__all__ = ["save_figure", "save_grid", "DagLayout", "dag_layout", "dag_figure", "draw_graph", "plot_sweep"]
+__all__ = ["pyplot", "save_figure", "save_grid", "DagLayout", "dag_layout", "dag_figure", "draw_graph", "plot_sweep"]

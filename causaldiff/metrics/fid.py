@@ -22,17 +22,14 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import DataError
+from ..optional import optional_import
 
 #: environment variable naming the local Inception weights file
 WEIGHTS_ENV = "CAUSALDIFF_FID_WEIGHTS"
 
 
 def _torchmetrics_fid():
-    try:
-        from torchmetrics.image.fid import FrechetInceptionDistance
-    except ImportError:  # also when blocked: sys.modules["torchmetrics"] = None
-        raise ImportError("FID needs the optional extra: pip install 'causaldiff[fid]'") from None
-    return FrechetInceptionDistance
+    return optional_import("torchmetrics.image.fid", "fid", "FID").FrechetInceptionDistance
 
 
 def weights_path(weights: str | Path | None = None) -> Path:

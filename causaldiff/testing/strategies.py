@@ -1,5 +1,6 @@
 """Hypothesis strategies: random DAGs, random SCMs (continuous, vector and discrete nodes) and random
-interventions on them (hard, ``Shift`` and callables)::
+interventions on them (hard, ``Shift`` and callables). hypothesis (the ``dev`` extra) is imported
+when a strategy is built, not when this module is::
 
     @given(st.data())
     def test_laws(data):
@@ -9,18 +10,19 @@ interventions on them (hard, ``Shift`` and callables)::
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import networkx as nx
 import pyro.distributions as dist
 import torch
-from hypothesis import strategies as st
 from torch import Tensor
 
 from ..interventions import Hard, Shift, Transform
 from ..scm import SCM
+from ..optional import optional_import
 from .suite import halve, is_discrete
 
 FAMILIES = ("Normal", "Laplace", "Logistic", "Gumbel", "StudentT", "Cauchy")
@@ -31,9 +33,24 @@ KINDS = ("continuous", "vector", "bernoulli", "categorical")
 SOFT_FUNCTIONS = (halve, torch.tanh, torch.sin)
 
 
-@st.composite
+def _hypothesis() -> Any:
+    """``hypothesis.strategies``, imported now."""
+    return optional_import("hypothesis.strategies", "dev", "random models and interventions (hypothesis strategies)")
+
+
+def _composite(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``hypothesis.strategies.composite(fn)``, built when the strategy is first asked for."""
+    @functools.wraps(fn)
+    def strategy(*args: Any, **kwargs: Any) -> Any:
+        return _hypothesis().composite(fn)(*args, **kwargs)
+
+    return strategy
+
+
+@_composite
 def dags(draw: Any, min_nodes: int = 1, max_nodes: int = 6, edge_probability: float | None = None) -> nx.DiGraph:
     """Random DAGs on nodes ``v0..v{k-1}`` with edges only from lower to higher index."""
+    st = _hypothesis()
     k = draw(st.integers(min_nodes, max_nodes))
     g = nx.DiGraph()
     g.add_nodes_from(f"v{i}" for i in range(k))
@@ -83,7 +100,7 @@ def _summary(v: Tensor, dtype: torch.dtype) -> Tensor:
     return v.sum(-1) if v.dim() > 1 else v
 
 
-@st.composite
+@_composite
 def scms(draw: Any, min_nodes: int = 1, max_nodes: int = 6, families: tuple[str, ...] = FAMILIES,
          links: tuple[str, ...] = LINKS, dtype: torch.dtype = torch.float64,
          kinds: tuple[str, ...] = KINDS) -> SCM:
@@ -94,6 +111,7 @@ def scms(draw: Any, min_nodes: int = 1, max_nodes: int = 6, families: tuple[str,
     cast to a number); continuous ``x_j = loc_j + scale_j u_j``, vectors ``loc_j (1, -1/2) + scale_j u_j``,
     discrete nodes take ``loc_j`` as logits.
     """
+    st = _hypothesis()
     g = draw(dags(min_nodes=min_nodes, max_nodes=max_nodes))
     coef = st.floats(-1.5, 1.5, allow_nan=False, allow_infinity=False)
     for node in g.nodes:
@@ -115,11 +133,12 @@ def scms(draw: Any, min_nodes: int = 1, max_nodes: int = 6, families: tuple[str,
     return SCM(g)
 
 
-@st.composite
+@_composite
 def interventions(draw: Any, scm: SCM, max_nodes: int = 2) -> dict[str, Any]:
     """A ``do`` mapping on 1..``max_nodes`` nodes of ``scm``: hard values (a value the node takes in a
     sample, so in support and of its dtype), and on continuous nodes ``Shift(d)`` or a callable
     of :data:`SOFT_FUNCTIONS` (each row's value from that row only)."""
+    st = _hypothesis()
     nodes = draw(st.lists(st.sampled_from(scm.nodes), min_size=1, max_size=max_nodes, unique=True))
     sample = scm.sample(2, seed=draw(st.integers(0, 2 ** 16)))
     do: dict[str, Any] = {}

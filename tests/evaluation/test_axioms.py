@@ -18,7 +18,7 @@ import torch
 
 from causaldiff import SCM
 from causaldiff.errors import DataError, GraphError
-from causaldiff.evaluation.axioms import (axiom_metrics, choose_main, counterfactual_fn, counterfactual_image_scores,
+from causaldiff.evaluation.axioms import (axiom_metrics, counterfactual_fn, counterfactual_image_scores,
                                           guidance_sweep, image_counterfactual_metrics, mean_sem, other_class,
                                           with_inference)
 
@@ -167,16 +167,3 @@ def test_mean_sem():
     ms = mean_sem(torch.tensor([1.0, 3.0]))
     assert ms["mean"] == 2.0 and ms["sem"] == pytest.approx(1.0)
     assert math.isnan(mean_sem(torch.tensor([1.0]))["sem"])
-
-
-def _row(cld, eff):
-    return {"CLD": {"mean": cld, "sem": 0.0}, "effectiveness": eff}
-
-
-def test_main_pair_is_the_lowest_cld_among_effective_ones_else_the_most_effective():
-    sweeps = {0.75: {0.0: _row(1.31, 0.1), 1.0: _row(1.10, 0.92), 3.0: _row(1.15, 0.97)},
-              1.0: {0.0: _row(1.30, 0.1), 1.0: _row(1.08, 0.89), 3.0: _row(1.12, 0.99)}}
-    assert choose_main(sweeps) == (0.75, 1.0)  # 1.0/1.0 has a lower CLD but misses 0.9
-    assert choose_main(sweeps, effective=0.85) == (1.0, 1.0)
-    weak = {0.75: {0.0: _row(1.31, 0.1), 2.0: _row(1.2, 0.5)}, 1.0: {0.0: _row(1.3, 0.1), 2.0: _row(1.1, 0.5)}}
-    assert choose_main(weak) == (1.0, 2.0)  # equally effective: the lower CLD

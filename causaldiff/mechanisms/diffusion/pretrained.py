@@ -31,6 +31,7 @@ from ...diffusion.nets import build_predictor
 from ...diffusion.schedule import NoiseSchedule, ScheduleConfig
 from ...diffusion.train import cuda_devices, train_denoiser, train_predictor
 from ...errors import DataError, SerializationError
+from ...optional import optional_import
 from ..saved import check_state
 from .config import DiffusionConfig
 from .fit import check_rows, record_state
@@ -47,12 +48,7 @@ _FIXED = ("guidance", "net", "schedule", "cfg_scale", "cond_dropout")
 
 
 def _diffusers():
-    try:
-        import diffusers
-    except ImportError:  # also when blocked: sys.modules["diffusers"] = None
-        raise ImportError("pretrained diffusers models need the optional extra: "
-                          "pip install 'causaldiff[diffusers]'") from None
-    return diffusers
+    return optional_import("diffusers", "diffusers", "pretrained diffusers models")
 
 
 class DiffusersDenoiser(nn.Module):

@@ -1,0 +1,72 @@
+"""The Morpho-MNIST run: its sweep lines, the shared abduction, a swept run's main pair, the gpu
+setting's pipeline (slow)."""
+
+from __future__ import annotations
+
+import tempfile
+
+import networkx as nx
+import pyro.distributions as dist
+import pytest
+import torch
+
+from benchmarks.morphomnist import run as R
+from benchmarks.morphomnist.settings import SETTINGS, smoke
+from causaldiff import SCM, PyroMechanism
+from causaldiff.datasets.mnist import ENV_VAR, locate
+from causaldiff.evaluation.axioms import shared_abduction_counterfactuals
+
+needs_mnist = pytest.mark.skipif(locate("train") is None or locate("test") is None,
+                                 reason=f"MNIST files not found: set {ENV_VAR} to their folder")
+
+
+def test_sweep_lines_one_line_per_net_and_fraction():
+    one = R.sweep_lines({"unet": {(0.75, 0.0): "a", (0.75, 1.0): "b"}})
+    assert one == {"unet": {0.0: "a", 1.0: "b"}}
+    two = R.sweep_lines({"unet": {(0.75, 1.0): "a", (1.0, 1.0): "b"}})
+    assert two == {"unet f=0.75": {1.0: "a"}, "unet f=1": {1.0: "b"}}
+
+
+def quick_swept():
+    return SETTINGS["quick"].model_copy(update={"n_test": 6, "n_sweep": 4, "n_detail": 3, "scales": (0.0, 1.0, 2.0)})
+
+
+def test_shared_abduction_gives_the_counterfactuals():
+    def y(x):
+        return dist.Normal(2 * x + 1, 0.5)
+
+    scm = SCM(nx.DiGraph([("x", "y"), ("x", "z"), ("y", "z")]),
+              {"x": PyroMechanism(dist.Normal(0.0, 1.0)), "y": PyroMechanism(y),
+               "z": PyroMechanism(lambda x, y: dist.Normal(x - y, 1.0))})
+    rows = scm.sample(9, seed=0)
+    dos = {"x": {"x": torch.linspace(-1, 1, 9)}, "y": {"y": torch.zeros(9)}}
+    got = shared_abduction_counterfactuals(scm, rows, dos, batch_size=4, seed=0)
+    for name, do in dos.items():
+        want = scm.counterfactual(rows, do=do, seed=0)
+        for k in want:
+            torch.testing.assert_close(got[name][k], want[k], rtol=0, atol=1e-6)
+        assert torch.equal(got["y"]["x"], rows["x"])  # a non-descendant kept bit for bit
+
+
+@needs_mnist
+def test_a_swept_run_scores_the_main_pair_on_all_rows():
+    s = quick_swept()
+    out = R.run(s, cache_dir=tempfile.mkdtemp())
+    m = out["main"]["unet"]
+    assert m["guidance_scale"] in s.scales and set(out["sweeps"]["unet"]) == {(0.75, x) for x in s.scales}
+    main = out["scores"][f"unet f={m['abduction_fraction']:g} s={m['guidance_scale']:g}"]
+    assert main["n"] == 6 and main["n_detail"] == 3 and "reversibility_l1" in main["interventions"]["digit"]
+    assert out["scores"]["truth"]["composition_l1"]["10"]["mean"] == 0.0
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_the_gpu_setting_runs_end_to_end_at_its_real_network_sizes():
+    """About 40 s on 2 cores: the UNet and predictor of the gpu setting and its budgets, on tiny counts."""
+    gpu = smoke(SETTINGS["gpu"])
+    assert gpu.nets == SETTINGS["gpu"].nets and gpu.time_limit_s == 360
+    out = R.run(gpu, cache_dir=tempfile.mkdtemp())
+    assert out["budgets"]["unet"]["denoiser"]["budgeted"]
+    m = out["main"]["unet"]
+    assert m["abduction_fraction"] in (0.75, 1.0) and len(out["sweeps"]["unet"]) == 2 * 4
+    assert set(out["scores"]) == {"truth", "unchanged", f"unet f={m['abduction_fraction']:g} s={m['guidance_scale']:g}"}
