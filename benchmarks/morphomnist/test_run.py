@@ -1,20 +1,14 @@
-"""The Morpho-MNIST run: its sweep lines, the shared abduction, a swept run's main pair, the gpu
-setting's pipeline (slow)."""
+"""The Morpho-MNIST run: its sweep lines, a swept run's main pair, the gpu setting's pipeline (slow)."""
 
 from __future__ import annotations
 
 import tempfile
 
-import networkx as nx
-import pyro.distributions as dist
 import pytest
-import torch
 
 from benchmarks.morphomnist import run as R
 from benchmarks.morphomnist.settings import SETTINGS, smoke
-from causaldiff import SCM, PyroMechanism
 from causaldiff.datasets.mnist import ENV_VAR, locate
-from causaldiff.evaluation.axioms import shared_abduction_counterfactuals
 
 needs_mnist = pytest.mark.skipif(locate("train") is None or locate("test") is None,
                                  reason=f"MNIST files not found: set {ENV_VAR} to their folder")
@@ -29,23 +23,6 @@ def test_sweep_lines_one_line_per_net_and_fraction():
 
 def quick_swept():
     return SETTINGS["quick"].model_copy(update={"n_test": 6, "n_sweep": 4, "n_detail": 3, "scales": (0.0, 1.0, 2.0)})
-
-
-def test_shared_abduction_gives_the_counterfactuals():
-    def y(x):
-        return dist.Normal(2 * x + 1, 0.5)
-
-    scm = SCM(nx.DiGraph([("x", "y"), ("x", "z"), ("y", "z")]),
-              {"x": PyroMechanism(dist.Normal(0.0, 1.0)), "y": PyroMechanism(y),
-               "z": PyroMechanism(lambda x, y: dist.Normal(x - y, 1.0))})
-    rows = scm.sample(9, seed=0)
-    dos = {"x": {"x": torch.linspace(-1, 1, 9)}, "y": {"y": torch.zeros(9)}}
-    got = shared_abduction_counterfactuals(scm, rows, dos, batch_size=4, seed=0)
-    for name, do in dos.items():
-        want = scm.counterfactual(rows, do=do, seed=0)
-        for k in want:
-            torch.testing.assert_close(got[name][k], want[k], rtol=0, atol=1e-6)
-        assert torch.equal(got["y"]["x"], rows["x"])  # a non-descendant kept bit for bit
 
 
 @needs_mnist
