@@ -16,6 +16,11 @@ from causaldiff.datasets.mnist import candidate_dirs
 from causaldiff.mechanisms.diffusion import DiffusionMechanism
 from causaldiff.spec import load_spec
 
+# graphs/morphomnist*.toml draw from the benchmark's data set (benchmarks/morphomnist/): an install
+# resolves it through its entry point (tests/test_registry_plugins.py), this import registers it
+# whatever the installed metadata (an editable install made before the entry point existed)
+import benchmarks.morphomnist.dataset  # noqa: E402,F401
+
 GRAPHS = Path(__file__).resolve().parents[1] / "graphs"
 SPECS = sorted(GRAPHS.glob("*.toml"))
 PNG = b"\x89PNG\r\n\x1a\n"

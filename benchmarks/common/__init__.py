@@ -1,0 +1,2 @@
+"""What the image benchmarks share: training budgets (budget), one setting base (setting), the
+main-pair rules (choose)."""

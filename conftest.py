@@ -1,4 +1,4 @@
-"""Shared test configuration: device and dtype from the environment, GPU skipping, seeding."""
+"""Shared test configuration of tests/ and benchmarks/: device and dtype from the environment, GPU skipping, seeding."""
 
 from __future__ import annotations
 
