@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..limits import MAX_DEPTH, Batch, Steps, Width
 from ..errors import NotFittedError, SerializationError
 from ..registry import MECHANISMS
-from ..training import TrainConfig, fit_model
+from ..training import TrainConfig, fit_model, seeded_module
 from .base import Abduction, Mechanism, Parents
 from .codecs import ParentCodec
 from .moves import Move
@@ -96,9 +96,7 @@ class AdditiveNoiseMechanism(Mechanism):
             if self.custom_net:
                 net = self.net
             else:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(cfg.seed)
-                    net = mlp(xin.shape[1], y.shape[1], cfg.hidden)
+                net = seeded_module(lambda: mlp(xin.shape[1], y.shape[1], cfg.hidden), cfg.seed, "cpu")
             net = net.to(device=x.device, dtype=dtype)
             resid = self._train(net, zin, zy, gen, desc)
         stats["sigma"] = resid.std(0, unbiased=True).clamp_min(1e-6) if resid.shape[0] > 1 else (
