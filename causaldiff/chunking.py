@@ -150,9 +150,10 @@ def _run(n: int, batch_size: int | None, stochastic: bool, seed: int | None, dev
 
 def execute(plan: engine.Plan, n: int, *, rows: Columns | None = None, noise: Columns | None = None,
             factual: engine.Conditionals | None = None, batch_size: int | None = None,
-            seed: int | None = None, desc: str = "query") -> dict[str, Tensor]:
+            seed: int | None = None, desc: str = "query", device: torch.device | None = None) -> dict[str, Tensor]:
     """:func:`causaldiff.engine.execute` over chunks of ``batch_size`` rows (``factual``: the
-    factual conditionals of the whole batch, already checked; each chunk builds its own)."""
+    factual conditionals of the whole batch, already checked; each chunk builds its own) on
+    ``device`` (default: the mechanisms')."""
     def chunk(a: int, b: int, streams: Any) -> Columns:
         rows_c = _slice(rows, a, b, n)
         fac = factual if (a, b) == (0, n) or factual is None else \
@@ -160,7 +161,7 @@ def execute(plan: engine.Plan, n: int, *, rows: Columns | None = None, noise: Co
         return engine.execute(plan_rows(plan, a, b, n, rows), b - a, rows_c, _slice(noise, a, b, n), fac, streams)
 
     chunked = batch_size is not None and batch_size < n
-    out, (a, b) = _run(n, batch_size, draws_randomly(plan, noise, factual, chunked), seed, plan.target.device,
+    out, (a, b) = _run(n, batch_size, draws_randomly(plan, noise, factual, chunked), seed, device or plan.target.device,
                        plan.recompute, chunk, desc)
     kept = {k: v if (a, b) == (0, n) else v[a:b] for k, v in (rows or {}).items() if k not in out}
     return {v: out[v] if v in out else kept[v] for v in plan.target.order if v in out or v in kept}

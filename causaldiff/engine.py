@@ -363,7 +363,7 @@ def _hard_value(target: Structure, node: str, iv: Intervention, values: Mapping[
         check_hard_support(target, node, iv, values, n)
         base = target.mechanisms[node].given({p: values[p] for p in target.base_parents[node]}, n)
         shape, dtype = base.event_shape(), base.value_dtype() or _value_dtype(iv.value)
-    return intervene(iv, node, None, n, shape, dtype, target.device).clone()
+    return intervene(iv, node, None, n, shape, dtype, target.device if ref is None else ref.device).clone()
 
 
 def _value_dtype(value: Any) -> torch.dtype:

@@ -70,7 +70,8 @@ def counterfactual(s: engine.Structure, factual: Any, ivs: Mapping[str, Interven
                    batch_size: Any = None) -> dict[str, Tensor]:
     """What each factual row would have been under ``ivs`` (Pearl's three steps)."""
     seed, batch_size = check_seed(seed), check_batch_size(batch_size)
-    rows, n = check_columns(s, factual, None, "the factual rows", batch_size)
+    device = s.device
+    rows, n = check_columns(s, factual, None, "the factual rows", batch_size, device)
     plan = engine.plan_counterfactual(s, ivs)
     conds = engine.Conditionals(s, rows, n)
     engine.require_fitted(plan.target, plan.recompute)
@@ -84,14 +85,15 @@ def counterfactual(s: engine.Structure, factual: Any, ivs: Mapping[str, Interven
             engine.check_hard_support(s, node, iv, rows, n)
     with torch.no_grad():
         return chunking.execute(plan, n, rows=rows, factual=conds, batch_size=batch_size, seed=seed,
-                                desc="counterfactual")
+                                desc="counterfactual", device=device)
 
 
 # ==================================================================================== the rows
 def check_columns(s: engine.Structure, rows: Any, need: tuple[str, ...] | None, what: str,
-                  batch_size: int | None = None) -> tuple[dict[str, Tensor], int]:
+                  batch_size: int | None = None, device: torch.device | None = None) -> tuple[dict[str, Tensor], int]:
     """Validate each column once (type, batch, dtype, device, finiteness, the row bounds of
-    :mod:`causaldiff.limits`) and move it to the mechanisms' device; with the number of rows."""
+    :mod:`causaldiff.limits`) and move it to ``device`` (default: the mechanisms'); with the number
+    of rows."""
     if not isinstance(rows, Mapping):
         raise DataError(f"{what} must be a dict of node name -> tensor or a pandas DataFrame, "
                         f"got {type(rows).__name__}")
@@ -101,7 +103,7 @@ def check_columns(s: engine.Structure, rows: Any, need: tuple[str, ...] | None, 
     missing = [k for k in (s.order if need is None else need) if k not in rows]
     if missing:
         raise DataError(f"{what} lacks node(s) {missing}")
-    out, n, device = {}, None, s.device
+    out, n, device = {}, None, device or s.device
     for k in s.order:
         if k in rows:
             out[k] = v = as_column(k, rows[k], what, device)
