@@ -1,9 +1,14 @@
 """The mechanism contract every node binding implements.
 
 A mechanism ``f`` of node ``x`` with parents ``pa`` is the structural equation ``x = f(u, pa)``
-with exogenous noise ``u``. The engine only ever calls the methods below, always batch-first:
-``parents`` maps each parent's name to a tensor of shape ``(n, *parent_event_shape)``, and a
-node's value has shape ``(n, *event_shape)`` (``(n,)`` for scalar nodes).
+with exogenous noise ``u``. The engine asks each node for one :class:`Conditional` per parent
+set (:meth:`Mechanism.given`) and talks only to it: its noise (drawn from the ``torch.Generator``
+the engine passes), its structural equation and inverse, shape, support, dtype and abduction kind,
+and its counterfactual step (``forward(abduct(x))`` across two parent sets by default; a mechanism
+with a step of its own, say a diffusion node inverting under the factual parents and generating
+under guidance toward the new ones, overrides :meth:`Conditional.counterfactual`). Everything is
+batch-first: ``parents`` maps each parent's name to a tensor of shape ``(n, *parent_event_shape)``,
+and a node's value has shape ``(n, *event_shape)`` (``(n,)`` for scalar nodes).
 """
 
 from __future__ import annotations
