@@ -23,6 +23,7 @@ from .evaluation.axioms import diffusion_nodes
 from .evaluation.plotting import save_grid as save_grid
 from .evaluation.report import now, write_json, write_text
 from .registry import MECHANISMS
+from .rng import RNG_SCHEME
 from .scm import SCM, load
 from .spec import TRUTH, GraphSpec, load_spec, parse_spec, train_fields
 from .storage import read_bytes
@@ -136,7 +137,8 @@ def fit_run(spec_path: str | Path, out: Path, quick: bool = False, device: torch
     write_text(out / "spec.json", spec.model_dump_json(indent=2))
     scm.save(out / "scm")
     write_json(out / "fit.json", {"seconds": seconds, "n_train": len(rows.draw), "date": now(),
-                                  "torch": torch.__version__, "quick": setting == "quick", "setting": setting,
+                                  "torch": torch.__version__, "rng_scheme": RNG_SCHEME, "quick": setting == "quick",
+                                  "setting": setting,
                                   "steps": steps, "device": str(scm.device), "processes": _world_size(),
                                   "per_node": per_node})
     print(f"fitted {spec.name} on {spec.dataset.n_train} rows in {seconds:.1f} s on {scm.device} -> {out}")

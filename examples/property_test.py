@@ -28,7 +28,7 @@ print(check_counterfactual_laws(my_scm()))
 
 # A wrong model fails, naming the law, the node and the query.
 class OffRoot(cd.PyroMechanism):
-    def abduct(self, x, parents):
+    def abduct(self, x, parents, generator=None):
         return super().abduct(x, parents) + 0.1
 
 

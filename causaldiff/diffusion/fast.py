@@ -13,6 +13,7 @@ synchronisation) and a compiled network without recompiles need.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -77,13 +78,17 @@ class FastNet:
 
 
 def fast_net(net: nn.Module | None, config: InferenceConfig, cache: dict) -> Any:
-    """The network itself when ``config`` is exact, else its :class:`FastNet` (cached by network)."""
+    """The network itself when ``config`` is exact, else its :class:`FastNet`, cached by network
+    and rebuilt once the network's tensors have moved (``to()`` moves them in place, and a
+    channels_last FastNet holds a copy on the old device)."""
     if net is None or (config.precision == "fp32" and not config.compile and not config.channels_last):
         return net
-    key = id(net)
-    if key not in cache:
-        cache[key] = FastNet(net, config)
-    return cache[key]
+    ref = next(itertools.chain(net.parameters(), net.buffers()), None)
+    stamp = None if ref is None else (ref.device, ref.data_ptr())
+    hit = cache.get(id(net))
+    if hit is None or hit[0] != stamp:
+        hit = cache[id(net)] = (stamp, FastNet(net, config))
+    return hit[1]
 
 
 def pad_rows(value: Any, rows: int) -> Any:

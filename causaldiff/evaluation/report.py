@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..progress import progress
+from ..rng import RNG_SCHEME
 
 
 def now() -> str:
@@ -62,7 +63,8 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
 
 
 def environment(device: torch.device | str = "cpu", path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The stamp every result carries: device and its name, versions, threads, date, commit."""
+    """The stamp every result carries: device and its name, versions (the RNG scheme of seeded queries,
+    :data:`causaldiff.rng.RNG_SCHEME`, among them), threads, date, commit."""
     device = torch.device(device)
     try:
         causaldiff_version = version("causaldiff")
@@ -71,7 +73,7 @@ def environment(device: torch.device | str = "cpu", path: str | os.PathLike | No
     env = {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
            "python": platform.python_version(), "causaldiff": causaldiff_version,
            "platform": platform.platform(), "threads": torch.get_num_threads(), "date": now(),
-           "git_commit": git_commit(path)}
+           "git_commit": git_commit(path), "rng_scheme": RNG_SCHEME}
     if device.type == "cuda":
         env["cuda"] = torch.version.cuda
         env["tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..limits import MAX_DEPTH, Batch, Steps, Width
 from ..errors import NotFittedError, SerializationError
 from ..registry import MECHANISMS
-from ..training import TrainConfig, fit_model
+from ..training import TrainConfig, fit_model, seeded_module
 from .base import Abduction, Mechanism, Parents
 from .codecs import ParentCodec
 from .moves import Move
@@ -96,9 +96,7 @@ class AdditiveNoiseMechanism(Mechanism):
             if self.custom_net:
                 net = self.net
             else:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(cfg.seed)
-                    net = mlp(xin.shape[1], y.shape[1], cfg.hidden)
+                net = seeded_module(lambda: mlp(xin.shape[1], y.shape[1], cfg.hidden), cfg.seed, "cpu")
             net = net.to(device=x.device, dtype=dtype)
             resid = self._train(net, zin, zy, gen, desc)
         stats["sigma"] = resid.std(0, unbiased=True).clamp_min(1e-6) if resid.shape[0] > 1 else (
@@ -163,16 +161,16 @@ class AdditiveNoiseMechanism(Mechanism):
     def abduction(self, parents: Parents | None = None) -> Abduction:
         return Abduction.EXACT
 
-    def sample_noise(self, n: int, parents: Parents) -> Tensor:
+    def sample_noise(self, n: int, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
         self._require_fit()
         ref = self.stats["out_mean"]
-        return torch.randn((n, *self.shape), dtype=ref.dtype, device=ref.device)
+        return torch.randn((n, *self.shape), generator=generator, dtype=ref.dtype, device=ref.device)
 
     def forward(self, noise: Tensor, parents: Parents) -> Tensor:
         loc, scale = self._loc_scale(parents, noise.shape[0])
         return loc + scale * noise
 
-    def abduct(self, x: Tensor, parents: Parents) -> Tensor:
+    def abduct(self, x: Tensor, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
         loc, scale = self._loc_scale(parents, x.shape[0])
         return (x - loc) / scale
 

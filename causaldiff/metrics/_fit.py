@@ -25,7 +25,7 @@ class MetricTrainConfig(TrainConfig):
 
 
 def fit_metric_model(model: nn.Module, loss_fn: LossFn, num_rows: int, config: TrainConfig, *,
-                     desc: str, sample_batch: SampleBatch | None = None) -> list[float]:
+                     desc: str, sample_batch: SampleBatch | None = None, global_rng: bool = False) -> list[float]:
     """Train ``model`` in place; returns the loss history.
 
     Batch indices come from a CPU generator seeded with ``config.seed`` on every device (so a
@@ -33,7 +33,7 @@ def fit_metric_model(model: nn.Module, loss_fn: LossFn, num_rows: int, config: T
     """
     generator = torch.Generator().manual_seed(config.seed)
     result = fit_model(model, loss_fn, num_rows, config, sample_batch=sample_batch,
-                       generator=generator, desc=desc)
+                       generator=generator, desc=desc, global_rng=global_rng)
     return list(result.losses)
 
 

@@ -113,7 +113,7 @@ def train_vae(images: Tensor, *, config: VAEConfig | None = None,
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum()
         return (rec + config.beta * kl) / len(batch)
 
-    history = fit_metric_model(vae, loss, len(x), config, desc="CLD VAE")
+    history = fit_metric_model(vae, loss, len(x), config, desc="CLD VAE", global_rng=True)  # the reparameterisation
     return TrainedVAE(vae.eval(), (float(lo), float(hi)), history)
 
 

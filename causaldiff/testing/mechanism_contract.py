@@ -109,10 +109,9 @@ class MechanismContract:
         return Fitted(m, x, parents, time.perf_counter() - t0)
 
     def _outputs(self, m: Mechanism, fitted: Fitted, seed: int = 1) -> tuple[Tensor, Tensor]:
-        """``(noise, forward(noise))`` for the contract's parents, seeded."""
-        torch.manual_seed(seed)
+        """``(noise, forward(noise))`` for the contract's parents, drawn from a generator seeded ``seed``."""
         c = m.given(fitted.parents, fitted.x.shape[0])
-        u = c.sample_noise()
+        u = c.sample_noise(torch.Generator(device=fitted.x.device).manual_seed(seed))
         return u, c.forward(u)
 
     # ----------------------------------------------------------------------------- registry
@@ -141,12 +140,18 @@ class MechanismContract:
         assert m.fitted_parents is None and m.is_fitted == (not m.learnable)
 
     def test_contract_signatures(self):
-        for name in ("check_binding", "why_not_abductable", "abduction", "given"):
+        for name in ("check_binding", "why_not_abductable", "abduction", "given", "sample_noise", "abduct"):
             own = inspect.signature(getattr(self.mechanism_class, name)).parameters
             base = inspect.signature(getattr(Mechanism, name)).parameters
             assert list(own) == list(base), f"{self.mechanism_class.__name__}.{name} signature"
 
     # ----------------------------------------------------------------------------- fitted
+    def test_noise_is_drawn_from_the_generator_given(self, fitted: Fitted):
+        """The same seed gives the same noise, and torch's global RNG is not drawn from."""
+        state = torch.get_rng_state()
+        a, b = (self._outputs(fitted.mechanism, fitted, seed=5)[0] for _ in range(2))
+        assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), state)
+
     def test_fits_in_seconds(self, fitted: Fitted):
         assert fitted.mechanism.is_fitted
         assert fitted.mechanism.fitted_parents in (None, self.parent_order)

@@ -5,13 +5,15 @@ AdamW on minibatches of row indices drawn uniformly with replacement (or by a ``
 hook), an LR schedule (linear warm-up, then constant or cosine: :func:`lr_factor`, or any torch
 scheduler), gradient clipping, an EMA of the weights, bf16 autocast on CUDA only, a progress bar,
 a loss history and checkpoints. Every random draw comes from one ``torch.Generator`` (indices,
-and whatever ``loss_fn`` draws from it) and from the global RNG seeded from the config inside a
-fork, so a run is repeatable and leaves the caller's random state untouched. Everything that
+and whatever ``loss_fn`` draws from it), so a run is repeatable and never touches torch's global RNG;
+a model that draws from the global RNG itself (active dropout, or ``global_rng=True``) trains in a
+fork of it seeded from the config (other threads' global draws during that fit share the fork). Everything that
 differs between one process and several goes through a :class:`~.strategy.Strategy`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,7 +25,7 @@ from ..progress import progress
 from .checkpoint import Checkpointer, fingerprint
 from .config import TrainConfig, lr_factor
 from .ema import EMA, warmed_decay
-from .seeding import seeded_rng
+from .seeding import draws_globally, seeded_rng
 from .strategy import Strategy, current_strategy
 
 #: ``loss_fn(model, batch_indices, generator) -> scalar loss``
@@ -94,7 +96,8 @@ def fit_model(model: nn.Module, loss_fn: LossFn, num_rows: int, config: TrainCon
               strategy: Strategy | None = None, checkpointer: Checkpointer | None = None,
               sample_batch: SampleBatch | None = None, callback: Callback | None = None,
               scheduler: SchedulerFactory | None = None, generator: torch.Generator | None = None,
-              data: Sequence[Tensor] = (), tag: str = "", desc: str = "train") -> TrainResult:
+              data: Sequence[Tensor] = (), tag: str = "", desc: str = "train",
+              global_rng: bool = False) -> TrainResult:
     """Minimise ``loss_fn`` over minibatches of ``num_rows`` rows on the model's device.
 
     ``strategy``: the one :func:`~.strategy.use_strategy` set, by default the single process
@@ -106,13 +109,16 @@ def fit_model(model: nn.Module, loss_fn: LossFn, num_rows: int, config: TrainCon
     one on the model's device seeded with ``config.seed``); indices are drawn on its device and
     moved to the model's. ``data`` (the training tensors) and ``tag`` only enter the checkpoint
     fingerprint, so a checkpoint is never resumed with other data or another kind of model.
+    ``global_rng``: the model or ``loss_fn`` draws from torch's global RNG (active dropout is
+    detected): train in a fork of it seeded with ``config.seed``.
     """
     if num_rows < 1:
         raise ValueError(f"{desc}: no training rows")
     strategy = current_strategy() if strategy is None else strategy
     checkpointer = Checkpointer.from_config(config, desc) if checkpointer is None else checkpointer
     device = next(model.parameters()).device
-    with seeded_rng(device, config.seed), torch.enable_grad():
+    fork = seeded_rng(device, config.seed) if global_rng or draws_globally(model) else contextlib.nullcontext()
+    with fork, torch.enable_grad():
         run = _start(model, config, scheduler, generator)
         fp = fingerprint(config, model, data, tag) if checkpointer is not None else ""
         state = checkpointer.load(fp, desc, strategy.world_size) if checkpointer is not None else None

@@ -14,7 +14,7 @@ import causaldiff as cd
 from causaldiff.diffusion import (AntiCausalGuidance, DDIMConfig, DDIMSampler, FastNet, FixedRows, ImagePredictor,
                                   ImagePredictorConfig, InferenceConfig, NoiseSchedule, ParentHead,
                                   PredictorLikelihood, ScheduleConfig, UNet, UNetConfig, fast_eps,
-                                  guidance_gradient)
+                                  fast_net, guidance_gradient)
 from causaldiff.mechanisms.categorical import CategoricalMechanism
 from causaldiff.mechanisms.diffusion import DiffusionMechanism
 from causaldiff.training import TrainConfig
@@ -149,3 +149,17 @@ def test_captured_bf16_guided_loop_makes_no_host_sync_and_matches_eager():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert (out - ref).abs().max().item() < 0.1
+
+
+def test_a_channels_last_copy_follows_its_network_to_another_device():
+    """The FastNet cache holds a channels_last copy of the network: once ``to()`` has moved the
+    network (in place, as a mechanism's move does), the next call builds a copy on the new device
+    instead of serving the one left on the old device."""
+    net = ImagePredictor(1, 2, base_channels=8, num_groups=4)
+    cache, config = {}, InferenceConfig(channels_last=True)
+    first = fast_net(net, config, cache)
+    assert fast_net(net, config, cache) is first  # cached while the network stays where it is
+    net.to("meta")
+    moved = fast_net(net, config, cache)
+    assert {p.device.type for p in moved.net.parameters()} == {"meta"}
+    assert len(cache) == 1  # the copy on the old device is dropped

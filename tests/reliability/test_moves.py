@@ -51,8 +51,8 @@ class Stuck(cd.Mechanism):
         super().__init__()
         self.loc = torch.zeros(())
 
-    def sample_noise(self, n, parents):
-        return torch.randn(n)
+    def sample_noise(self, n, parents, generator=None):
+        return torch.randn(n, generator=generator)
 
     def forward(self, noise, parents):
         return noise + self.loc
@@ -68,8 +68,8 @@ class OldStyle(cd.Mechanism):
         super().__init__()
         self.moved_to = []
 
-    def sample_noise(self, n, parents):
-        return torch.randn(n)
+    def sample_noise(self, n, parents, generator=None):
+        return torch.randn(n, generator=generator)
 
     def forward(self, noise, parents):
         return noise
@@ -167,3 +167,29 @@ def test_check_device_words_the_reason_device_problem_gives(device):
 def test_a_device_kind_left_out_of_kinds_is_not_supported():
     problem = device_problem("cpu", kinds=("cuda",))
     assert problem is not None and not problem.on_machine and "'cpu' is not supported" in problem.reason
+
+
+def test_an_intervened_copy_moved_elsewhere_takes_the_original_along(monkeypatch):
+    """``scm.do(...).to(device)`` moves the mechanisms both SCMs share: the original SCM then reports,
+    and queries on, their new device too (its device is its mechanisms'). The meta device stands in
+    for a second device; only the device check (which knows this machine's devices) lets it pass."""
+    import causaldiff.scm as scm_module
+
+    monkeypatch.setattr(scm_module, "check_device", lambda device, where: torch.device(device))
+    monkeypatch.setattr(torch.distributions.Distribution, "_validate_args", False)  # (meta holds no values)
+    scm = sm.full_scm()
+    copy = scm.do({scm.nodes[0]: 0.0})
+    copy.to("meta")
+    assert copy.device.type == "meta" and scm.device.type == "meta"
+    assert all(t.device.type == "meta" for m in scm.mechanisms.values() for t in m.state_tensors().values())
+
+
+@pytest.mark.gpu
+def test_an_intervened_copy_moved_to_a_gpu_takes_the_original_along(scm):
+    copy = scm.do({scm.nodes[0]: 0.0})
+    try:
+        copy.to("cuda")
+        assert scm.device.type == "cuda"
+        assert all(v.device.type == "cuda" for v in scm.sample(4, seed=0).values())
+    finally:
+        copy.to("cpu")

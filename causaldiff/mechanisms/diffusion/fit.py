@@ -9,8 +9,10 @@ from torch import Tensor, nn
 from ...diffusion.nets import (ImagePredictorConfig, MLPConfig, MLPPredictorConfig, UNetConfig,
                                build_denoiser, build_predictor)
 from ...diffusion.schedule import NoiseSchedule
-from ...diffusion.train import cuda_devices, train_denoiser, train_predictor
+from ...diffusion.train import train_denoiser, train_predictor
 from ...errors import DataError
+from ...rng import generator
+from ...training.seeding import seeded_init
 from ..base import Parents
 from ..codecs import ParentCodec
 from .config import DiffusionConfig
@@ -68,9 +70,9 @@ def fit_networks(config: DiffusionConfig, state: DiffusionState, schedule: Noise
     n = x.shape[0]
     z = state.to_internal(x, device)
     cond, targets = state.condition(config, parents, n, device, node)
-    with torch.random.fork_rng(devices=cuda_devices(device)):
-        torch.manual_seed(config.train.seed)
-        net, predictor = build_networks(config, state, device)
+    net, predictor = seeded_init(lambda: build_networks(config, state, torch.device("cpu")),
+                                 generator(config.train.seed))
+    net, predictor = net.to(device), None if predictor is None else predictor.to(device)
     label = desc or f"fit {node}"
     denoiser = train_denoiser(net, z, schedule, config.train, cond=cond, cond_dropout=config.cond_dropout,
                               desc=f"{label} (denoiser)").ema

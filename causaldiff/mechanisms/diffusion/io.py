@@ -7,7 +7,7 @@ Format 1 (the state inside the config) is still read."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from pydantic import TypeAdapter, ValidationError
@@ -15,14 +15,13 @@ from torch import Tensor, nn
 
 from ...diffusion.nets import DenoiserConfig, PredictorConfig
 from ...errors import SerializationError
+from ..base import Mechanism
 from ..codecs import ParentCodec
 from ..saved import check_state, check_statistics
 from .config import DiffusionConfig
 from .fit import build_networks
 from .state import DiffusionState
 
-if TYPE_CHECKING:
-    from .mechanism import DiffusionMechanism
 
 FORMAT = 2
 #: subclasses saved with an extra config section, by that section's key; each has ``build`` and
@@ -31,7 +30,9 @@ VARIANTS: dict[str, Any] = {}
 _NET, _PREDICTOR = TypeAdapter(DenoiserConfig), TypeAdapter(PredictorConfig | None)
 
 
-def saved_config(m: "DiffusionMechanism") -> dict[str, Any]:
+def saved_config(m: Mechanism) -> dict[str, Any]:
+    """A diffusion mechanism's saved config (``m``: a :class:`~.mechanism.DiffusionMechanism`, which
+    imports this module: typed by the base class so the two never import each other)."""
     s = m.state
     state = None if s is None else {
         "event_shape": list(s.event_shape), "parent_codec": s.parent_codec.get_config(),
@@ -40,7 +41,7 @@ def saved_config(m: "DiffusionMechanism") -> dict[str, Any]:
             "parents": list(m.fitted_parents) if m.fitted_parents is not None else None}
 
 
-def saved_tensors(m: "DiffusionMechanism") -> dict[str, Tensor]:
+def saved_tensors(m: Mechanism) -> dict[str, Tensor]:
     if m.state is None:
         return {}
     out = {f"stats.{k}": v for k, v in m.state.stats.items()}
@@ -88,7 +89,7 @@ def state_of(raw: dict[str, Any], groups: dict[str, dict[str, Tensor]], config: 
     return state
 
 
-def load(cls: type["DiffusionMechanism"], config: dict[str, Any], tensors: dict[str, Tensor]) -> "DiffusionMechanism":
+def load(cls: type[Mechanism], config: dict[str, Any], tensors: dict[str, Tensor]) -> Mechanism:
     """The mechanism saved as ``(saved_config(m), saved_tensors(m))``, on the tensors' device."""
     config = config if config.get("format") == FORMAT else _upgrade(config)
     variant = next((VARIANTS[k] for k in VARIANTS if k in config), None)

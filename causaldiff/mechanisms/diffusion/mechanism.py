@@ -158,16 +158,16 @@ class DiffusionMechanism(Mechanism):
     def abduction(self, parents: Parents | None = None) -> Abduction:
         return Abduction.APPROXIMATE
 
-    def sample_noise(self, n: int, parents: Parents) -> Tensor:
-        """``x_T ~ N(0, I)`` of the node's shape; for a partial trajectory, ``x_T`` is then carried
-        down to the abduction state by generation toward ``parents``."""
+    def sample_noise(self, n: int, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
+        """``x_T ~ N(0, I)`` of the node's shape, from ``generator``; for a partial trajectory,
+        ``x_T`` is then carried down to the abduction state by generation toward ``parents``."""
         state = self._fitted()
-        u = torch.randn((n, *state.net_shape), device=self.device)
+        u = torch.randn((n, *state.net_shape), generator=generator, device=self.device)
         k = self.config.abduction_steps
         if k < self.sampler.num_steps:
             eps, cond = self._eps(parents, n, guided=True)
             with torch.no_grad():
-                u = self.sampler.generate(eps, u, cond, stop=k).sample
+                u = self.sampler.generate(eps, u, cond, stop=k, generator=generator).sample
         return u.reshape(n, *state.event_shape)
 
     def forward(self, noise: Tensor, parents: Parents) -> Tensor:
@@ -182,7 +182,7 @@ class DiffusionMechanism(Mechanism):
         self._check_finite(out, "DDIM generation")
         return state.from_internal(out)
 
-    def abduct(self, x: Tensor, parents: Parents) -> Tensor:
+    def abduct(self, x: Tensor, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
         """DDIM inversion of ``x`` under its factual ``parents`` (no clipping)."""
         state = self._fitted()
         self._check_x(x, "the observed values")

@@ -29,9 +29,10 @@ from torch import Tensor, nn
 
 from ...diffusion.nets import build_predictor
 from ...diffusion.schedule import NoiseSchedule, ScheduleConfig
-from ...diffusion.train import cuda_devices, train_denoiser, train_predictor
+from ...diffusion.train import train_denoiser, train_predictor
 from ...errors import DataError, SerializationError
 from ...optional import optional_import
+from ...training.seeding import seeded_module
 from ..saved import check_state
 from .config import DiffusionConfig
 from .fit import check_rows, record_state
@@ -191,10 +192,8 @@ class PretrainedDiffusionMechanism(DiffusionMechanism):
         predictor = None
         if state.predictor is not None:
             _, targets = state.condition(self.config, parents, x.shape[0], device, self.node)
-            with torch.random.fork_rng(devices=cuda_devices(device)):
-                torch.manual_seed(self.config.predictor_train.seed)
-                net = build_predictor(state.predictor, state.net_shape, state.predictor_out_dim(self.config),
-                                      self.schedule.num_train_timesteps).to(device)
+            net = seeded_module(lambda: build_predictor(state.predictor, state.net_shape, state.predictor_out_dim(
+                self.config), self.schedule.num_train_timesteps), self.config.predictor_train.seed, device)
             predictor = train_predictor(net, z, targets, state.heads(self.config), self.schedule,
                                         self.config.predictor_train, desc=f"{label} (anti-causal predictor)").ema
         self.state, self._device, self.denoiser, self.predictor = state, device, denoiser, predictor
