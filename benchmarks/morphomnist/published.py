@@ -37,7 +37,8 @@ def data_dir() -> Path | None:
     return next((d for d in candidate_dirs() if (d / "t10k-morpho.csv").is_file()), None)
 
 
-def _require_dir() -> Path:
+def require_dir() -> Path:
+    """:func:`data_dir`, or :class:`DataError` naming the folders searched."""
     found = data_dir()
     if found is None:
         raise DataError("the published Morpho-MNIST files were not found in any of "
@@ -54,7 +55,7 @@ def _split(split: str) -> str:
 def targets(split: str) -> tuple[np.ndarray, np.ndarray]:
     """The thickness and intensity each image was rendered with (float32 ``(N,)`` each: the
     generator's torch float32 draws, written exactly)."""
-    path = _require_dir() / f"{_split(split)}-morpho.csv"
+    path = require_dir() / f"{_split(split)}-morpho.csv"
     with path.open() as f:
         header = f.readline().strip().split(",")
     if header != ["index", "thickness", "intensity"]:
@@ -67,12 +68,12 @@ def targets(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def test_images() -> np.ndarray:
     """The published test images (uint8 ``(10000, 28, 28)``)."""
-    return read_idx(_require_dir() / "t10k-images-idx3-ubyte.gz")
+    return read_idx(require_dir() / "t10k-images-idx3-ubyte.gz")
 
 
 def labels(split: str) -> np.ndarray:
     """The digit labels of a split (int64 ``(N,)``; the same as MNIST's)."""
-    return read_idx(_require_dir() / f"{_split(split)}-labels-idx1-ubyte.gz").astype(np.int64)
+    return read_idx(require_dir() / f"{_split(split)}-labels-idx1-ubyte.gz").astype(np.int64)
 
 
 def mnist_digits(split: str) -> np.ndarray:
@@ -84,5 +85,5 @@ def mnist_digits(split: str) -> np.ndarray:
     return read_idx(paths[0])
 
 
-__all__ = ["ENV_VAR", "FOLDER", "candidate_dirs", "data_dir", "targets", "test_images", "labels",
+__all__ = ["ENV_VAR", "FOLDER", "candidate_dirs", "data_dir", "require_dir", "targets", "test_images", "labels",
            "mnist_digits"]
