@@ -102,7 +102,7 @@ def floors(predictors: ReleasedPredictors, n: int | None = None) -> dict[str, di
     """:func:`score` of the published test images (the first ``n``) against their csv targets:
     each column's floor."""
     t, i = published.targets("test")
-    images = published.test_images()[:n]
+    images = published.t10k_images()[:n]
     return score(predictors, benchmark_images(images), t[:n], i[:n], published.labels("test")[:n])
 
 

@@ -66,7 +66,7 @@ def targets(split: str) -> tuple[np.ndarray, np.ndarray]:
     return table[:, 1].astype(np.float32), table[:, 2].astype(np.float32)
 
 
-def test_images() -> np.ndarray:
+def t10k_images() -> np.ndarray:
     """The published test images (uint8 ``(10000, 28, 28)``)."""
     return read_idx(require_dir() / "t10k-images-idx3-ubyte.gz")
 
@@ -85,5 +85,5 @@ def mnist_digits(split: str) -> np.ndarray:
     return read_idx(paths[0])
 
 
-__all__ = ["ENV_VAR", "FOLDER", "candidate_dirs", "data_dir", "require_dir", "targets", "test_images", "labels",
+__all__ = ["ENV_VAR", "FOLDER", "candidate_dirs", "data_dir", "require_dir", "targets", "t10k_images", "labels",
            "mnist_digits"]

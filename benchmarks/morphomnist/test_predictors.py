@@ -43,7 +43,7 @@ def test_floors_on_the_published_test_images(released):
 def test_the_csv_intensity_context_reproduces_the_thickness_floor(released):
     """The measured intensity as context gives 0.1225 in eval mode, not the README's 0.1220."""
     t, i = published.targets("test")
-    images = published.test_images()
+    images = published.t10k_images()
     measured = np.array([legacy_morpho.intensity(im) for im in images], np.float32)
     x = benchmark_images(images)
     err = effectiveness.errors(released, x, t, i, published.labels("test"), "eval", context=measured)
@@ -53,7 +53,7 @@ def test_the_csv_intensity_context_reproduces_the_thickness_floor(released):
 def test_scoring_never_mutates_the_predictors(released):
     before = {name: {k: v.clone() for k, v in getattr(released, name).state_dict().items()}
               for name in OUTPUTS}
-    x = benchmark_images(published.test_images()[:300])
+    x = benchmark_images(published.t10k_images()[:300])
     ctx = torch.zeros(300)
     batch, evalmode = (released.predict(x, ctx, bn) for bn in ("batch", "eval"))
     assert not torch.equal(batch["thickness"], evalmode["thickness"])
@@ -65,7 +65,7 @@ def test_scoring_never_mutates_the_predictors(released):
 
 
 def test_batch_mode_normalises_each_batch_of_256_on_its_own(released):
-    x = benchmark_images(published.test_images()[:300])
+    x = benchmark_images(published.t10k_images()[:300])
     ctx = torch.zeros(300)
     whole = released.predict(x, ctx, "batch")
     tail = released.predict(x[256:], ctx[256:], "batch")

@@ -32,7 +32,7 @@ def _rerender(n: int) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     ours = legacy_morpho.render_rows(digits, t[:n], i[:n])
     seconds = (time.perf_counter() - start) / n
-    diff = np.abs(ours.astype(np.int16) - published.test_images()[:n].astype(np.int16))
+    diff = np.abs(ours.astype(np.int16) - published.t10k_images()[:n].astype(np.int16))
     worst = diff.reshape(n, -1).max(axis=1)
     print(f"\n{n} re-rendered: {int((worst == 0).sum())} identical, worst pixel difference "
           f"{int(worst.max())}, {seconds:.3f} s per image")
@@ -55,6 +55,6 @@ def test_measured_targets_of_published_images():
     """The published images measure close to the targets they were rendered with (the
     generator's own tolerance: thickness to the hi-res footprint step, intensity to rounding)."""
     t, i = published.targets("test")
-    measured = legacy_morpho.measure_images(published.test_images()[:20])
+    measured = legacy_morpho.measure_images(published.t10k_images()[:20])
     assert np.abs(measured[:, 0] - t[:20]).mean() < 0.2
     assert np.abs(measured[:, 1] - i[:20]).max() < 2.0
