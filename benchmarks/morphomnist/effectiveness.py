@@ -59,7 +59,8 @@ class ReleasedPredictors:
         if images.ndim != 4 or tuple(images.shape[1:]) != (1, 32, 32):
             raise ValueError(f"images must be (n, 1, 32, 32) in [-1, 1], got {tuple(images.shape)}")
         if intensity_context.shape != (len(images),):
-            raise ValueError(f"intensity_context must be ({len(images)},), got {tuple(intensity_context.shape)}")
+            raise ValueError(f"intensity_context must be ({len(images)},), "
+                             f"got {tuple(intensity_context.shape)}")
         chunks = {name: [] for name in OUTPUTS}
         for k in range(0, len(images), batch):
             x = images[k:k + batch].float()

@@ -85,5 +85,5 @@ def mnist_digits(split: str) -> np.ndarray:
     return read_idx(paths[0])
 
 
-__all__ = ["ENV_VAR", "FOLDER", "candidate_dirs", "data_dir", "require_dir", "targets", "t10k_images", "labels",
-           "mnist_digits"]
+__all__ = ["ENV_VAR", "FOLDER", "PREFIX", "candidate_dirs", "data_dir", "require_dir", "targets",
+           "t10k_images", "labels", "mnist_digits"]
