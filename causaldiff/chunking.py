@@ -5,18 +5,18 @@ query holds one chunk's intermediates at a time; the results are written into te
 batch allocated once. Deterministic queries give bit-for-bit the unchunked result when the mechanisms'
 arithmetic is row-wise (Pyro distributions, codecs, elementwise maps; networks agree to float
 rounding, since BLAS chooses its kernels by the number of rows); stochastic ones
-(sampling, Gumbel-max abduction) draw per fixed RNG block of rows (:mod:`causaldiff.rng`), so a
-seed gives the same rows whatever ``batch_size`` is; their chunks hold whole blocks (``batch_size``
-rounded up to a multiple of :data:`~causaldiff.rng.ROW_BLOCK`). Under
+(sampling, Gumbel-max abduction) draw from one generator per fixed RNG block of rows
+(:mod:`causaldiff.rng`), so a seed gives the same rows whatever ``batch_size`` is, in any thread;
+their chunks hold whole blocks (``batch_size`` rounded up to a multiple of
+:data:`~causaldiff.rng.ROW_BLOCK`). Under
 :func:`causaldiff.sharding.sharded_queries` each process runs the chunks of its span of the rows.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -26,7 +26,7 @@ from . import engine
 from .errors import DataError
 from .mechanisms.base import Abduction
 from .progress import progress
-from .rng import QUERY_LOCK, ROW_BLOCK, RowStreams, query_seed
+from .rng import ROW_BLOCK, RowStreams, query_seed
 from .sharding import current_sharding, shard_unit
 
 Columns = Mapping[str, Tensor]
@@ -56,33 +56,25 @@ def chunk_bounds(n: int, batch_size: int | None, stochastic: bool) -> list[tuple
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
-def draws_randomly(plan: engine.Plan, noise: Columns | None, factual: engine.Conditionals | None) -> bool:
-    """Whether the plan draws random numbers: some recomputed node samples its noise, or some
-    abducted node's abduction is a sample (Gumbel-max)."""
-    abducted = set(plan.abduct) if factual is not None else set()
-    for node in plan.recompute:
-        if node in plan.paired:  # its conditionals are built when it is reached: assume it may draw
-            return True
-        if node in abducted:
-            if factual(node).abduction is Abduction.STOCHASTIC:
-                return True
-        elif not (plan.target.is_hard(node) or node in plan.keep_natural or (noise and node in noise)):
-            return True
-    return False
+def draws_randomly(plan: engine.Plan, noise: Columns | None, factual: engine.Conditionals | None,
+                   chunked: bool = True) -> bool:
+    """Whether the plan may draw random numbers: some recomputed node samples its noise, or some
+    abducted node's abduction is a sample (Gumbel-max). In one chunk an abducted node is assumed to
+    draw (its conditional is built only when its counterfactual step runs); over several chunks,
+    whose bounds depend on the answer, its conditional is asked."""
+    if factual is not None and plan.abduct:
+        return not chunked or any(factual(v).abduction is Abduction.STOCHASTIC for v in plan.abduct)
+    return any(not (plan.target.is_hard(v) or v in plan.keep_natural or (noise and v in noise))
+               for v in plan.recompute)
 
 
-@contextlib.contextmanager
-def _rng(seed: int | None, n: int, stochastic: bool, device: torch.device) -> Iterator[Callable[[int, int], Any]]:
-    """Yields ``streams(start, m)`` for each chunk, in a fork of the global RNG. Unseeded queries
-    of one block draw from the global RNG as it stands (as an unchunked draw always did)."""
-    if not stochastic or (seed is None and n <= ROW_BLOCK):
-        yield lambda start, m: None
-        return
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with QUERY_LOCK:
-        base = query_seed(seed)
-        with torch.random.fork_rng(devices=devices):
-            yield lambda start, m: RowStreams(base, start, m, device)
+def _streams(seed: int | None, stochastic: bool, device: torch.device) -> Callable[[int, int], Any]:
+    """``streams(start, m)``: the generators of a chunk's RNG blocks (None for a query that draws
+    nothing); an unseeded query takes its seed from the global RNG."""
+    if not stochastic:
+        return lambda start, m: None
+    base = query_seed(seed)
+    return lambda start, m: RowStreams(base, start, m, device)
 
 
 def _slice(columns: Columns | None, a: int, b: int, n: int) -> dict[str, Tensor] | None:
@@ -146,9 +138,9 @@ def _run(n: int, batch_size: int | None, stochastic: bool, seed: int | None, dev
     def local() -> dict[str, Tensor]:
         gather = _Gather(*span)
         bounds = [(span[0] + a, span[0] + b) for a, b in chunk_bounds(span[1] - span[0], batch_size, stochastic)]
-        with _rng(seed, n, stochastic, device) as streams:
-            for a, b in progress(bounds, desc=desc, total=len(bounds)) if len(bounds) > 1 else bounds:
-                gather.put(a, b, chunk(a, b, streams(a, b - a)), nodes)
+        streams = _streams(seed, stochastic, device)
+        for a, b in progress(bounds, desc=desc, total=len(bounds)) if len(bounds) > 1 else bounds:
+            gather.put(a, b, chunk(a, b, streams(a, b - a)), nodes)
         return gather.out
 
     if sharding is None:
@@ -167,7 +159,8 @@ def execute(plan: engine.Plan, n: int, *, rows: Columns | None = None, noise: Co
             engine.Conditionals(factual.structure, rows_c, b - a)
         return engine.execute(plan_rows(plan, a, b, n, rows), b - a, rows_c, _slice(noise, a, b, n), fac, streams)
 
-    out, (a, b) = _run(n, batch_size, draws_randomly(plan, noise, factual), seed, plan.target.device,
+    chunked = batch_size is not None and batch_size < n
+    out, (a, b) = _run(n, batch_size, draws_randomly(plan, noise, factual, chunked), seed, plan.target.device,
                        plan.recompute, chunk, desc)
     kept = {k: v if (a, b) == (0, n) else v[a:b] for k, v in (rows or {}).items() if k not in out}
     return {v: out[v] if v in out else kept[v] for v in plan.target.order if v in out or v in kept}

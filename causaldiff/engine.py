@@ -4,10 +4,13 @@ A query (sample, predict, abduct, counterfactual) is planned before any tensor w
 recomputed, which need their exogenous noise abducted from the rows, which intervened nodes keep
 their factual natural value. Execution then visits the planned nodes once each in topological
 order, and asks each node's mechanism for one :class:`~causaldiff.mechanisms.base.Conditional` per
-parent set (a Pyro callable builds its distribution once per query and node, not once per step).
+parent set: the one object the engine talks to about a node (its noise, its structural equation and
+inverse, its shape, support and dtype, its counterfactual step). The four queries' entries, which
+validate, plan and run these over chunks of rows, are :mod:`causaldiff.queries`.
 
-The engine knows mechanisms only through the base contract and interventions only through their
-own methods (``cuts_edges``, ``apply``, ``invert``): it imports no concrete class of either.
+The engine knows mechanisms only through that contract and interventions only through the generic
+functions of :mod:`causaldiff.interventions`: it imports no concrete class of either. Every random
+draw takes the generator of its block of rows (:mod:`causaldiff.rng`).
 
 Counterfactuals (Pearl's three steps) on an SCM ``M`` that may already carry interventions, under
 new interventions ``I``:
@@ -15,32 +18,32 @@ new interventions ``I``:
 1. abduction under ``M`` (its factual parents; a soft intervention already in ``M`` is inverted);
 2. action: ``M`` with ``I`` merged over its own interventions (graph surgery for hard ones);
 3. prediction of ``I``'s nodes and their descendants only; every other node is the factual tensor.
+
+Steps 1 and 3 of one node are its factual conditional's
+:meth:`~causaldiff.mechanisms.base.Conditional.counterfactual` toward its new parents.
 """
 
 from __future__ import annotations
 
 import functools
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
 import torch
 from torch import Tensor
-from torch.distributions import constraints
 
 from .errors import AbductionError, DataError, InterventionError, NotFittedError
-from .interventions import Intervention
-from .mechanisms.base import Abduction, Conditional, Mechanism, check_event_shape
-from .rng import RowStreams, seeded
+from .interventions import Intervention, intervene, invertible, natural_value
+from .mechanisms.base import Abduction, Conditional, Mechanism
+from .rng import RowStreams
 
 
 @dataclass(frozen=True)
 class Structure:
     """What a query needs to know of an SCM: bindings, parents before and after surgery, order,
-    interventions in force, device. :class:`~causaldiff.SCM` holds one."""
+    interventions in force. :class:`~causaldiff.SCM` holds one; the device is its mechanisms'."""
 
     mechanisms: Mapping[str, Mechanism]
     #: parents in the SCM's own (possibly surgered) graph, sorted
@@ -50,7 +53,13 @@ class Structure:
     #: topological order of the graph before any surgery (valid for every intervened copy)
     order: tuple[str, ...]
     interventions: Mapping[str, Intervention]
-    device: torch.device
+    #: the device of a model whose mechanisms hold no tensors (Pyro callables): ``SCM.to``'s
+    idle_device: torch.device = torch.device("cpu")
+
+    @property
+    def device(self) -> torch.device:
+        """Where the mechanisms' tensors live (the first that holds any), else :attr:`idle_device`."""
+        return next((d for m in self.mechanisms.values() if (d := m.device) is not None), self.idle_device)
 
     @functools.cached_property
     def descendants(self) -> dict[str, frozenset[str]]:
@@ -67,7 +76,7 @@ class Structure:
         merged = {**self.interventions, **ivs}
         parents = {v: () if (v in merged and merged[v].cuts_edges) else self.base_parents[v]
                    for v in self.order}
-        return Structure(self.mechanisms, parents, self.base_parents, self.order, merged, self.device)
+        return Structure(self.mechanisms, parents, self.base_parents, self.order, merged, self.idle_device)
 
 
 def descendants_of(parents: Mapping[str, tuple[str, ...]], order: tuple[str, ...]) -> dict[str, frozenset[str]]:
@@ -88,9 +97,9 @@ def descendants_of(parents: Mapping[str, tuple[str, ...]], order: tuple[str, ...
 
 def structure_of(graph: nx.DiGraph, mechanisms: Mapping[str, Mechanism],
                  base_parents: Mapping[str, tuple[str, ...]], order: tuple[str, ...],
-                 interventions: Mapping[str, Intervention], device: torch.device) -> Structure:
+                 interventions: Mapping[str, Intervention]) -> Structure:
     parents = {v: tuple(sorted(graph.predecessors(v))) for v in order}
-    return Structure(mechanisms, parents, base_parents, order, dict(interventions), device)
+    return Structure(mechanisms, parents, base_parents, order, dict(interventions))
 
 
 # ==================================================================================== the plan
@@ -106,9 +115,6 @@ class Plan:
     abduct: tuple[str, ...] = ()
     #: intervened nodes whose natural value is the factual one (soft, with unchanged parents)
     keep_natural: frozenset[str] = frozenset()
-    #: abducted nodes whose factual and counterfactual conditionals are built together
-    #: (``Mechanism.given_pair``) and whose rows are checked when the node is reached
-    paired: frozenset[str] = frozenset()
 
 
 def plan_sample(structure: Structure) -> Plan:
@@ -123,7 +129,7 @@ def plan_abduct(structure: Structure) -> Plan:
     return Plan(structure, (), tuple(v for v in structure.order if not structure.is_hard(v)))
 
 
-def plan_counterfactual(structure: Structure, ivs: Mapping[str, Intervention], n: int | None = None) -> Plan:
+def plan_counterfactual(structure: Structure, ivs: Mapping[str, Intervention]) -> Plan:
     """Recompute the intervened nodes and their descendants; abduct the noise of every recomputed
     node except hard-intervened ones and soft-intervened ones whose parents keep their values."""
     changed = set(ivs)
@@ -138,54 +144,10 @@ def plan_counterfactual(structure: Structure, ivs: Mapping[str, Intervention], n
                 keep.add(v)
             continue
         abduct.append(v)
-    return Plan(structure.merged(ivs), recompute, tuple(abduct), frozenset(keep), _paired(structure, abduct, n))
-
-
-#: batches up to this many rows build a pairing node's two conditionals in one call: there the set-up
-#: per call dominates; above it stacking the parents would only copy them
-PAIR_MAX_ROWS = 4096
-
-
-def _paired(structure: Structure, abduct: list[str], n: int | None) -> frozenset[str]:
-    """The abducted nodes that pair (cheap set-up), up to the first that does not: a node after a
-    non-pairing (possibly costly) one is checked before any work, like that one."""
-    out: set[str] = set()
-    if n is None or n > PAIR_MAX_ROWS:  # the batch size unknown, or large: no pairing
-        return frozenset()
-    for v in abduct:
-        if not structure.mechanisms[v].pairs():
-            break
-        out.add(v)
-    return frozenset(out)
+    return Plan(structure.merged(ivs), recompute, tuple(abduct), frozenset(keep))
 
 
 # ==================================================================================== execution
-_validation_lock = threading.Lock()
-_validation_depth = 0
-_validation_saved = True
-
-
-@contextmanager
-def distribution_checks_off() -> Iterator[None]:
-    """Turn off torch's argument validation of the distributions mechanisms build, for the span of a
-    query: the engine validates rows, noise and interventions itself, and validation would cost
-    two constraint checks (and host syncs) per node and parent set. Reentrant and thread-safe: the
-    default is restored when the last query running in any thread ends."""
-    global _validation_depth, _validation_saved
-    with _validation_lock:
-        if _validation_depth == 0:
-            _validation_saved = torch.distributions.Distribution._validate_args
-            torch.distributions.Distribution.set_default_validate_args(False)
-        _validation_depth += 1
-    try:
-        yield
-    finally:
-        with _validation_lock:
-            _validation_depth -= 1
-            if _validation_depth == 0:
-                torch.distributions.Distribution.set_default_validate_args(_validation_saved)
-
-
 class Conditionals:
     """One :class:`Conditional` per node and parent set within a query (built on first use)."""
 
@@ -200,9 +162,10 @@ class Conditionals:
             cond = self._cache[node] = self.structure.mechanisms[node].given(pa, self.n)
         return cond
 
-    def put(self, node: str, cond: Conditional) -> None:
-        """Use ``cond`` as the node's conditional (one built together with another: ``given_pair``)."""
-        self._cache[node] = cond
+    def block(self, node: str, rows: slice, m: int) -> Conditional:
+        """The node's conditional for one RNG block of these rows (its parents' rows ``rows``)."""
+        s = self.structure
+        return s.mechanisms[node].given({p: self.values[p][rows] for p in s.parents[node]}, m)
 
     def release(self, node: str) -> None:
         """Forget a node's conditional once the query no longer needs it (frees its tensors)."""
@@ -220,70 +183,70 @@ def check_observed(conds: Conditionals, rows: Mapping[str, Tensor], nodes: Any, 
     """Each node's rows have the shape and lie in the support its mechanism gives (first bad node
     in topological order is the one named)."""
     for node in nodes:
-        _check_rows_of(node, conds(node), rows[node], what)
+        conds(node).check(rows[node], what)
 
 
-def _check_rows_of(node: str, cond: Conditional, x: Tensor, what: str) -> None:
-    shape = cond.event_shape()
-    if shape is not None:
-        check_event_shape(node, x, shape, what)
-    support = cond.support()
-    if _checkable(support) and not bool(support.check(x).all()):
-        raise DataError(f"node {node!r} in {what}: values outside the mechanism's support {support}")
+def check_carried(structure: Structure, nodes: Any) -> None:
+    """Refuse before any work to abduct through an intervention the SCM carries with no inverse."""
+    for node in nodes:
+        iv = structure.interventions.get(node)
+        if iv is not None and not invertible(iv):
+            natural_value(iv, node, torch.empty(0))  # raises, naming the node and the intervention
 
 
-def _checkable(support: Any) -> bool:
-    """Whether a support constrains finite rows at all (the rows were checked finite already)."""
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    return support is not None and support is not constraints.real
+def precheck_counterfactual(conds: Conditionals, rows: Mapping[str, Tensor], nodes: Any, what: str) -> None:
+    """Before any work, the rows and the abduction of a counterfactual's abducted ``nodes``, in
+    order: a node may defer them to its counterfactual step (cheap set-up) only before the first
+    node that did not, so no costly step ever runs before a refusal."""
+    check_carried(conds.structure, nodes)
+    defer = True
+    for node in nodes:
+        defer = not conds(node).precheck(rows[node], what, defer=defer) and defer
 
 
 def precheck_abduction(structure: Structure, conds: Conditionals, nodes: Any) -> None:
     """Refuse before any work if some node cannot be abducted (naming it and why)."""
     require_fitted(structure, nodes)
+    check_carried(structure, nodes)
     for node in nodes:
-        _check_abductable(structure, node, conds(node))
+        cond = conds(node)
+        if cond.abduction is Abduction.IMPOSSIBLE:
+            raise AbductionError(f"node {node!r} cannot be abducted: {cond.why_not_abductable()}")
 
 
-def _check_abductable(structure: Structure, node: str, cond: Conditional) -> None:
+def _generator(streams: RowStreams | None) -> torch.Generator | None:
+    return None if streams is None else streams.single
+
+
+def _per_block(streams: RowStreams | None, cond: Conditional) -> bool:
+    """Whether a chunk of several RNG blocks must draw block by block (a stochastic abduction)."""
+    return streams is not None and streams.single is None and cond.abduction is Abduction.STOCHASTIC
+
+
+def _natural_rows(structure: Structure, rows: Mapping[str, Tensor], node: str) -> Tensor:
+    """The node's observed rows, through an intervention the SCM already carries."""
     iv = structure.interventions.get(node)
-    if iv is not None and not iv.invertible:
-        raise AbductionError(f"node {node!r}: cannot abduct through the {iv.label} intervention "
-                             f"{iv!r} this SCM already carries (it has no known inverse)")
-    if cond.abduction is Abduction.IMPOSSIBLE:
-        raise AbductionError(f"node {node!r} cannot be abducted: {cond.why_not_abductable()}")
+    return rows[node] if iv is None else natural_value(iv, node, rows[node])
 
 
 def abduct_nodes(structure: Structure, conds: Conditionals, rows: Mapping[str, Tensor],
                  nodes: Any, streams: RowStreams | None = None) -> dict[str, Tensor]:
     """Exogenous noise of ``nodes`` from their rows under their factual parents."""
-    return {node: _abduct(structure, conds, rows, node, streams) for node in nodes}
+    out = {}
+    for node in nodes:
+        x, cond = _natural_rows(structure, rows, node), conds(node)
+        if _per_block(streams, cond):
+            out[node] = streams.draw(lambda sl, m, g: conds.block(node, sl, m).abduct(x[sl], g))
+        else:
+            out[node] = cond.abduct(x, _generator(streams))
+    return out
 
 
-def _abduct(structure: Structure, conds: Conditionals, rows: Mapping[str, Tensor], node: str,
-            streams: RowStreams | None = None, cond: Conditional | None = None) -> Tensor:
-    x = rows[node]
-    iv = structure.interventions.get(node)
-    if iv is not None:  # an intervention the SCM already carries: its natural value is abducted
-        x = iv.invert(node, x)
-    cond = conds(node) if cond is None else cond
-    if streams is None or streams.single or cond.abduction is not Abduction.STOCHASTIC:
-        return cond.abduct(x)
-    return streams.draw(lambda sl, m: _block_conditional(conds, node, sl, m).abduct(x[sl]))
-
-
-def _block_conditional(conds: "Conditionals", node: str, rows: slice, m: int) -> Conditional:
-    """The node's conditional for one RNG block of the chunk (its parents' rows ``rows``)."""
-    s = conds.structure
-    return s.mechanisms[node].given({p: conds.values[p][rows] for p in s.parents[node]}, m)
-
-
-def draw_noise(conds: "Conditionals", node: str, streams: RowStreams | None) -> Tensor:
-    """The node's exogenous noise for the chunk's rows, each RNG block in its own stream."""
-    if streams is None or streams.single:
-        return conds(node).sample_noise()
-    return streams.draw(lambda sl, m: _block_conditional(conds, node, sl, m).sample_noise())
+def draw_noise(conds: Conditionals, node: str, streams: RowStreams | None) -> Tensor:
+    """The node's exogenous noise for the chunk's rows, each RNG block from its own generator."""
+    if streams is None or streams.single is not None:
+        return conds(node).sample_noise(_generator(streams))
+    return streams.draw(lambda sl, m, g: conds.block(node, sl, m).sample_noise(g))
 
 
 def check_hard_support(structure: Structure, node: str, iv: Intervention, values: Mapping[str, Tensor],
@@ -311,9 +274,8 @@ def _fixed_bounds(support: Any) -> bool:
 def probe_hard_support(structure: Structure, node: str, iv: Intervention) -> None:
     """``do`` time: refuse a hard value outside a node's discrete support when that support does not
     depend on its parents' values, from the node's conditional given one row of its ancestors drawn
-    from the model (seeded, the caller's RNG untouched). Skipped (left to the query) when an
-    ancestor is learnable (costly, or unfitted) or the probe fails; roots use
-    :func:`check_hard_support` directly."""
+    from the model (seed 0, its own generator). Skipped (left to the query) when an ancestor is
+    learnable (costly, or unfitted) or the probe fails; roots use :func:`check_hard_support`."""
     base, seen, stack = structure.base_parents[node], set(), list(structure.base_parents[node])
     while stack:
         v = stack.pop()
@@ -323,13 +285,24 @@ def probe_hard_support(structure: Structure, node: str, iv: Intervention) -> Non
     if any(structure.mechanisms[v].learnable and not structure.is_hard(v) for v in seen):
         return
     try:
-        with seeded(0), torch.no_grad(), distribution_checks_off():
-            values = execute(Plan(structure, tuple(v for v in structure.order if v in seen)), 1)
+        with torch.no_grad():
+            plan = Plan(structure, tuple(v for v in structure.order if v in seen))
+            values = execute(plan, 1, streams=RowStreams(0, 0, 1, structure.device))
             support = structure.mechanisms[node].support({p: values[p] for p in base}, 1)
     except Exception:  # noqa: BLE001  (a best-effort probe: the query checks again with the real parents)
         return
     if _fixed_bounds(support):
         _check_in_support(node, iv, support)
+
+
+def _intervened(target: Structure, conds: Conditionals, node: str, iv: Intervention, natural: Tensor,
+                n: int) -> Tensor:
+    """A soft intervention's value from the natural one, kept within a discrete node's support."""
+    out = intervene(iv, node, natural, n, tuple(natural.shape[1:]), natural.dtype, natural.device)
+    support = conds(node).support()
+    if support is not None and support.is_discrete and not bool(support.check(out).all()):
+        raise InterventionError(f"node {node!r}: {iv!r} moves values outside the node's support {support}")
+    return out
 
 
 def predict_node(plan: Plan, conds: Conditionals, node: str, values: dict[str, Tensor],
@@ -346,13 +319,22 @@ def predict_node(plan: Plan, conds: Conditionals, node: str, values: dict[str, T
         cond = conds(node)
         u = noise.get(node)
         natural = cond.forward(draw_noise(conds, node, streams)) if u is None else _forward_noise(cond, node, u, n)
-    if iv is None:
-        return natural
-    out = iv.apply(node, natural, n, tuple(natural.shape[1:]), natural.dtype, target.device)
-    support = conds(node).support()
-    if support is not None and support.is_discrete and not bool(support.check(out).all()):
-        raise InterventionError(f"node {node!r}: {iv!r} moves values outside the node's support {support}")
-    return out
+    return natural if iv is None else _intervened(target, conds, node, iv, natural, n)
+
+
+def counterfactual_node(plan: Plan, factual: Conditionals, conds: Conditionals, node: str,
+                        rows: Mapping[str, Tensor], streams: RowStreams | None) -> Tensor:
+    """An abducted node's counterfactual value: its factual conditional's counterfactual step
+    toward its new parents (Pearl's steps 1 and 3), then the intervention in force on it."""
+    x, fcond = _natural_rows(factual.structure, rows, node), factual(node)
+    new = {p: conds.values[p] for p in plan.target.parents[node]}
+    if streams is not None and streams.single is None and fcond.abduction is Abduction.STOCHASTIC:
+        natural = streams.draw(lambda sl, m, g: factual.block(node, sl, m).counterfactual(
+            x[sl], {p: v[sl] for p, v in new.items()}, g))
+    else:
+        natural = fcond.counterfactual(x, new, _generator(streams))
+    iv = plan.target.interventions.get(node)
+    return natural if iv is None else _intervened(plan.target, conds, node, iv, natural, factual.n)
 
 
 def _forward_noise(cond: Conditional, node: str, u: Tensor, n: int) -> Tensor:
@@ -381,7 +363,7 @@ def _hard_value(target: Structure, node: str, iv: Intervention, values: Mapping[
         check_hard_support(target, node, iv, values, n)
         base = target.mechanisms[node].given({p: values[p] for p in target.base_parents[node]}, n)
         shape, dtype = base.event_shape(), base.value_dtype() or _value_dtype(iv.value)
-    return iv.apply(node, None, n, shape, dtype, target.device).clone()
+    return intervene(iv, node, None, n, shape, dtype, target.device).clone()
 
 
 def _value_dtype(value: Any) -> torch.dtype:
@@ -389,61 +371,34 @@ def _value_dtype(value: Any) -> torch.dtype:
     return t.dtype if t.is_floating_point() else torch.get_default_dtype()
 
 
-def _pair(plan: Plan, factual: Conditionals, conds: Conditionals, node: str, n: int) -> Conditional | Tensor:
-    """Build a paired node's factual and counterfactual conditionals together, then check its rows
-    and its abduction as :func:`check_observed` and :func:`precheck_abduction` would have. Returns
-    the factual conditional, or the node's counterfactual values when its mechanism computes them
-    in one step (:meth:`~causaldiff.mechanisms.base.Mechanism.transport`: no intervention on it)."""
-    fs, fv, cv = factual.structure, factual.values, conds.values
-    require_fitted(fs, (node,))
-    f_pa, cf_pa = {p: fv[p] for p in fs.parents[node]}, {p: cv[p] for p in plan.target.parents[node]}
-    mechanism = plan.target.mechanisms[node]
-    if node in plan.target.interventions:  # the factual ones merged with the query's
-        pair = mechanism.given_pair(f_pa, cf_pa, n)
-    else:
-        pair = mechanism.transport(f_pa, cf_pa, fv[node], n)
-        if isinstance(pair, Tensor):
-            return pair
-    if pair is None:
-        fcond = factual(node)
-    else:
-        fcond = pair[0]
-        factual.put(node, fcond)
-        conds.put(node, pair[1])
-    _check_rows_of(node, fcond, fv[node], "the factual rows")
-    _check_abductable(fs, node, fcond)
-    return fcond
-
-
 def execute(plan: Plan, n: int, rows: Mapping[str, Tensor] | None = None,
             noise: Mapping[str, Tensor] | None = None, factual: Conditionals | None = None,
             streams: RowStreams | None = None) -> dict[str, Tensor]:
     """Values of every node: the planned ones computed in order, the others taken from ``rows``.
-    ``streams``: the RNG blocks of these rows (None: draw from the global RNG as it stands).
+    ``streams``: the generators of these rows' RNG blocks (None: torch's global RNG).
 
-    With ``factual`` (the factual conditionals, already checked), each node of ``plan.abduct`` is
-    abducted just before it is predicted, and its conditionals are released as soon as they are
-    used, so a query holds a few nodes' tensors at a time rather than every node's.
+    With ``factual`` (the factual conditionals; every node but the abducted ones already checked),
+    each node of ``plan.abduct`` takes its factual conditional's counterfactual step (which checks
+    its rows), and conditionals are released as soon as they are used, so a query holds a few
+    nodes' tensors at a time rather than every node's.
     """
     values: dict[str, Tensor] = dict(rows or {})
     conds = Conditionals(plan.target, values, n)
     noise = dict(noise or {})
     pending = set(plan.abduct) if factual is not None else set()
     for node in plan.recompute:
-        fcond = _pair(plan, factual, conds, node, n) if factual is not None and node in plan.paired else None
-        if isinstance(fcond, Tensor):  # computed in one step
-            values[node] = fcond
-            continue
         if node in pending:
-            noise[node] = _abduct(factual.structure, factual, rows, node, streams, fcond)
+            values[node] = counterfactual_node(plan, factual, conds, node, rows, streams)
             factual.release(node)
-        ref = rows[node] if rows is not None else None
-        values[node] = predict_node(plan, conds, node, values, noise, n, ref, streams)
+        else:
+            ref = rows[node] if rows is not None else None
+            values[node] = predict_node(plan, conds, node, values, noise, n, ref, streams)
+            noise.pop(node, None)
         conds.release(node)
-        noise.pop(node, None)
     return values
 
 
 __all__ = ["Structure", "Plan", "plan_sample", "plan_predict", "plan_abduct", "plan_counterfactual",
-           "Conditionals", "execute", "abduct_nodes", "check_observed", "precheck_abduction",
+           "Conditionals", "execute", "abduct_nodes", "check_observed", "check_carried", "precheck_abduction",
+           "precheck_counterfactual",
            "require_fitted", "check_hard_support", "probe_hard_support", "descendants_of", "structure_of"]

@@ -1,20 +1,23 @@
-"""Interventions: a small typed union behind one vectorised :func:`intervene`.
+"""Interventions: kinds of intervention behind two generic functions, :func:`intervene` and
+:func:`natural_value` (``functools.singledispatch`` on the kind, as ChiRho's ``intervene``).
 
 * :class:`Hard` sets a node to a value (a scalar, a per-row tensor, or one value of the
   node's shape). Graph surgery: the node loses its incoming edges.
 * :class:`Shift` adds ``delta`` to the value the node would have taken (soft: edges kept).
 * :class:`Transform` replaces the node's would-be value ``v`` by ``fn(v)`` (soft: edges kept).
 
-Plain values passed to ``do`` become :class:`Hard`, plain callables :class:`Transform`. Each class
-owns its behaviour: ``cuts_edges`` (graph surgery or not), ``apply`` (the node's value under the
-intervention, from its natural value) and ``invert`` (the natural value behind an observed one, used
-by abduction on an SCM that already carries the intervention: exact for :class:`Shift`, refused by
-name for :class:`Transform`).
+Plain values passed to ``do`` become :class:`Hard`, plain callables :class:`Transform`. A kind is a
+frozen dataclass declaring ``cuts_edges`` (graph surgery or not) and ``label`` as class keywords,
+with one registration of :func:`intervene` (the node's value under the intervention, from its natural
+value) and, when the kind can be seen through, one of :func:`natural_value` (the natural value behind
+an observed one, used by abduction on an SCM that already carries the intervention: exact for
+:class:`Shift`; kinds without one, like :class:`Transform`, are refused by name).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Callable
@@ -34,16 +37,13 @@ class _Kind:
 
     #: whether the intervention cuts the node's incoming edges (graph surgery)
     cuts_edges: ClassVar[bool]
-    #: whether ``invert`` recovers the natural value from an observed one
-    invertible: ClassVar[bool]
     #: what the intervention is called in messages
     label: ClassVar[str]
 
-    def __init_subclass__(cls, *, cuts_edges: bool | None = None, invertible: bool | None = None,
-                          label: str | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, cuts_edges: bool | None = None, label: str | None = None, **kwargs: Any) -> None:
         """Set the kind's flags; a subclass of a kind (say a custom Shift) inherits those it omits."""
         super().__init_subclass__(**kwargs)
-        for name, value in (("cuts_edges", cuts_edges), ("invertible", invertible), ("label", label)):
+        for name, value in (("cuts_edges", cuts_edges), ("label", label)):
             if value is not None:
                 setattr(cls, name, value)
             elif not hasattr(cls, name):
@@ -51,71 +51,30 @@ class _Kind:
 
 
 @dataclass(frozen=True)
-class Hard(_Kind, cuts_edges=True, invertible=False, label="hard"):
+class Hard(_Kind, cuts_edges=True, label="hard"):
     """``do(X = value)``: graph surgery, the node loses its incoming edges."""
 
     value: Any
-
-    def apply(self, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
-              dtype: torch.dtype, device: torch.device) -> Tensor:
-        """The value broadcast to ``(n, *event_shape)`` (``natural`` is not used)."""
-        return broadcast_value(node, self.value, n, event_shape, dtype, device)
-
-    def invert(self, node: str, x: Tensor) -> Tensor:
-        raise AbductionError(f"node {node!r}: a hard intervention carries no noise to abduct")
 
     def __repr__(self) -> str:
         return f"Hard({_short(self.value)})"
 
 
 @dataclass(frozen=True)
-class Shift(_Kind, cuts_edges=False, invertible=True, label="shift"):
+class Shift(_Kind, cuts_edges=False, label="shift"):
     """``do(X = X + delta)``: shift the node's natural value by ``delta`` (soft: edges kept)."""
 
     delta: Any
-
-    def apply(self, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
-              dtype: torch.dtype, device: torch.device) -> Tensor:
-        natural = _need_natural(node, self, natural)
-        return natural + broadcast_value(node, self.delta, n, tuple(natural.shape[1:]), natural.dtype,
-                                         natural.device)
-
-    def invert(self, node: str, x: Tensor) -> Tensor:
-        """The natural value behind an observed ``x = natural + delta``."""
-        return x - broadcast_value(node, self.delta, x.shape[0], tuple(x.shape[1:]), x.dtype, x.device)
 
     def __repr__(self) -> str:
         return f"Shift({_short(self.delta)})"
 
 
 @dataclass(frozen=True)
-class Transform(_Kind, cuts_edges=False, invertible=False, label="callable"):
+class Transform(_Kind, cuts_edges=False, label="callable"):
     """``do(X = fn(X))``: a callable of the node's natural (factual) value (soft: edges kept)."""
 
     fn: Callable[[Tensor], Tensor]
-
-    def apply(self, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
-              dtype: torch.dtype, device: torch.device) -> Tensor:
-        natural = _need_natural(node, self, natural)
-        out = self.fn(natural)
-        if not isinstance(out, Tensor):
-            try:
-                out = torch.as_tensor(out, dtype=natural.dtype, device=natural.device)
-            except (TypeError, ValueError, RuntimeError):
-                raise InterventionError(f"node {node!r}: callable intervention returned "
-                                        f"{type(out).__name__}, not a tensor") from None
-        if out.shape != natural.shape:
-            raise InterventionError(
-                f"node {node!r}: callable intervention returned shape {tuple(out.shape)}, "
-                f"expected {tuple(natural.shape)}")
-        if out.is_complex() or (out.is_floating_point() and not bool(torch.isfinite(out).all())):
-            raise InterventionError(f"node {node!r}: callable intervention returned "
-                                    f"{'complex values' if out.is_complex() else 'NaN or Inf'}")
-        return out
-
-    def invert(self, node: str, x: Tensor) -> Tensor:
-        raise AbductionError(f"node {node!r}: cannot abduct through the callable intervention "
-                             f"{self!r} (a callable has no known inverse)")
 
     def __repr__(self) -> str:
         return f"Transform({getattr(self.fn, '__name__', 'fn')})"
@@ -130,6 +89,75 @@ def _need_natural(node: str, iv: Any, natural: Tensor | None) -> Tensor:
 Intervention = Union[Hard, Shift, Transform]
 
 
+@functools.singledispatch
+def intervene(iv: Any, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
+              dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The node's value under ``iv`` for ``n`` rows, from its would-be (natural) value; one
+    registration per kind (``@intervene.register``)."""
+    raise InterventionError(f"node {node!r}: {type(iv).__name__} is not a kind of intervention "
+                            "(register it with causaldiff.interventions.intervene.register)")
+
+
+@intervene.register
+def _hard(iv: Hard, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
+          dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The value broadcast to ``(n, *event_shape)`` (``natural`` is not used)."""
+    return broadcast_value(node, iv.value, n, event_shape, dtype, device)
+
+
+@intervene.register
+def _shift(iv: Shift, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
+           dtype: torch.dtype, device: torch.device) -> Tensor:
+    natural = _need_natural(node, iv, natural)
+    return natural + broadcast_value(node, iv.delta, n, tuple(natural.shape[1:]), natural.dtype, natural.device)
+
+
+@intervene.register
+def _transform(iv: Transform, node: str, natural: Tensor | None, n: int, event_shape: tuple[int, ...] | None,
+               dtype: torch.dtype, device: torch.device) -> Tensor:
+    natural = _need_natural(node, iv, natural)
+    out = iv.fn(natural)
+    if not isinstance(out, Tensor):
+        try:
+            out = torch.as_tensor(out, dtype=natural.dtype, device=natural.device)
+        except (TypeError, ValueError, RuntimeError):
+            raise InterventionError(f"node {node!r}: callable intervention returned "
+                                    f"{type(out).__name__}, not a tensor") from None
+    if out.shape != natural.shape:
+        raise InterventionError(
+            f"node {node!r}: callable intervention returned shape {tuple(out.shape)}, "
+            f"expected {tuple(natural.shape)}")
+    if out.is_complex() or (out.is_floating_point() and not bool(torch.isfinite(out).all())):
+        raise InterventionError(f"node {node!r}: callable intervention returned "
+                                f"{'complex values' if out.is_complex() else 'NaN or Inf'}")
+    return out
+
+
+
+@functools.singledispatch
+def natural_value(iv: Any, node: str, x: Tensor) -> Tensor:
+    """The natural value behind observed rows ``x`` of a node carrying ``iv`` (abduction through
+    an intervention the SCM already carries); refused for kinds with no registered inverse."""
+    raise AbductionError(f"node {node!r}: cannot abduct through the {iv.label} intervention {iv!r} "
+                         "this SCM already carries (it has no known inverse)")
+
+
+@natural_value.register
+def _unshift(iv: Shift, node: str, x: Tensor) -> Tensor:
+    """The natural value behind an observed ``x = natural + delta``."""
+    return x - broadcast_value(node, iv.delta, x.shape[0], tuple(x.shape[1:]), x.dtype, x.device)
+
+
+def invertible(iv: Any) -> bool:
+    """Whether :func:`natural_value` sees through ``iv`` (its kind registered an inverse)."""
+    return natural_value.dispatch(type(iv)) is not natural_value.dispatch(object)
+
+
+def is_intervention(value: Any) -> bool:
+    """Whether ``value`` is an instance of a registered kind of intervention."""
+    return intervene.dispatch(type(value)) is not intervene.dispatch(object)
+
+
 def _short(v: Any) -> str:
     if isinstance(v, Tensor):
         return f"tensor{tuple(v.shape)}" if v.numel() > 4 else repr(v.tolist())
@@ -140,7 +168,7 @@ def as_intervention(node: str, value: Any) -> Intervention:
     """Normalise what a user passes to ``do`` for ``node``: validated (real, finite, not empty)
     and snapshotted (tensors cloned, arrays copied), so changing the caller's value afterwards
     does not change the intervention."""
-    if isinstance(value, (Hard, Shift, Transform)):
+    if is_intervention(value):
         iv = value
     elif isinstance(value, (Tensor, Number)) or hasattr(value, "__array__"):
         iv = Hard(value)
@@ -154,6 +182,8 @@ def as_intervention(node: str, value: Any) -> Intervention:
         if not callable(iv.fn):
             raise InterventionError(f"node {node!r}: Transform needs a callable, got {type(iv.fn).__name__}")
         return iv
+    if not isinstance(iv, (Hard, Shift)):
+        return iv  # a registered kind of its own: validated by its registration
     name = "value" if isinstance(iv, Hard) else "delta"
     return dataclasses.replace(iv, **{name: _checked_copy(node, getattr(iv, name))})
 
@@ -218,8 +248,5 @@ def broadcast_value(node: str, value: Any, n: int, event_shape: tuple[int, ...] 
         f"{tuple(event_shape)} nor the batch {full}")
 
 
-def intervene(node: str, iv: Intervention, natural: Tensor | None, n: int,
-              event_shape: tuple[int, ...] | None, dtype: torch.dtype,
-              device: torch.device) -> Tensor:
-    """The node's value under ``iv``; ``natural`` is its would-be value (unused for Hard)."""
-    return iv.apply(node, natural, n, event_shape, dtype, device)
+__all__ = ["Hard", "Shift", "Transform", "Intervention", "as_intervention", "broadcast_value", "intervene",
+           "invertible", "is_intervention", "natural_value"]

@@ -11,14 +11,15 @@ Conventions
 * Hard interventions cut the node's incoming edges (graph surgery); :class:`~causaldiff.Shift` and
   callables are soft: the node keeps its parents and its would-be value is transformed.
 
-The SCM validates and holds the model; every query is planned and executed by
-:mod:`causaldiff.engine`.
+The SCM validates and holds the model and parses ``do``; each query is one entry of
+:mod:`causaldiff.queries` (validation, plan, chunked execution by :mod:`causaldiff.engine`). The
+SCM's device is its mechanisms' (:attr:`SCM.device`), so copies sharing them agree on it.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import networkx as nx
@@ -27,8 +28,7 @@ import torch
 import torch.distributions as tdist
 from torch import Tensor
 
-from . import chunking, engine
-from .chunking import check_batch_size
+from . import engine, queries
 from .devices import check_device
 from .errors import DataError, GraphError, InterventionError
 from .frames import accepts_frames
@@ -36,9 +36,7 @@ from .interventions import Intervention, as_intervention
 from .mechanisms.base import Mechanism
 from .mechanisms.moves import Move
 from .mechanisms.pyro import PyroMechanism
-from .rng import seeded
 from .serialization import read_scm, save_scm
-from .validation import check_count, check_rows, check_seed
 
 Rows = Mapping[str, Tensor]
 
@@ -68,14 +66,6 @@ class Samples(dict):
                 desc += f"  mean {v.float().mean().item():.4g}  std {v.float().std().item() if v.numel() > 1 else 0.0:.4g}"
             lines.append(f"  {k}: {desc}")
         return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def _query(seed: int | None) -> Iterator[None]:
-    """The context every query runs in: seeded, without autograd, without torch's argument
-    validation of the distributions mechanisms build (the engine validates its inputs itself)."""
-    with seeded(check_seed(seed)), torch.no_grad(), engine.distribution_checks_off():
-        yield
 
 
 def _bind(node: str, spec: Any) -> Mechanism:
@@ -140,10 +130,8 @@ class SCM:
         g = graph.copy()
         for node, m in bound.items():
             g.nodes[node]["mechanism"] = m
-        ref = next((t for m in bound.values() for t in m.state_tensors().values()), None)
-        device = ref.device if ref is not None else torch.device("cpu")
         order = tuple(nx.lexicographical_topological_sort(g))
-        self._init(nx.freeze(g), engine.structure_of(g, bound, parents, order, {}, device))
+        self._init(nx.freeze(g), engine.structure_of(g, bound, parents, order, {}))
 
     def _init(self, graph: nx.DiGraph, structure: engine.Structure) -> None:
         self._graph, self._s = graph, structure
@@ -180,6 +168,7 @@ class SCM:
 
     @property
     def device(self) -> torch.device:
+        """Where the mechanisms live (and queries run): the first mechanism holding tensors, else the CPU."""
         return self._s.device
 
     def parents(self, node: str) -> tuple[str, ...]:
@@ -232,52 +221,19 @@ class SCM:
                              f"{sorted(self._s.interventions)})")
         return SCM(self._graph, {**self._s.mechanisms, **dict(mechanisms)})
 
-    # ------------------------------------------------------------------------------ rows
-    def _check_rows(self, rows: Any, need: tuple[str, ...] | None, what: str,
-                    batch_size: int | None = None) -> tuple[dict[str, Tensor], int]:
-        """Validate each column once (type, batch, dtype, device, finiteness, the row bounds of
-        :mod:`causaldiff.limits`) and move it to the device."""
-        if not isinstance(rows, Mapping):
-            raise DataError(f"{what} must be a dict of node name -> tensor or a pandas DataFrame, "
-                            f"got {type(rows).__name__}")
-        for k in rows:
-            self._require_node(k, what)
-        missing = [k for k in (self.nodes if need is None else need) if k not in rows]
-        if missing:
-            raise DataError(f"{what} lacks node(s) {missing}")
-        out, n = {}, None
-        for k in self.nodes:
-            if k in rows:
-                out[k] = v = _as_column(k, rows[k], what, self.device)
-                n = v.shape[0] if n is None else n
-                if v.shape[0] != n:
-                    raise DataError(f"node {k!r} in {what}: batch size {v.shape[0]} differs from {n}")
-        if not n:
-            raise DataError(f"{what} is an empty batch")
-        check_rows(f"the number of rows in {what}", n, batch_size)
-        bad = first_non_finite(out)
-        if bad is not None:
-            raise DataError(f"node {bad!r} in {what}: contains NaN or Inf")
-        return out, n
-
     # ------------------------------------------------------------------------------ queries
     @accepts_frames
     def sample(self, n: int, *, seed: int | None = None, batch_size: int | None = None) -> Samples:
         """``n`` draws from the model (observational, or interventional on an intervened SCM).
 
         ``batch_size``: rows per chunk (memory grows with it, not with ``n``); the same ``seed``
-        gives the same rows whatever it is (see :mod:`causaldiff.rng`). ``n`` above
+        gives the same rows whatever it is, in any thread (see :mod:`causaldiff.rng`). ``n`` above
         :data:`~causaldiff.limits.MAX_ROWS_PER_CALL` needs ``batch_size`` (and stays within
         :data:`~causaldiff.limits.MAX_ROWS`); every query has the same bounds on its rows.
         ``seed``: an integer (a float, a bool, a string is refused); queries in several threads
-        run one at a time (:data:`causaldiff.rng.QUERY_LOCK`) and give the rows they give alone."""
-        seed, batch_size = check_seed(seed), check_batch_size(batch_size)
-        n = check_count("n", n, batch_size)
-        engine.require_fitted(self._s, self.nodes)
-        with _query(seed):
-            values = chunking.execute(engine.plan_sample(self._s), n, batch_size=batch_size, seed=seed,
-                                      desc="sample")
-        return Samples(values, "sample", self._s.interventions)
+        run at the same time and give the rows they give alone."""
+        return Samples(queries.sample(self._s, n, seed=seed, batch_size=batch_size), "sample",
+                       self._s.interventions)
 
     @accepts_frames
     def interventional_samples(self, n: int, do: Mapping[str, Any], *, seed: int | None = None,
@@ -289,32 +245,13 @@ class SCM:
     def predict(self, noise: Rows, do: Mapping[str, Any] | None = None, *, seed: int | None = None,
                 batch_size: int | None = None) -> Samples:
         """Push exogenous noise through the (intervened) model: every node is recomputed."""
-        seed, batch_size = check_seed(seed), check_batch_size(batch_size)
-        plan = engine.plan_predict(self._s, self._parse_do(do))
-        if not isinstance(noise, Mapping):
-            raise DataError(f"noise must be a dict of node name -> tensor, got {type(noise).__name__}")
-        need = tuple(v for v in self.nodes if not plan.target.is_hard(v))
-        u, n = self._check_rows(noise, need, "the noise", batch_size)
-        check_noise(u, "the noise")
-        engine.require_fitted(plan.target, self.nodes)
-        with _query(seed):
-            values = chunking.execute(plan, n, noise=u, batch_size=batch_size, seed=seed, desc="predict")
+        values, plan = queries.predict(self._s, noise, self._parse_do(do), seed=seed, batch_size=batch_size)
         return Samples(values, "predict", plan.target.interventions)
 
     @accepts_frames
     def abduct(self, data: Rows, *, seed: int | None = None, batch_size: int | None = None) -> Samples:
         """Exogenous noise of every (non hard-intervened) node given observed rows."""
-        seed, batch_size = check_seed(seed), check_batch_size(batch_size)
-        rows, n = self._check_rows(data, None, "the observed rows", batch_size)
-        nodes = engine.plan_abduct(self._s).abduct
-        conds = engine.Conditionals(self._s, rows, n)
-        engine.require_fitted(self._s, nodes)
-        with engine.distribution_checks_off():
-            engine.check_observed(conds, rows, nodes, "the observed rows")
-            engine.precheck_abduction(self._s, conds, nodes)
-            with seeded(seed), torch.no_grad():
-                u = chunking.abduct(self._s, conds, rows, nodes, n, batch_size=batch_size, seed=seed)
-        return Samples(u, "abducted noise")
+        return Samples(queries.abduct(self._s, data, seed=seed, batch_size=batch_size), "abducted noise")
 
     @accepts_frames
     def counterfactual(self, factual: Rows, do: Mapping[str, Any], *, seed: int | None = None,
@@ -325,22 +262,8 @@ class SCM:
         factual tensor itself. ``seed`` fixes stochastic abduction (Gumbel-max nodes);
         ``batch_size`` bounds the rows computed at once (results do not depend on it).
         """
-        seed, batch_size = check_seed(seed), check_batch_size(batch_size)
-        ivs = self._parse_do(do, probe=False)  # checked below against the factual parents
-        rows, n = self._check_rows(factual, None, "the factual rows", batch_size)
-        plan = engine.plan_counterfactual(self._s, ivs, n)
-        conds = engine.Conditionals(self._s, rows, n)
-        engine.require_fitted(plan.target, plan.recompute)
-        with engine.distribution_checks_off():
-            upfront = [v for v in self.nodes if not self._s.is_hard(v) and v not in plan.paired]
-            engine.check_observed(conds, rows, upfront, "the factual rows")
-            engine.precheck_abduction(self._s, conds, [v for v in plan.abduct if v not in plan.paired])
-            for node, iv in ivs.items():
-                if iv.cuts_edges:
-                    engine.check_hard_support(self._s, node, iv, rows, n)
-            with seeded(seed), torch.no_grad():
-                values = chunking.execute(plan, n, rows=rows, factual=conds, batch_size=batch_size, seed=seed,
-                                          desc="counterfactual")
+        ivs = self._parse_do(do, probe=False)  # checked by the query against the factual parents
+        values = queries.counterfactual(self._s, factual, ivs, seed=seed, batch_size=batch_size)
         return Samples(values, "counterfactual", ivs)
 
     # ------------------------------------------------------------------------------ learning
@@ -348,7 +271,7 @@ class SCM:
     def fit(self, data: Rows, *, nodes: Any = None) -> "SCM":
         """Fit every learnable mechanism (or those of ``nodes``) on its own, from its node's and its
         parents' columns."""
-        rows, n = self._check_rows(data, None, "the training rows", batch_size=1)  # minibatches: MAX_ROWS only
+        rows, n = queries.check_columns(self._s, data, None, "the training rows", batch_size=1)  # minibatches: MAX_ROWS only
         for node in [] if nodes is None else nodes:
             self._require_node(node, "fit(nodes=...)")
         learn = [v for v in self.nodes if self._s.mechanisms[v].learnable and not self._s.is_hard(v)]
@@ -362,16 +285,15 @@ class SCM:
         return self
 
     def to(self, device: torch.device | str) -> "SCM":
-        """Move every mechanism to ``device``; later queries run there. All or nothing: the device
+        """Move every mechanism to ``device``; later queries run there, and in every SCM sharing
+        these mechanisms (``do`` copies, the SCM a copy was made from). All or nothing: the device
         is checked first (:func:`~causaldiff.devices.check_device`), every mechanism's tensors are
         copied there, and only then assigned; a failure leaves every weight where it was."""
-        device = check_device(device, "scm.to")
-        move = Move(device)
+        move = Move(check_device(device, "scm.to"))
         for m in self._s.mechanisms.values():
             m.stage_to(move)
         move.commit()
-        self._s = engine.Structure(self._s.mechanisms, self._s.parents, self._s.base_parents, self._s.order,
-                                   self._s.interventions, device)
+        self._s = dataclasses.replace(self._s, idle_device=move.device)
         return self
 
     # ------------------------------------------------------------------------------ pyro interop
@@ -410,52 +332,10 @@ def load(path: Any, mechanisms: Mapping[str, Any] | None = None,
     return SCM(graph, bound)
 
 
-def _as_column(node: str, v: Any, what: str, device: torch.device) -> Tensor:
-    if not isinstance(v, Tensor):
-        try:
-            v = torch.as_tensor(v)
-        except Exception as e:
-            raise DataError(f"node {node!r} in {what}: cannot convert {type(v).__name__} to a tensor") from e
-    if v.dim() == 0:
-        raise DataError(f"node {node!r} in {what}: expected a batch of shape (n, ...), got a scalar")
-    if v.dtype == torch.bool or v.is_complex():
-        raise DataError(f"node {node!r} in {what}: unsupported dtype {v.dtype}")
-    if v.device.type == "meta":
-        raise DataError(f"node {node!r} in {what}: a tensor on the meta device holds no values")
-    if v.device == device:
-        return v
-    try:
-        return v.to(device)
-    except (RuntimeError, NotImplementedError) as e:
-        raise DataError(f"node {node!r} in {what}: cannot move it from {v.device} to {device}: {e}") from None
-
-
-def check_noise(noise: Mapping[str, Tensor], what: str) -> None:
-    """Exogenous noise is real-valued: integer columns are refused (naming the node)."""
-    for k, v in noise.items():
-        if not v.is_floating_point():
-            raise DataError(f"node {k!r} in {what}: noise must be floating point, got {v.dtype}")
-
-
-def first_non_finite(columns: Mapping[str, Tensor]) -> str | None:
-    """The first column holding NaN or Inf, or None. One reduction per column (a finite sum proves
-    every entry finite; the elementwise check runs only when it does not), and for small batches
-    one check over all columns of a dtype at once."""
-    floating = [(k, v) for k, v in columns.items() if v.is_floating_point() and v.numel()]
-    small = sum(v.numel() for _, v in floating) <= 4096
-    if small and floating and len({(v.dtype, v.device) for _, v in floating}) == 1:
-        if bool(torch.isfinite(torch.cat([v if v.dim() == 1 else v.reshape(-1) for _, v in floating])).all()):
-            return None
-    for k, v in floating:
-        if not (bool(torch.isfinite(v.sum())) or bool(torch.isfinite(v).all())):
-            return k
-    return None
-
-
 def _fmt_do(ivs: Mapping[str, Intervention]) -> str:
     if not ivs:
         return ""
     return " do(" + ", ".join(f"{k}={v!r}" for k, v in ivs.items()) + ")"
 
 
-__all__ = ["SCM", "Samples", "load", "seeded"]
+__all__ = ["SCM", "Samples", "load"]

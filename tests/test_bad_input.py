@@ -93,7 +93,7 @@ def test_nan_or_inf_in_the_factual_rows(scm, data, bad, node):
 def test_factual_values_outside_a_discrete_support(scm, data):
     data["b"] = torch.full((6,), 2.0, dtype=F64)
     refuse(cd.DataError, r"node 'b' in the factual rows: values outside the mechanism's support",
-           lambda: scm.counterfactual(data, do={"x": 1.0}), scm=scm, data=data)
+           lambda: scm.counterfactual(data, do={"x": 1.0}), scm=scm, data=data, rng=False)
     data["b"], data["c"] = make_scm(categorical_root=False).sample(6, seed=0)["b"], torch.full((6,), 9)
     refuse(cd.DataError, r"node 'c' in the factual rows: values outside the mechanism's support",
            lambda: scm.counterfactual(data, do={"x": 1.0}), scm=scm, data=data, rng=False)
@@ -137,9 +137,9 @@ def test_intervention_outside_support_on_a_discrete_root_is_refused_by_do():
 
 def test_soft_intervention_leaving_a_discrete_support(scm, data):
     refuse(cd.InterventionError, r"node 'c': Shift\(5\) moves values outside the node's support",
-           lambda: scm.counterfactual(data, do={"c": cd.Shift(5)}), scm=scm, data=data)
+           lambda: scm.counterfactual(data, do={"c": cd.Shift(5)}), scm=scm, data=data, rng=False)
     refuse(cd.InterventionError, r"node 'b': Transform\(<lambda>\) moves values outside",
-           lambda: scm.counterfactual(data, do={"b": lambda v: v + 2.0}), scm=scm, data=data)
+           lambda: scm.counterfactual(data, do={"b": lambda v: v + 2.0}), scm=scm, data=data, rng=False)
     refuse(cd.InterventionError, r"node 'c': Shift\(3\) moves values outside",
            lambda: scm.interventional_samples(5, do={"c": cd.Shift(3)}), scm=scm, data=data, rng=False)
 
@@ -149,7 +149,7 @@ def test_per_row_intervention_of_the_wrong_length(scm, data, wrap):
     value = wrap(torch.zeros(4, dtype=F64))
     refuse(cd.InterventionError,
            r"node 'y': intervention value of shape \(4,\) fits neither one row \(\) nor the batch \(6,\)",
-           lambda: scm.counterfactual(data, do={"y": value}), scm=scm, data=data)
+           lambda: scm.counterfactual(data, do={"y": value}), scm=scm, data=data, rng=False)
 
 
 @pytest.mark.parametrize("value,match", [
@@ -173,7 +173,7 @@ def test_do_must_be_a_mapping(scm, data):
 def test_callable_intervention_returning_the_wrong_shape(scm, data):
     refuse(cd.InterventionError,
            r"node 'y': callable intervention returned shape \(2,\), expected \(6,\)",
-           lambda: scm.counterfactual(data, do={"y": lambda v: v[:2]}), scm=scm, data=data)
+           lambda: scm.counterfactual(data, do={"y": lambda v: v[:2]}), scm=scm, data=data, rng=False)
 
 
 def test_abduction_through_a_callable_intervention_is_refused(scm, data):

@@ -11,6 +11,7 @@ import torch
 
 import causaldiff as cd
 from causaldiff import engine
+from causaldiff.mechanisms.pyro import STACK_MAX_ROWS
 
 
 def counting_chain(dtype: torch.dtype, k: int = 4):
@@ -50,9 +51,9 @@ def test_each_callable_runs_once_per_parent_set(dtype):
     rows = scm.sample(16, seed=0)
     calls.update({k: 0 for k in calls})
     scm.counterfactual(rows, do={"x1": 0.5})
-    # small batches: the factual and the new parents stacked in one call (Mechanism.given_pair)
+    # small batches: the factual and the new parents stacked in one call (the counterfactual step)
     assert calls == {"x1": 0, "x2": 1, "x3": 1, "x4": 1}
-    big = scm.sample(engine.PAIR_MAX_ROWS + 1, seed=0)
+    big = scm.sample(STACK_MAX_ROWS + 1, seed=0)
     calls.update({k: 0 for k in calls})
     scm.counterfactual(big, do={"x1": 0.5})
     # large ones: one distribution under the factual parents (checks + abduction), one under the new
@@ -78,16 +79,27 @@ def test_counterfactual_equals_the_hand_written_math(dtype):
         torch.testing.assert_close(cf[f"x{i}"], prev_c, rtol=0, atol=1e-12 if dtype == torch.float64 else 1e-5)
 
 
-def test_distribution_checks_are_restored_after_a_query_even_on_error(dtype):
+@pytest.mark.parametrize("validate", [True, False])
+def test_queries_leave_argument_validation_as_the_caller_set_it(dtype, validate):
+    """Torch's argument validation is the caller's (a global switch: the engine never flips it),
+    and queries give the same rows with it on or off."""
     scm, _ = counting_chain(dtype)
     before = torch.distributions.Distribution._validate_args
-    rows = scm.sample(4, seed=0)
-    scm.counterfactual(rows, do={"x1": 0.0})
-    assert torch.distributions.Distribution._validate_args == before
-    bad = dict(rows, x2=rows["x2"][:3])
-    with pytest.raises(cd.DataError):
-        scm.counterfactual(bad, do={"x1": 0.0})
-    assert torch.distributions.Distribution._validate_args == before
+    torch.distributions.Distribution.set_default_validate_args(validate)
+    try:
+        seen = []
+        rows = scm.sample(4, seed=0)
+        cf = scm.counterfactual(rows, do={"x1": 0.0})
+        seen.append(torch.distributions.Distribution._validate_args)
+        with pytest.raises(cd.DataError):
+            scm.counterfactual(dict(rows, x2=rows["x2"][:3]), do={"x1": 0.0})
+        seen.append(torch.distributions.Distribution._validate_args)
+        assert seen == [validate, validate]
+        torch.distributions.Distribution.set_default_validate_args(not validate)
+        again = scm.counterfactual(scm.sample(4, seed=0), do={"x1": 0.0})
+        assert all(torch.equal(cf[k], again[k]) for k in cf)
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(before)
 
 
 def test_a_python_number_is_exact_on_a_float64_node():
@@ -102,23 +114,23 @@ def test_descendants_of_a_parent_map():
     assert got == {"a": {"b", "c", "d"}, "b": {"d"}, "c": {"d"}, "d": set()}
 
 
-@pytest.mark.parametrize("n", [1, 7, engine.PAIR_MAX_ROWS + 1])
-def test_paired_and_separate_conditionals_agree(dtype, n):
+@pytest.mark.parametrize("n", [1, 7, STACK_MAX_ROWS + 1])
+def test_stacked_and_separate_counterfactual_steps_agree(dtype, n):
+    """The Pyro counterfactual step (one call on the factual and new parents stacked, up to
+    STACK_MAX_ROWS rows) is bit-identical to abduction and prediction from separate distributions
+    (what a node whose factual conditional was already built takes)."""
     scm, _ = counting_chain(dtype)
     rows = scm.sample(n, seed=5)
-    plan = engine.plan_counterfactual(scm._s, scm._parse_do({"x1": 0.1}), n)
-    assert plan.paired == (frozenset({"x2", "x3", "x4"}) if n <= engine.PAIR_MAX_ROWS else frozenset())
     cf = scm.counterfactual(rows, do={"x1": 0.1})
-    separate = engine.plan_counterfactual(scm._s, scm._parse_do({"x1": 0.1}))  # n unknown: never paired
-    assert separate.paired == frozenset()
+    plan = engine.plan_counterfactual(scm._s, scm._parse_do({"x1": 0.1}))
     conds = engine.Conditionals(scm._s, rows, n)
-    engine.check_observed(conds, rows, scm.nodes, "rows")
-    values = engine.execute(separate, n, rows=rows, factual=conds)
+    engine.check_observed(conds, rows, scm.nodes, "rows")  # builds every factual distribution
+    values = engine.execute(plan, n, rows=rows, factual=conds)
     for k in cf:
-        torch.testing.assert_close(cf[k], values[k], rtol=0, atol=1e-12 if dtype == torch.float64 else 1e-6)
+        assert torch.equal(cf[k], values[k]), k
 
 
-def test_a_paired_node_is_still_checked_and_refused_by_name(dtype):
+def test_a_recomputed_node_is_still_checked_and_refused_by_name(dtype):
     scm, _ = counting_chain(dtype)
     rows = scm.sample(5, seed=0)
     rows = dict(rows, x3=torch.zeros(5, 2, dtype=dtype))
@@ -127,8 +139,8 @@ def test_a_paired_node_is_still_checked_and_refused_by_name(dtype):
 
 
 @pytest.mark.parametrize("family", ["normal", "laplace", "studentt", "gumbel"])
-def test_one_step_transport_equals_abduct_then_predict(family):
-    """A location-scale node's counterfactual computed in one step (Mechanism.transport) is
+def test_the_stacked_step_equals_abduct_then_predict(family):
+    """A location-scale node's counterfactual step computed from one stacked distribution is
     bit-identical to abducting under the factual parents and predicting under the new ones."""
     make = {"normal": lambda m, s: dist.Normal(m, s), "laplace": lambda m, s: dist.Laplace(m, s),
             "studentt": lambda m, s: dist.StudentT(4.0, m, s), "gumbel": lambda m, s: dist.Gumbel(m, s)}[family]
@@ -139,25 +151,26 @@ def test_one_step_transport_equals_abduct_then_predict(family):
     cf = scm.counterfactual(rows, do={"a": torch.linspace(-1, 1, 33, dtype=torch.float64)})
     m = scm._s.mechanisms["y"]
     new = {"a": cf["a"]}
-    pair = m.given_pair({"a": rows["a"]}, new, 33)
-    expected = pair[1].forward(pair[0].abduct(rows["y"]))
+    expected = m.given(new, 33).forward(m.given({"a": rows["a"]}, 33).abduct(rows["y"]))
     assert torch.equal(cf["y"], expected)
-    step = m.transport({"a": rows["a"]}, new, rows["y"], 33)
-    assert isinstance(step, torch.Tensor) and torch.equal(step, expected)
+    assert torch.equal(m.given({"a": rows["a"]}, 33).counterfactual(rows["y"], new), expected)
 
 
-def test_transport_checks_the_rows_shape_naming_the_node():
+def test_the_counterfactual_step_checks_the_rows_shape_naming_the_node():
     g = nx.DiGraph([("a", "y")])
     scm = cd.SCM(g, mechanisms={"a": dist.Normal(0.0, 1.0), "y": lambda a: dist.Normal(a, 1.0)})
     m = scm._s.mechanisms["y"]
     with pytest.raises(cd.DataError, match="node 'y'.*shape"):
-        m.transport({"a": torch.zeros(3)}, {"a": torch.ones(3)}, torch.zeros(3, 2), 3)
+        m.given({"a": torch.zeros(3)}, 3).counterfactual(torch.zeros(3, 2), {"a": torch.ones(3)})
 
 
-def test_a_non_location_scale_node_still_pairs():
-    """Families without a one-step form (here Bernoulli through Gumbel-max) get the pair."""
+def test_a_non_location_scale_node_takes_the_default_step():
+    """Families without a one-step form (here Bernoulli through Gumbel-max) abduct (a sample from
+    the generator) then predict: the step equals forward(abduct(x)) with the same generator."""
     g = nx.DiGraph([("a", "y")])
     scm = cd.SCM(g, mechanisms={"a": dist.Normal(0.0, 1.0), "y": lambda a: dist.Bernoulli(logits=a)})
     m = scm._s.mechanisms["y"]
-    out = m.transport({"a": torch.zeros(3)}, {"a": torch.ones(3)}, torch.zeros(3), 3)
-    assert isinstance(out, tuple) and len(out) == 2
+    x, f, new = torch.tensor([0.0, 1.0, 1.0]), {"a": torch.zeros(3)}, {"a": torch.ones(3)}
+    out = m.given(f, 3).counterfactual(x, new, torch.Generator().manual_seed(0))
+    expected = m.given(new, 3).forward(m.given(f, 3).abduct(x, torch.Generator().manual_seed(0)))
+    assert torch.equal(out, expected)

@@ -20,7 +20,7 @@ import causaldiff as cd
 from causaldiff.cli import main
 from causaldiff.datasets import Draw, GroundTruth
 from causaldiff.errors import DataError, InterventionError, NotFittedError
-from causaldiff.interventions import as_intervention
+from causaldiff.interventions import as_intervention, intervene
 from causaldiff.mechanisms import Abduction, Mechanism
 from causaldiff.registry import DATASETS, MECHANISMS
 from causaldiff.spec import load_spec
@@ -69,14 +69,14 @@ class AffineMechanism(Mechanism):
     def abduction(self, parents=None):
         return Abduction.EXACT
 
-    def sample_noise(self, n, parents):
-        return torch.randn(n, dtype=F64)
+    def sample_noise(self, n, parents, generator=None):
+        return torch.randn(n, generator=generator, dtype=F64)
 
     def forward(self, noise, parents):
         loc, scale = self._loc_scale(parents, noise.shape[0])
         return loc + scale * noise
 
-    def abduct(self, x, parents):
+    def abduct(self, x, parents, generator=None):
         loc, scale = self._loc_scale(parents, x.shape[0])
         return (x.to(F64) - loc) / scale
 
@@ -128,7 +128,7 @@ class ToyLine(GroundTruth):
             value = natural[node]()
             if node in do:
                 iv = as_intervention(node, do[node])
-                value = iv.apply(node, value, value.shape[0], (), F64, value.device)
+                value = intervene(iv, node, value, value.shape[0], (), F64, value.device)
             out[node] = value
         return out
 

@@ -1,4 +1,5 @@
-"""Interventions: the typed union, its one vectorised ``intervene``, and its use on vector nodes."""
+"""Interventions: the kinds, the generic ``intervene`` / ``natural_value`` they register with, and
+their use on vector nodes."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pytest
 import torch
 
 import causaldiff as cd
-from causaldiff.interventions import (Hard, Shift, Transform, as_intervention, broadcast_value,
-                                      intervene)
+from dataclasses import dataclass
+
+from causaldiff.interventions import (Hard, Shift, Transform, _Kind, as_intervention, broadcast_value,
+                                      intervene, invertible, natural_value)
 
 F64 = torch.float64
 CPU = torch.device("cpu")
@@ -24,16 +27,42 @@ def test_as_intervention_normalises_user_values(value, kind):
     iv = as_intervention("x", value)
     assert isinstance(iv, kind)
     assert iv.cuts_edges == (kind is Hard)
-    assert iv.invertible == (kind is Shift)
+    assert invertible(iv) == (kind is Shift)
 
 
-def test_interventions_own_their_inverse():
+def test_kinds_register_their_inverse():
     x = torch.tensor([1.0, 2.0], dtype=F64)
-    assert torch.equal(Shift(0.5).invert("x", x), x - 0.5)
-    with pytest.raises(cd.AbductionError, match="callable"):
-        Transform(torch.sin).invert("x", x)
+    assert torch.equal(natural_value(Shift(0.5), "x", x), x - 0.5)
+    with pytest.raises(cd.AbductionError, match="node 'x': cannot abduct through the callable intervention"):
+        natural_value(Transform(torch.sin), "x", x)
     with pytest.raises(cd.AbductionError, match="hard"):
-        Hard(1.0).invert("x", x)
+        natural_value(Hard(1.0), "x", x)
+
+
+@dataclass(frozen=True)
+class Scale(_Kind, cuts_edges=False, label="scale"):
+    """A kind of intervention of the test's own: ``do(X = factor * X)``."""
+
+    factor: float
+
+
+@intervene.register
+def _scale(iv: Scale, node, natural, n, event_shape, dtype, device):
+    return iv.factor * natural
+
+
+def test_a_new_kind_of_intervention_is_one_registration():
+    g = nx.DiGraph([("x", "y")])
+    scm = cd.SCM(g, mechanisms={"x": dist.Normal(torch.tensor(0.0, dtype=F64), 1.0),
+                                "y": lambda x: dist.Normal(2 * x, 0.5)})
+    rows = scm.sample(6, seed=0)
+    cf = scm.counterfactual(rows, do={"x": Scale(3.0)})
+    assert torch.equal(cf["x"], 3 * rows["x"])
+    torch.testing.assert_close(cf["y"], rows["y"] + 2 * (cf["x"] - rows["x"]))
+    drawn = scm.do({"x": Scale(0.0)}).sample(4, seed=1)
+    assert bool((drawn["x"] == 0).all())
+    with pytest.raises(cd.AbductionError, match="node 'y': cannot abduct through the scale intervention"):
+        scm.do({"y": Scale(2.0)}).counterfactual(rows, do={"x": 1.0})
 
 
 def test_reprs_are_short():
@@ -61,18 +90,18 @@ def test_broadcast_value_rejects_other_shapes(shape, value):
 
 def test_intervene_shift_and_transform_are_vectorised():
     natural = torch.arange(6.0, dtype=F64).reshape(3, 2)
-    assert torch.equal(intervene("x", Shift(1.0), natural, 3, (2,), F64, CPU), natural + 1)
+    assert torch.equal(intervene(Shift(1.0), "x", natural, 3, (2,), F64, CPU), natural + 1)
     per_row = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]], dtype=F64)
-    assert torch.equal(intervene("x", Shift(per_row), natural, 3, (2,), F64, CPU), natural + per_row)
-    assert torch.equal(intervene("x", Transform(torch.square), natural, 3, (2,), F64, CPU), natural ** 2)
+    assert torch.equal(intervene(Shift(per_row), "x", natural, 3, (2,), F64, CPU), natural + per_row)
+    assert torch.equal(intervene(Transform(torch.square), "x", natural, 3, (2,), F64, CPU), natural ** 2)
     with pytest.raises(cd.InterventionError, match=r"node 'x': Shift\(1.0\) needs the node's natural value"):
-        intervene("x", Shift(1.0), None, 3, (2,), F64, CPU)
+        intervene(Shift(1.0), "x", None, 3, (2,), F64, CPU)
     with pytest.raises(cd.InterventionError, match=r"node 'x': callable intervention returned shape \(3,\), expected \(3, 2\)"):
-        intervene("x", Transform(lambda v: v.sum(-1)), natural, 3, (2,), F64, CPU)
+        intervene(Transform(lambda v: v.sum(-1)), "x", natural, 3, (2,), F64, CPU)
 
 
 def test_hard_integer_value_on_a_float_node_becomes_float():
-    out = intervene("x", Hard(2), None, 4, (), F64, CPU)
+    out = intervene(Hard(2), "x", None, 4, (), F64, CPU)
     assert out.dtype == F64 and torch.equal(out, torch.full((4,), 2.0, dtype=F64))
 
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import causaldiff as cd
-from causaldiff.interventions import as_intervention
+from causaldiff.interventions import as_intervention, intervene
 from causaldiff.testing import (LAWS, LawViolation, Tolerances, check_callable_effectiveness, check_commutation,
                                 check_composition, check_counterfactual_laws, check_dtypes, check_effectiveness,
                                 check_idempotence, check_round_trip, check_shift_effectiveness, dags,
@@ -73,7 +73,7 @@ class WrongRootAbduction(cd.PyroMechanism):
     def __init__(self):
         super().__init__(dist.Normal(t(0.0), t(1.0)))
 
-    def abduct(self, x, parents):
+    def abduct(self, x, parents, generator=None):
         return super().abduct(x, parents) + 0.1
 
 
@@ -83,7 +83,7 @@ class WrongAbduction(cd.PyroMechanism):
     def __init__(self):
         super().__init__(lambda x: dist.Normal(2.0 * x, t(1.0)))
 
-    def abduct(self, x, parents):
+    def abduct(self, x, parents, generator=None):
         return 1.01 * super().abduct(x, parents)
 
 
@@ -94,14 +94,14 @@ class FoldsNoise(cd.Mechanism):
     def abduction(self, parents=None):
         return cd.Abduction.EXACT
 
-    def sample_noise(self, n, parents):
-        return torch.randn(n, dtype=F64)
+    def sample_noise(self, n, parents, generator=None):
+        return torch.randn(n, generator=generator, dtype=F64)
 
     def forward(self, noise, parents):
         x = parents["x"]
         return 2.0 * x + torch.where(x > 0, noise, noise.abs())
 
-    def abduct(self, y, parents):
+    def abduct(self, y, parents, generator=None):
         return y - 2.0 * parents["x"]
 
 
@@ -123,10 +123,12 @@ class FloatCategorical(cd.PyroMechanism):
 
 
 class WrongShift(cd.Shift):
-    """A Shift that moves the node by 1.01 delta."""
+    """A Shift that moves the node by 1.01 delta (a kind of its own: one registration)."""
 
-    def apply(self, node, natural, n, event_shape, dtype, device):
-        return super().apply(node, natural, n, event_shape, dtype, device) + 0.01 * self.delta
+
+@intervene.register
+def _wrong_shift(iv: WrongShift, node, natural, n, event_shape, dtype, device):
+    return intervene.dispatch(cd.Shift)(iv, node, natural, n, event_shape, dtype, device) + 0.01 * iv.delta
 
 
 class Engine:

@@ -318,7 +318,7 @@ class MorphoMNIST(GroundTruth):
         t, i = self._parents(draw, {k: v for k, v in ivs.items() if k != "digit"})
         digit = draw.values["digit"]
         if "digit" in ivs:
-            digit = intervene("digit", ivs["digit"], digit, len(draw), (), digit.dtype, digit.device).long()
+            digit = intervene(ivs["digit"], "digit", digit, len(draw), (), digit.dtype, digit.device).long()
         device = draw.values["digit"].device
         return {"thickness": t.to(device), "intensity": i.to(device), "digit": digit.to(device)}
 
@@ -326,11 +326,11 @@ class MorphoMNIST(GroundTruth):
         ex, n = draw.exogenous, len(draw)
         t = thickness_equation(ex["u_thickness"])
         if "thickness" in ivs:
-            t = intervene("thickness", ivs["thickness"], t, n, (), t.dtype, t.device)
+            t = intervene(ivs["thickness"], "thickness", t, n, (), t.dtype, t.device)
             _check_range("thickness", t, 0.0, float("inf"))
         i = intensity_equation(t, ex["u_intensity"])
         if "intensity" in ivs:
-            i = intervene("intensity", ivs["intensity"], i, n, (), i.dtype, i.device)
+            i = intervene(ivs["intensity"], "intensity", i, n, (), i.dtype, i.device)
             _check_range("intensity", i, 0.0, 255.0)
         return t.cpu(), i.cpu()
 

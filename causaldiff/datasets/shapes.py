@@ -150,7 +150,7 @@ class ShapesSCM(GroundTruth):
             else:
                 value = self.intensity_mean(out["size"]) + c.intensity_noise * noise["u_intensity"]
             if node in ivs:
-                value = intervene(node, ivs[node], value, n, (), value.dtype, value.device)
+                value = intervene(ivs[node], node, value, n, (), value.dtype, value.device)
                 self._check_value(node, value, hard=ivs[node].cuts_edges)
                 if node == "shape":
                     value = value.long()

@@ -207,7 +207,7 @@ class TabularSCM(GroundTruth):
                 continue
             natural = self.equations[v]({p: values[p] for p in self.parents(v)}, noise[v])
             values[v] = natural if iv is None else intervene(
-                v, iv, natural, n, self.event_shapes[v], natural.dtype, natural.device)
+                iv, v, natural, n, self.event_shapes[v], natural.dtype, natural.device)
         return values
 
     def _interventions(self, do: Mapping[str, Any] | None) -> dict[str, Any]:

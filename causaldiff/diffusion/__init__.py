@@ -5,7 +5,7 @@ are usable on their own (any callable ``eps(x_t, t, cond)`` is a denoiser).
 """
 
 from .ddim import DDIMConfig, DDIMOutput, DDIMSampler, DDIMStepOutput, Denoiser, ddim_timesteps
-from .guidance import (AntiCausalGuidance, ClassifierFreeGuidance, ParentHead, PredictorLikelihood,
+from .guidance import (AnchoredGuidance, AntiCausalGuidance, ClassifierFreeGuidance, ParentHead, PredictorLikelihood,
                        categorical_log_prob, gaussian_log_prob, guidance_gradient, heads_log_prob)
 from .nets import (DiT, DiTConfig, ImagePredictor, ImagePredictorConfig, MLPConfig, MLPDenoiser,
                    MLPPredictor, MLPPredictorConfig, UNet, UNetConfig, build_denoiser, build_predictor)
@@ -16,7 +16,7 @@ from .train import (TrainConfig, TrainResult, denoiser_loss, predictor_loss, tra
 
 __all__ = [
     "DDIMConfig", "DDIMOutput", "DDIMSampler", "DDIMStepOutput", "Denoiser", "ddim_timesteps",
-    "AntiCausalGuidance", "ClassifierFreeGuidance", "ParentHead", "PredictorLikelihood",
+    "AnchoredGuidance", "AntiCausalGuidance", "ClassifierFreeGuidance", "ParentHead", "PredictorLikelihood",
     "categorical_log_prob", "gaussian_log_prob", "guidance_gradient", "heads_log_prob",
     "DiT", "DiTConfig", "ImagePredictor", "ImagePredictorConfig", "MLPConfig", "MLPDenoiser",
     "MLPPredictor", "MLPPredictorConfig", "UNet", "UNetConfig", "build_denoiser", "build_predictor",

@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
+from torch.distributions import constraints
 
-from ..errors import DataError, GraphError
+from ..errors import AbductionError, DataError, GraphError
 from .moves import Move
 
 Parents = Mapping[str, Tensor]
@@ -94,15 +95,16 @@ class Mechanism(ABC):
         return f"{type(self).__name__} declares no abduction"
 
     @abstractmethod
-    def sample_noise(self, n: int, parents: Parents) -> Tensor:
-        """Draw ``n`` rows of exogenous noise (global RNG; the engine seeds it)."""
+    def sample_noise(self, n: int, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` rows of exogenous noise from ``generator`` (the engine passes one per block of
+        rows, :mod:`causaldiff.rng`; ``None``: torch's global RNG)."""
 
     @abstractmethod
     def forward(self, noise: Tensor, parents: Parents) -> Tensor:
         """The structural equation ``x = f(u, pa)``."""
 
-    def abduct(self, x: Tensor, parents: Parents) -> Tensor:
-        """Recover ``u`` with ``f(u, pa) == x``."""
+    def abduct(self, x: Tensor, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
+        """Recover ``u`` with ``f(u, pa) == x`` (a stochastic abduction draws from ``generator``)."""
         raise NotImplementedError(self.why_not_abductable(parents))
 
     def fit(self, x: Tensor, parents: Parents, *, parent_order: tuple[str, ...],
@@ -111,35 +113,22 @@ class Mechanism(ABC):
         self.fitted_parents = tuple(parent_order)
 
     def given(self, parents: Parents, n: int) -> "Conditional":
-        """This mechanism conditioned on ``parents`` for ``n`` rows. The engine builds one per
-        node and parent set per query; mechanisms with costly per-call set-up (a Pyro
-        distribution) override it to build that set-up once."""
+        """This mechanism conditioned on ``parents`` for ``n`` rows: the one object the engine asks
+        about a node. Mechanisms with costly set-up per parent set (a Pyro distribution) or with a
+        counterfactual step of their own override it to return a :class:`Conditional` subclass."""
         return Conditional(self, parents, n)
-
-    def pairs(self) -> bool:
-        """Whether :meth:`given_pair` may serve a counterfactual (then the engine checks this node's
-        rows when it reaches the node, rather than before the query: its set-up is cheap)."""
-        return False
-
-    def given_pair(self, factual: Parents, parents: Parents, n: int) -> tuple["Conditional", "Conditional"] | None:
-        """This mechanism under its factual parents and under new ones, for the same ``n`` rows,
-        built together (one evaluation over ``2n`` rows: a mechanism is row-wise); ``None`` when it
-        cannot, and the engine calls :meth:`given` twice."""
-        return None
-
-    def transport(self, factual: Parents, parents: Parents, x: Tensor,
-                  n: int) -> "Tensor | tuple[Conditional, Conditional] | None":
-        """One counterfactual step for ``n`` rows ``x`` of this node (no intervention on it): their
-        natural values under ``parents`` after exact abduction under ``factual`` (Pearl's steps 1
-        and 3 for one node), when the mechanism computes them directly (it then checks ``x``'s shape
-        and support itself); otherwise :meth:`given_pair`'s result, for the engine to abduct and
-        predict with."""
-        return self.given_pair(factual, parents, n)
 
     # ----------------------------------------------------------------------------- introspection
     @property
     def is_fitted(self) -> bool:
         return not self.learnable or self.fitted_parents is not None
+
+    @property
+    def device(self) -> torch.device | None:
+        """Where this mechanism's tensors live (``None``: it holds none); the SCM runs its queries
+        on its mechanisms' device."""
+        ref = next(iter(self.state_tensors().values()), None)
+        return ref.device if ref is not None else None
 
     def event_shape(self, parents: Parents, n: int) -> tuple[int, ...] | None:
         """The node's per-row shape if it can be known without sampling, else ``None``."""
@@ -197,14 +186,14 @@ class ConditionalMethods:
     def _conditional(self, parents: Parents | None, n: int | None = None) -> "Conditional":
         raise NotImplementedError
 
-    def sample_noise(self, n: int, parents: Parents) -> Tensor:
-        return self._conditional(parents, n).sample_noise()
+    def sample_noise(self, n: int, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
+        return self._conditional(parents, n).sample_noise(generator)
 
     def forward(self, noise: Tensor, parents: Parents) -> Tensor:
         return self._conditional(parents, noise.shape[0]).forward(noise)
 
-    def abduct(self, x: Tensor, parents: Parents) -> Tensor:
-        return self._conditional(parents, x.shape[0]).abduct(x)
+    def abduct(self, x: Tensor, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
+        return self._conditional(parents, x.shape[0]).abduct(x, generator)
 
 
 def check_event_shape(node: str, x: Tensor, shape: Any, what: str) -> None:
@@ -215,10 +204,15 @@ def check_event_shape(node: str, x: Tensor, shape: Any, what: str) -> None:
 
 
 class Conditional:
-    """A mechanism given its parents' values for ``n`` rows: what one query asks of a node.
+    """A mechanism given its parents' values for ``n`` rows: all the engine asks of a node.
 
-    The default delegates to the mechanism's methods with the stored parents; a mechanism whose
-    set-up per parent set is costly returns a subclass that builds it once.
+    ``sample_noise``, ``forward`` and ``abduct`` are the structural equation and its inverse;
+    ``abduction``, ``event_shape``, ``support`` and ``value_dtype`` describe the node;
+    :meth:`counterfactual` is one node's abduction and prediction (Pearl's steps 1 and 3). The
+    default delegates to the mechanism's methods with the stored parents; a mechanism whose set-up
+    per parent set is costly, or whose counterfactual step is not ``forward(abduct(x))`` (a
+    diffusion node generating from the factual inversion under guidance toward the new parents),
+    returns a subclass.
     """
 
     def __init__(self, mechanism: Mechanism, parents: Parents, n: int) -> None:
@@ -231,14 +225,17 @@ class Conditional:
     def why_not_abductable(self) -> str:
         return self.mechanism.why_not_abductable(self.parents)
 
-    def sample_noise(self) -> Tensor:
-        return self.mechanism.sample_noise(self.n, self.parents)
+    def sample_noise(self, generator: torch.Generator | None = None) -> Tensor:
+        return self.mechanism.sample_noise(self.n, self.parents, generator)
 
     def forward(self, noise: Tensor) -> Tensor:
         return self.mechanism.forward(noise, self.parents)
 
-    def abduct(self, x: Tensor) -> Tensor:
-        return self.mechanism.abduct(x, self.parents)
+    def abduct(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The noise behind rows ``x``; refused, naming the node, when the node cannot be abducted."""
+        if self.abduction is Abduction.IMPOSSIBLE:
+            raise AbductionError(f"node {self.mechanism.node!r} cannot be abducted: {self.why_not_abductable()}")
+        return self.mechanism.abduct(x, self.parents, generator)
 
     def event_shape(self) -> tuple[int, ...] | None:
         return self.mechanism.event_shape(self.parents, self.n)
@@ -249,5 +246,39 @@ class Conditional:
     def value_dtype(self) -> torch.dtype | None:
         return self.mechanism.value_dtype(self.parents, self.n)
 
+    def check(self, x: Tensor, what: str) -> None:
+        """Rows ``x`` of the node have its shape and lie in its support (refused naming the node)."""
+        node, shape = self.mechanism.node, self.event_shape()
+        if shape is not None:
+            check_event_shape(node, x, shape, what)
+        support = self.support()
+        if constrains(support) and not bool(support.check(x).all()):
+            raise DataError(f"node {node!r} in {what}: values outside the mechanism's support {support}")
 
-__all__ = ["Abduction", "check_event_shape", "Conditional", "ConditionalMethods", "Mechanism", "Parents"]
+    def precheck(self, x: Tensor, what: str, *, defer: bool) -> bool:
+        """Before a counterfactual's work: :meth:`check` the rows ``x`` of this abducted node and
+        refuse it if it cannot be abducted; True. A conditional whose set-up is the cheap part of
+        its counterfactual step (a Pyro callable's) may, when ``defer``, leave both to that step
+        and return False (the engine lets a node defer only before any node that did not)."""
+        self.check(x, what)
+        if self.abduction is Abduction.IMPOSSIBLE:
+            raise AbductionError(f"node {self.mechanism.node!r} cannot be abducted: {self.why_not_abductable()}")
+        return True
+
+    def counterfactual(self, x: Tensor, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
+        """The natural values of the factual rows ``x`` (under this conditional's parents) had the
+        parents been ``parents``: ``forward(abduct(x))`` across the two parent sets, after
+        :meth:`check` of ``x`` (the engine leaves the rows of the nodes it recomputes to this step)."""
+        self.check(x, "the factual rows")
+        u = self.abduct(x, generator)
+        return self.mechanism.given(parents, self.n).forward(u)
+
+
+def constrains(support: Any) -> bool:
+    """Whether a support constrains finite rows at all (rows are checked finite before queries)."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support is not None and support is not constraints.real
+
+
+__all__ = ["Abduction", "check_event_shape", "constrains", "Conditional", "ConditionalMethods", "Mechanism", "Parents"]

@@ -26,7 +26,8 @@ from torch import Tensor
 
 from ..errors import AbductionError, DataError, SerializationError
 from ..validation import check_labels
-from .base import Abduction, Conditional, Mechanism, Parents, check_event_shape
+from ..rng import opaque_draw
+from .base import Abduction, Conditional, Mechanism, Parents
 from .saved import check_statistics
 
 #: location-scale families: ``x = loc + scale * u`` with ``u`` from the family's standard member (support: the reals)
@@ -34,17 +35,43 @@ LOC_SCALE = (tdist.Normal, tdist.Laplace, dist.Logistic, tdist.StudentT, tdist.C
 
 
 # --------------------------------------------------------------------------------- noise codecs
-class _Codec:
-    """How one distribution maps noise to values and back.
+Generator = torch.Generator | None
 
-    A codec whose parameters are per row may also ``split(d, n)`` the codec of a distribution over
-    ``2n`` rows into the codecs of its first and last ``n`` rows (see :meth:`Mechanism.given_pair`).
-    """
+
+def uniform(shape: Any, gen: Generator, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``U(0, 1)`` draws from ``gen``, kept off 0 (an inverse CDF maps 0 to minus infinity)."""
+    return torch.rand(shape, generator=gen, dtype=dtype, device=device).clamp_min(torch.finfo(dtype).tiny)
+
+
+def draw(d: tdist.Distribution, gen: Generator) -> Tensor:
+    """A draw of ``d`` from ``gen``: normals by ``randn``, transformed distributions through their
+    transforms, other continuous univariate families by their inverse CDF (exact); only a family
+    with none of these (say StudentT) is drawn by its own ``sample`` (:func:`~causaldiff.rng.opaque_draw`)."""
+    if isinstance(d, tdist.Independent):
+        return draw(d.base_dist, gen)
+    shape = d.batch_shape + d.event_shape
+    if type(d) in (tdist.Normal, dist.Normal):
+        return d.loc + d.scale * torch.randn(shape, generator=gen, dtype=d.loc.dtype, device=d.loc.device)
+    if isinstance(d, tdist.TransformedDistribution):
+        x = draw(d.base_dist, gen)
+        for t in d.transforms:
+            x = t(x)
+        return x
+    if d.event_shape == () and _overrides(d, "icdf") and not d.support.is_discrete:
+        ref = d.mean
+        return d.icdf(uniform(shape, gen, ref.dtype, ref.device))
+    if gen is None:
+        return d.sample()
+    return opaque_draw(gen, d.sample)
+
+
+class _Codec:
+    """How one distribution maps noise to values and back (noise drawn from a generator)."""
 
     capability = Abduction.EXACT
     reason = ""
 
-    def sample(self) -> Tensor:
+    def sample(self, gen: Generator = None) -> Tensor:
         raise NotImplementedError
 
     def forward(self, u: Tensor) -> Tensor:
@@ -59,26 +86,12 @@ class _LocScale(_Codec):
         self.family, self.df = type(d), getattr(d, "df", None)
         self.loc, self.scale = d.loc, d.scale
 
-    @classmethod
-    def _of(cls, family: type, df: Any, loc: Tensor, scale: Tensor) -> "_LocScale":
-        c = cls.__new__(cls)
-        c.family, c.df, c.loc, c.scale = family, df, loc, scale
-        return c
-
-    def sample(self) -> Tensor:
+    def sample(self, gen: Generator = None) -> Tensor:
         """A draw of the standard member of the family (built only when noise is sampled)."""
         zero = torch.zeros((), dtype=self.loc.dtype, device=self.loc.device)
         one = torch.ones_like(zero)
         standard = tdist.StudentT(self.df, zero, one) if issubclass(self.family, tdist.StudentT) else self.family(zero, one)
-        return standard.expand(self.loc.shape).sample()
-
-    @staticmethod
-    def split(d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec]":
-        """The halves' codecs: views of the first and last ``n`` rows' parameters, no copies."""
-        family, df = type(d), d.__dict__.get("df")
-        (lf, lc), (sf, sc) = d.loc.tensor_split(2), d.scale.tensor_split(2)
-        dfs = df.tensor_split(2) if isinstance(df, Tensor) and df.dim() else (df, df)
-        return _LocScale._of(family, dfs[0], lf, sf), _LocScale._of(family, dfs[1], lc, sc)
+        return draw(standard.expand(self.loc.shape), gen)
 
     def forward(self, u: Tensor) -> Tensor:
         return self.loc + self.scale * u
@@ -92,8 +105,8 @@ class _MultivariateNormal(_Codec):
         self.loc, self.tril = d.loc, d.scale_tril
         self.shape = d.batch_shape + d.event_shape
 
-    def sample(self) -> Tensor:
-        return torch.randn(self.shape, dtype=self.loc.dtype, device=self.loc.device)
+    def sample(self, gen: Generator = None) -> Tensor:
+        return torch.randn(self.shape, generator=gen, dtype=self.loc.dtype, device=self.loc.device)
 
     def forward(self, u: Tensor) -> Tensor:
         return self.loc + (self.tril @ u.unsqueeze(-1)).squeeze(-1)
@@ -117,8 +130,8 @@ class _Transformed(_Codec):
         else:
             self.capability = self.base.capability
 
-    def sample(self) -> Tensor:
-        return self.base.sample()
+    def sample(self, gen: Generator = None) -> Tensor:
+        return self.base.sample(gen)
 
     def forward(self, u: Tensor) -> Tensor:
         x = self.base.forward(u)
@@ -138,8 +151,8 @@ class _CdfIcdf(_Codec):
         ref = d.mean
         self.shape, self.dtype, self.device = d.batch_shape, ref.dtype, ref.device
 
-    def sample(self) -> Tensor:
-        return torch.rand(self.shape, dtype=self.dtype, device=self.device)
+    def sample(self, gen: Generator = None) -> Tensor:
+        return torch.rand(self.shape, generator=gen, dtype=self.dtype, device=self.device)
 
     def forward(self, u: Tensor) -> Tensor:
         return self.d.icdf(u)
@@ -153,34 +166,29 @@ class _GumbelMax(_Codec):
 
     capability = Abduction.STOCHASTIC
 
-    def __init__(self, d: tdist.Distribution, rows: slice = slice(None)):
+    def __init__(self, d: tdist.Distribution):
         if isinstance(d, tdist.Bernoulli):
             self.binary = True
             self.logits = torch.stack([torch.zeros_like(d.logits), d.logits], dim=-1)
         else:
             self.binary = False
             self.logits = d.logits
-        self.logits = self.logits[rows] - self.logits[rows].logsumexp(-1, keepdim=True)
+        self.logits = self.logits - self.logits.logsumexp(-1, keepdim=True)
 
-    @staticmethod
-    def split(d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec]":
-        return _GumbelMax(d, slice(None, n)), _GumbelMax(d, slice(n, None))
-
-    def sample(self) -> Tensor:
-        u = torch.rand_like(self.logits).clamp_min(torch.finfo(self.logits.dtype).tiny)
-        return -torch.log(-torch.log(u))
+    def sample(self, gen: Generator = None) -> Tensor:
+        return -torch.log(-torch.log(uniform(self.logits.shape, gen, self.logits.dtype, self.logits.device)))
 
     def forward(self, g: Tensor) -> Tensor:
         k = torch.argmax(self.logits + g, dim=-1)
         return k.to(self.logits.dtype) if self.binary else k
 
-    def abduct(self, x: Tensor) -> Tensor:
+    def abduct(self, x: Tensor, gen: Generator = None) -> Tensor:
         """Posterior sample of ``g`` given ``argmax(logits + g) == x`` (top-down algorithm)."""
         k = x.long().unsqueeze(-1)
         logits = self.logits.expand(k.shape[:-1] + self.logits.shape[-1:])
         if not torch.isfinite(logits.gather(-1, k)).all():
             raise AbductionError("the observed category has probability zero under its mechanism")
-        gumbel = self.sample().expand_as(logits)
+        gumbel = self.sample(gen).expand_as(logits)
         # The maximum of (logits + g) is Gumbel(logsumexp(logits)) = Gumbel(0) here, attained at x.
         top = gumbel.gather(-1, k)
         # Every other coordinate is a Gumbel(logits_j) truncated below the maximum.
@@ -197,8 +205,8 @@ class _Impossible(_Codec):
     def __init__(self, d: tdist.Distribution, reason: str):
         self.d, self.reason = d, reason
 
-    def sample(self) -> Tensor:
-        return self.d.sample()
+    def sample(self, gen: Generator = None) -> Tensor:
+        return draw(self.d, gen)
 
     def forward(self, u: Tensor) -> Tensor:
         return u  # the noise *is* the value: sampling works, abduction does not
@@ -272,15 +280,17 @@ class DistributionConditional(Conditional):
     def why_not_abductable(self) -> str:
         return self.codec.reason
 
-    def sample_noise(self) -> Tensor:
-        return self.codec.sample()
+    def sample_noise(self, generator: Generator = None) -> Tensor:
+        return self.codec.sample(generator)
 
     def forward(self, noise: Tensor) -> Tensor:
         return self.codec.forward(noise)
 
-    def abduct(self, x: Tensor) -> Tensor:
+    def abduct(self, x: Tensor, generator: Generator = None) -> Tensor:
         if self.codec.capability is Abduction.IMPOSSIBLE:
-            raise AbductionError(f"node {self.mechanism.node!r}: {self.codec.reason}")
+            raise AbductionError(f"node {self.mechanism.node!r} cannot be abducted: {self.codec.reason}")
+        if self.codec.capability is Abduction.STOCHASTIC:
+            return self.codec.abduct(x, generator)
         return self.codec.abduct(x)
 
     def event_shape(self) -> tuple[int, ...]:
@@ -292,37 +302,6 @@ class DistributionConditional(Conditional):
 
     def value_dtype(self) -> torch.dtype | None:
         return value_dtype_of(self.distribution)
-
-
-def loc_scale_transport(node: str, d: tdist.Distribution, x: Tensor) -> Tensor:
-    """Counterfactual values of the ``n`` rows ``x`` of a location-scale node in one step, from its
-    distribution over the factual then the new parents' rows (``2n``): exact abduction
-    ``u = (x - loc) / scale`` and prediction ``loc' + scale' u`` (Pearl's steps 1 and 3), the same
-    arithmetic as :meth:`_LocScale.abduct` then :meth:`_LocScale.forward`. The support is the reals
-    (rows are checked finite before any query)."""
-    check_event_shape(node, x, d.batch_shape[1:] + d.event_shape, "the factual rows")
-    (lf, lc), (sf, sc) = d.loc.tensor_split(2), d.scale.tensor_split(2)
-    return lc + sc * ((x - lf) / sf)
-
-
-def split_codec(d: tdist.Distribution, n: int) -> "tuple[_Codec, _Codec] | None":
-    """The codecs of the first and last ``n`` rows of a distribution over ``2n`` rows, or None
-    when its codec has no per-row split (transformed, cdf/icdf and multivariate families)."""
-    if isinstance(d, LOC_SCALE):
-        return _LocScale.split(d, n)
-    if isinstance(d, (tdist.Categorical, tdist.Bernoulli)) and not isinstance(d, tdist.OneHotCategorical):
-        return _GumbelMax.split(d, n)
-    return None
-
-
-class SplitConditional(DistributionConditional):
-    """One half of a distribution over ``2n`` rows (:meth:`Mechanism.given_pair`): its own codec,
-    the shared distribution's event shape, support and dtype."""
-
-    def __init__(self, mechanism: Mechanism, parents: Parents, n: int, distribution: tdist.Distribution,
-                 codec: _Codec) -> None:  # the attributes of DistributionConditional, set at once
-        self.mechanism, self.parents, self.n, self.distribution = mechanism, parents, n, distribution
-        self.__dict__["codec"] = codec  # the cached_property's slot
 
 
 # --------------------------------------------------------------------------------- parent codec

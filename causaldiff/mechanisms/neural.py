@@ -163,16 +163,16 @@ class AdditiveNoiseMechanism(Mechanism):
     def abduction(self, parents: Parents | None = None) -> Abduction:
         return Abduction.EXACT
 
-    def sample_noise(self, n: int, parents: Parents) -> Tensor:
+    def sample_noise(self, n: int, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
         self._require_fit()
         ref = self.stats["out_mean"]
-        return torch.randn((n, *self.shape), dtype=ref.dtype, device=ref.device)
+        return torch.randn((n, *self.shape), generator=generator, dtype=ref.dtype, device=ref.device)
 
     def forward(self, noise: Tensor, parents: Parents) -> Tensor:
         loc, scale = self._loc_scale(parents, noise.shape[0])
         return loc + scale * noise
 
-    def abduct(self, x: Tensor, parents: Parents) -> Tensor:
+    def abduct(self, x: Tensor, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
         loc, scale = self._loc_scale(parents, x.shape[0])
         return (x - loc) / scale
 

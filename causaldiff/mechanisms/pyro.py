@@ -28,9 +28,8 @@ from torch import Tensor
 
 from ..errors import GraphError, SerializationError
 from ..registry import MECHANISMS
-from .base import Abduction, Conditional, ConditionalMethods, Mechanism, Parents
-from .codecs import (LOC_SCALE, DistributionConditional, SplitConditional, distribution_params,
-                     loc_scale_transport, split_codec)
+from .base import Abduction, Conditional, ConditionalMethods, Mechanism, Parents, check_event_shape
+from .codecs import LOC_SCALE, DistributionConditional, distribution_params
 from .moves import Move
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -80,6 +79,38 @@ def _move(d: tdist.Distribution, move: Move) -> tdist.Distribution:
                 move.module(t)
         return dist.TransformedDistribution(_move(d.base_dist, move), d.transforms)
     return type(d)(**move.tensors(distribution_params(d)))
+
+
+#: counterfactual steps of up to this many rows call a callable once on the factual and the new
+#: parents stacked: there the set-up per call dominates; above it stacking would only copy them
+STACK_MAX_ROWS = 4096
+
+
+class _CallableConditional(DistributionConditional):
+    """A callable's node given its parents; the callable runs when the distribution is first
+    needed. A counterfactual step of a node not yet checked runs it once on the factual and the new
+    parents stacked (``2n`` rows) and, for a location-scale family, transports the rows in one step:
+    ``loc' + scale' (x - loc) / scale``, the arithmetic of abduction then prediction."""
+
+    def __init__(self, mechanism: "PyroMechanism", parents: Parents, n: int) -> None:
+        Conditional.__init__(self, mechanism, parents, n)
+
+    @functools.cached_property
+    def distribution(self) -> tdist.Distribution:  # type: ignore[override]
+        return self.mechanism.distribution(self.parents, self.n)
+
+    def precheck(self, x: Tensor, what: str, *, defer: bool) -> bool:
+        return False if defer and self.n <= STACK_MAX_ROWS else super().precheck(x, what, defer=defer)
+
+    def counterfactual(self, x: Tensor, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
+        if "distribution" in self.__dict__ or self.n > STACK_MAX_ROWS:
+            return super().counterfactual(x, parents, generator)
+        d = self.mechanism.distribution({p: torch.cat([v, parents[p]]) for p, v in self.parents.items()}, 2 * self.n)
+        if not isinstance(d, LOC_SCALE):
+            return super().counterfactual(x, parents, generator)
+        check_event_shape(self.mechanism.node, x, d.batch_shape[1:] + d.event_shape, "the factual rows")
+        n, loc, scale = self.n, d.loc, d.scale
+        return loc[n:] + scale[n:] * ((x - loc[:n]) / scale[:n])  # the support is the reals: rows are checked finite before queries
 
 
 # --------------------------------------------------------------------------------- the mechanism
@@ -181,39 +212,7 @@ class PyroMechanism(ConditionalMethods, Mechanism):
             return Conditional(self, parents, n)
         if self.is_raw:
             return _RootConditional(self, n)
-        return DistributionConditional(self, parents, n, self.distribution(parents, n))
-
-    def pairs(self) -> bool:
-        return not self.is_raw and _keeps_contract(type(self))
-
-    def given_pair(self, factual: Parents, parents: Parents, n: int) -> tuple[Conditional, Conditional] | None:
-        """One call of the callable on the factual and the new parents stacked (``2n`` rows), its
-        codec split in halves: half the distributions a counterfactual builds."""
-        if not self.pairs():
-            return None
-        return self._pair_of(self._stacked(factual, parents, n), factual, parents, n)
-
-    def transport(self, factual: Parents, parents: Parents, x: Tensor,
-                  n: int) -> Tensor | tuple[Conditional, Conditional] | None:
-        """A location-scale node's counterfactual values in one step from the stacked distribution
-        (:func:`~causaldiff.mechanisms.codecs.loc_scale_transport`); any other family: the pair."""
-        if not self.pairs():
-            return None
-        d = self._stacked(factual, parents, n)
-        if isinstance(d, LOC_SCALE):
-            return loc_scale_transport(self.node, d, x)
-        return self._pair_of(d, factual, parents, n)
-
-    def _stacked(self, factual: Parents, parents: Parents, n: int) -> tdist.Distribution:
-        """The distribution over the factual parents' rows followed by the new parents' (``2n``)."""
-        return self.distribution({p: torch.cat([factual[p], parents[p]]) for p in factual}, 2 * n)
-
-    def _pair_of(self, d: tdist.Distribution, factual: Parents, parents: Parents,
-                 n: int) -> tuple[Conditional, Conditional] | None:
-        halves = split_codec(d, n)
-        if halves is None:
-            return None
-        return (SplitConditional(self, factual, n, d, halves[0]), SplitConditional(self, parents, n, d, halves[1]))
+        return _CallableConditional(self, parents, n)
 
     def _conditional(self, parents: Parents | None, n: int | None = None) -> DistributionConditional:
         parents = parents or {}
@@ -242,6 +241,12 @@ class PyroMechanism(ConditionalMethods, Mechanism):
         d = self.distribution(parents, n)
         extra = len(d.batch_shape) - 1
         return d.to_event(extra) if extra > 0 else d
+
+    @property
+    def device(self) -> torch.device | None:
+        if not self.is_raw:
+            return None
+        return next((v.device for v in distribution_params(self.spec).values()), None)
 
     def stage_to(self, move: Move) -> None:
         if self.is_raw:

@@ -233,13 +233,13 @@ class Spy(cd.PyroMechanism):
         self.calls["forward"] += 1
         return super().forward(noise, parents)
 
-    def abduct(self, x, parents):
+    def abduct(self, x, parents, generator=None):
         self.calls["abduct"] += 1
-        return super().abduct(x, parents)
+        return super().abduct(x, parents, generator)
 
-    def sample_noise(self, n, parents):
+    def sample_noise(self, n, parents, generator=None):
         self.calls["sample_noise"] += 1
-        return super().sample_noise(n, parents)
+        return super().sample_noise(n, parents, generator)
 
 
 @pytest.mark.parametrize("family", ["Gamma", "Dirichlet", "Poisson"])

@@ -98,7 +98,7 @@ def test_invalid_values_are_refused_at_do(scm, data, value, match):
 @pytest.mark.parametrize("wrap", [lambda v: v, cd.Shift], ids=["hard", "shift"])
 def test_per_row_values_of_the_wrong_length(scm, data, noise, query, wrap):
     do = {"y": wrap(torch.zeros(4, dtype=F64))}
-    call = {"sample": lambda: scm.do(do).sample(6, seed=0), "counterfactual": lambda: scm.counterfactual(data, do=do),
+    call = {"sample": lambda: scm.do(do).sample(6, seed=0), "counterfactual": lambda: scm.counterfactual(data, do=do, seed=0),
             "predict": lambda: scm.predict(noise, do=do)}[query]
     refuse(cd.InterventionError, r"node 'y': intervention value of shape \(4,\) fits neither one row \(\) nor the batch \(6,\)",
            call, scm=scm, data=data)
@@ -113,13 +113,13 @@ def test_per_row_values_of_the_wrong_length(scm, data, noise, query, wrap):
 @pytest.mark.parametrize("query", ["sample", "counterfactual"])
 def test_callable_interventions_returning_bad_values(scm, data, fn, match, query):
     call = (lambda: scm.do({"y": fn}).sample(6, seed=0)) if query == "sample" else \
-        (lambda: scm.counterfactual(data, do={"y": fn}))
+        (lambda: scm.counterfactual(data, do={"y": fn}, seed=0))
     refuse(cd.InterventionError, rf"node 'y': callable intervention {match}", call, scm=scm, data=data)
 
 
 def test_a_fractional_shift_of_a_categorical_node_is_refused(scm, data):
     refuse(cd.InterventionError, r"node 'c': intervention value 0.5 is not an integer; the node's values are int64",
-           lambda: scm.counterfactual(data, do={"c": cd.Shift(0.5)}), scm=scm, data=data)
+           lambda: scm.counterfactual(data, do={"c": cd.Shift(0.5)}, seed=0), scm=scm, data=data)
 
 
 # ============================================================================ 5. predict noise = counterfactual rows

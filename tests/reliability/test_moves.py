@@ -51,8 +51,8 @@ class Stuck(cd.Mechanism):
         super().__init__()
         self.loc = torch.zeros(())
 
-    def sample_noise(self, n, parents):
-        return torch.randn(n)
+    def sample_noise(self, n, parents, generator=None):
+        return torch.randn(n, generator=generator)
 
     def forward(self, noise, parents):
         return noise + self.loc
@@ -68,8 +68,8 @@ class OldStyle(cd.Mechanism):
         super().__init__()
         self.moved_to = []
 
-    def sample_noise(self, n, parents):
-        return torch.randn(n)
+    def sample_noise(self, n, parents, generator=None):
+        return torch.randn(n, generator=generator)
 
     def forward(self, noise, parents):
         return noise

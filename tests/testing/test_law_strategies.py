@@ -40,7 +40,7 @@ def test_every_kind_was_generated():
 
 def broken_root() -> cd.SCM:
     class OffByOne(cd.PyroMechanism):
-        def abduct(self, x, parents):
+        def abduct(self, x, parents, generator=None):
             return super().abduct(x, parents) + 1.0
 
     g = nx.DiGraph([("x", "y")])

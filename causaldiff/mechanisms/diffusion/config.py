@@ -48,6 +48,10 @@ class DiffusionConfig(BaseModel):
     cfg_scale: float = 0.0
     #: conditional: probability of dropping the parents in training (needed for cfg_scale != 0)
     cond_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    #: conditional: weight w of a counterfactual's guidance anchored at the factual parents,
+    #: ``eps(pa) + w [eps(pa*) - eps(pa)]`` (:class:`~causaldiff.diffusion.guidance.AnchoredGuidance`);
+    #: 1 is plain generation under the new parents pa*, w > 1 pushes further from the factual
+    anchor_scale: float = Field(1.0, ge=0.0, le=100.0)
     #: abduct to state round(fraction * K) instead of x_T (partial trajectory)
     abduction_fraction: float = Field(1.0, gt=0.0, le=1.0)
     #: standardise values per feature; None: yes unless the node is an image
@@ -63,6 +67,8 @@ class DiffusionConfig(BaseModel):
             raise ValueError("cfg_scale != 0 needs a denoiser trained with cond_dropout > 0")
         if self.cfg_scale != 0.0 and self.guidance != "conditional":
             raise ValueError("cfg_scale applies to guidance='conditional' only")
+        if self.anchor_scale != 1.0 and self.guidance != "conditional":
+            raise ValueError("anchor_scale applies to guidance='conditional' only")
         return self
 
     @property

@@ -4,7 +4,9 @@
   the factual parents when the denoiser is conditional (DCM, Chao et al.); with
   ``abduction_fraction < 1`` it stops at an intermediate state (Diff-SCM's partial trajectory).
 * **Prediction** is DDIM generation from the abducted noise toward the given parents, either with a
-  conditional denoiser (``guidance="conditional"``, optional classifier-free guidance) or with an
+  conditional denoiser (``guidance="conditional"``, optional classifier-free guidance; a
+  counterfactual's generation may be guided away from the factual parents it was inverted under,
+  ``anchor_scale``) or with an
   unconditional denoiser steered by the gradient of anti-causal predictors
   ``log p_phi(pa | x_t, t)`` (``guidance="anticausal"``, Diff-SCM, Sanchez & Tsaftaris 2022).
 
@@ -23,11 +25,11 @@ from torch import Tensor, nn
 
 from ...diffusion.ddim import DDIMSampler
 from ...diffusion.fast import InferenceConfig, fast_eps, fast_net
-from ...diffusion.guidance import AntiCausalGuidance, ClassifierFreeGuidance, PredictorLikelihood
+from ...diffusion.guidance import AnchoredGuidance, AntiCausalGuidance, ClassifierFreeGuidance, PredictorLikelihood
 from ...diffusion.schedule import NoiseSchedule
 from ...errors import DataError, DivergenceError, NotFittedError
 from ...registry import MECHANISMS
-from ..base import Abduction, Mechanism, Parents
+from ..base import Abduction, Conditional, Mechanism, Parents
 from ..moves import Move
 from .io import VARIANTS, load, saved_config, saved_tensors
 from .config import DiffusionConfig
@@ -80,6 +82,7 @@ class DiffusionMechanism(Mechanism):
     def with_inference(self, *, guidance_scale: float | dict[str, float] | None = None,
                        abduction_fraction: float | None = None, num_inference_steps: int | None = None,
                        cfg_scale: float | None = None, guide_abduction: bool | None = None,
+                       anchor_scale: float | None = None,
                        sampler: Mapping[str, Any] | None = None,
                        inference: InferenceConfig | Mapping[str, Any] | None = None) -> "DiffusionMechanism":
         """A new mechanism with other inference settings, sharing this one's fitted networks and
@@ -90,7 +93,8 @@ class DiffusionMechanism(Mechanism):
         (``precision``, ``compile``, ``channels_last``, ``fixed_batch``, ``cuda_graphs``). Raises ``ValueError`` naming the field if a setting is invalid."""
         update: dict[str, Any] = {k: v for k, v in (
             ("guidance_scale", guidance_scale), ("abduction_fraction", abduction_fraction),
-            ("cfg_scale", cfg_scale), ("guide_abduction", guide_abduction)) if v is not None}
+            ("cfg_scale", cfg_scale), ("guide_abduction", guide_abduction),
+            ("anchor_scale", anchor_scale)) if v is not None}
         steps = {} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}
         if sampler is not None or steps:
             update["sampler"] = {**self.config.sampler.model_dump(), **dict(sampler or {}), **steps}
@@ -158,31 +162,49 @@ class DiffusionMechanism(Mechanism):
     def abduction(self, parents: Parents | None = None) -> Abduction:
         return Abduction.APPROXIMATE
 
-    def sample_noise(self, n: int, parents: Parents) -> Tensor:
-        """``x_T ~ N(0, I)`` of the node's shape; for a partial trajectory, ``x_T`` is then carried
-        down to the abduction state by generation toward ``parents``."""
+    def sample_noise(self, n: int, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
+        """``x_T ~ N(0, I)`` of the node's shape, from ``generator``; for a partial trajectory,
+        ``x_T`` is then carried down to the abduction state by generation toward ``parents``."""
         state = self._fitted()
-        u = torch.randn((n, *state.net_shape), device=self.device)
+        u = torch.randn((n, *state.net_shape), generator=generator, device=self.device)
         k = self.config.abduction_steps
         if k < self.sampler.num_steps:
             eps, cond = self._eps(parents, n, guided=True)
             with torch.no_grad():
-                u = self.sampler.generate(eps, u, cond, stop=k).sample
+                u = self.sampler.generate(eps, u, cond, stop=k, generator=generator).sample
         return u.reshape(n, *state.event_shape)
 
     def forward(self, noise: Tensor, parents: Parents) -> Tensor:
         """DDIM generation from ``noise`` (the abduction state) toward ``parents``."""
+        eps, cond = self._eps(parents, noise.shape[0], guided=True)
+        return self._generate(noise, eps, cond)
+
+    def anchored_forward(self, noise: Tensor, factual: Parents, parents: Parents) -> Tensor:
+        """DDIM generation from ``noise``, abducted under the ``factual`` parents, toward ``parents``
+        with :class:`~causaldiff.diffusion.guidance.AnchoredGuidance` of weight ``anchor_scale``
+        (rows whose parents are unchanged decode with exactly the predictions of their inversion)."""
+        n = noise.shape[0]
+        base, cond_f = self._eager_eps(factual, n, guided=True)
+        _, cond_cf = self._eager_eps(parents, n, guided=True)
+        if cond_f is None:  # no parents to guide by
+            return self.forward(noise, parents)
+        eps = fast_eps(AnchoredGuidance(base, self.config.anchor_scale), self.config.inference)
+        return self._generate(noise, eps, (cond_f, cond_cf))
+
+    def _generate(self, noise: Tensor, eps: Any, cond: Any) -> Tensor:
         state = self._fitted()
         self._check_x(noise, "the noise")
         n = noise.shape[0]
-        eps, cond = self._eps(parents, n, guided=True)
         z = noise.to(device=self.device, dtype=torch.float32).reshape(n, *state.net_shape)
         with torch.no_grad():
             out = self.sampler.generate(eps, z, cond, start=self.config.abduction_steps).sample
         self._check_finite(out, "DDIM generation")
         return state.from_internal(out)
 
-    def abduct(self, x: Tensor, parents: Parents) -> Tensor:
+    def given(self, parents: Parents, n: int) -> Conditional:
+        return DiffusionConditional(self, parents, n)
+
+    def abduct(self, x: Tensor, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
         """DDIM inversion of ``x`` under its factual ``parents`` (no clipping)."""
         state = self._fitted()
         self._check_x(x, "the observed values")
@@ -247,5 +269,18 @@ class DiffusionMechanism(Mechanism):
         state = f"fitted {self.state.event_shape}" if self.denoiser is not None else "unfitted"
         extra = f", s={c.guidance_scale}" if c.guidance == "anticausal" else (
             f", w={c.cfg_scale}" if c.cfg_scale else "")
+        extra += f", anchor w={c.anchor_scale}" if c.anchor_scale != 1.0 else ""
         return (f"DiffusionMechanism({kind}, {c.guidance}{extra}, K={self.sampler.num_steps}, "
                 f"T={self.schedule.num_train_timesteps}, {state})")
+
+
+class DiffusionConditional(Conditional):
+    """A diffusion node given its parents: a counterfactual step inverts the factual rows under these
+    parents, then generates under the new ones, with anchored guidance when ``anchor_scale != 1``."""
+
+    def counterfactual(self, x: Tensor, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
+        m: DiffusionMechanism = self.mechanism  # type: ignore[assignment]
+        if m.config.anchor_scale == 1.0:
+            return super().counterfactual(x, parents, generator)
+        self.check(x, "the factual rows")
+        return m.anchored_forward(self.abduct(x, generator), self.parents, parents)

@@ -1,0 +1,164 @@
+"""The four queries, one entry each: :func:`sample`, :func:`predict`, :func:`abduct` and
+:func:`counterfactual` validate their arguments, plan (:mod:`causaldiff.engine`) and run the plan
+over chunks of rows (:mod:`causaldiff.chunking`), without autograd. :class:`~causaldiff.SCM`'s
+methods parse ``do`` and delegate here.
+
+Every check runs before any work, in one order: seed and ``batch_size``, the interventions (parsed
+by the caller), each column of the rows once (type, batch, dtype, device, finiteness, the bounds of
+:mod:`causaldiff.limits`), fitted mechanisms, then the rows of each node against its conditional
+(shape, support, abduction). In a counterfactual a node whose set-up is cheap (a Pyro callable)
+may leave its checks to its counterfactual step, as long as no node before it has checked upfront
+(:func:`~causaldiff.engine.precheck_counterfactual`). Torch's argument validation of distributions
+is left as the caller set it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import chunking, engine
+from .chunking import check_batch_size
+from .errors import DataError
+from .interventions import Intervention
+from .validation import check_count, check_rows, check_seed
+
+Columns = Mapping[str, Tensor]
+
+
+def sample(s: engine.Structure, n: Any, *, seed: Any = None, batch_size: Any = None) -> dict[str, Tensor]:
+    """``n`` draws from the (intervened) model."""
+    seed, batch_size = check_seed(seed), check_batch_size(batch_size)
+    n = check_count("n", n, batch_size)
+    engine.require_fitted(s, s.order)
+    with torch.no_grad():
+        return chunking.execute(engine.plan_sample(s), n, batch_size=batch_size, seed=seed, desc="sample")
+
+
+def predict(s: engine.Structure, noise: Any, ivs: Mapping[str, Intervention], *, seed: Any = None,
+            batch_size: Any = None) -> tuple[dict[str, Tensor], engine.Plan]:
+    """Every node recomputed from the given exogenous ``noise`` under ``ivs``; with the plan."""
+    seed, batch_size = check_seed(seed), check_batch_size(batch_size)
+    plan = engine.plan_predict(s, ivs)
+    if not isinstance(noise, Mapping):
+        raise DataError(f"noise must be a dict of node name -> tensor, got {type(noise).__name__}")
+    need = tuple(v for v in s.order if not plan.target.is_hard(v))
+    u, n = check_columns(s, noise, need, "the noise", batch_size)
+    check_noise(u, "the noise")
+    engine.require_fitted(plan.target, s.order)
+    with torch.no_grad():
+        return chunking.execute(plan, n, noise=u, batch_size=batch_size, seed=seed, desc="predict"), plan
+
+
+def abduct(s: engine.Structure, data: Any, *, seed: Any = None, batch_size: Any = None) -> dict[str, Tensor]:
+    """Exogenous noise of every (non hard-intervened) node given observed rows."""
+    seed, batch_size = check_seed(seed), check_batch_size(batch_size)
+    rows, n = check_columns(s, data, None, "the observed rows", batch_size)
+    nodes = engine.plan_abduct(s).abduct
+    conds = engine.Conditionals(s, rows, n)
+    engine.require_fitted(s, nodes)
+    engine.check_observed(conds, rows, nodes, "the observed rows")
+    engine.precheck_abduction(s, conds, nodes)
+    with torch.no_grad():
+        return chunking.abduct(s, conds, rows, nodes, n, batch_size=batch_size, seed=seed)
+
+
+def counterfactual(s: engine.Structure, factual: Any, ivs: Mapping[str, Intervention], *, seed: Any = None,
+                   batch_size: Any = None) -> dict[str, Tensor]:
+    """What each factual row would have been under ``ivs`` (Pearl's three steps)."""
+    seed, batch_size = check_seed(seed), check_batch_size(batch_size)
+    rows, n = check_columns(s, factual, None, "the factual rows", batch_size)
+    plan = engine.plan_counterfactual(s, ivs)
+    conds = engine.Conditionals(s, rows, n)
+    engine.require_fitted(plan.target, plan.recompute)
+    engine.require_fitted(s, plan.abduct)
+    abducted = set(plan.abduct)
+    engine.check_observed(conds, rows, [v for v in s.order if not s.is_hard(v) and v not in abducted],
+                          "the factual rows")
+    engine.precheck_counterfactual(conds, rows, plan.abduct, "the factual rows")
+    for node, iv in ivs.items():
+        if iv.cuts_edges:
+            engine.check_hard_support(s, node, iv, rows, n)
+    with torch.no_grad():
+        return chunking.execute(plan, n, rows=rows, factual=conds, batch_size=batch_size, seed=seed,
+                                desc="counterfactual")
+
+
+# ==================================================================================== the rows
+def check_columns(s: engine.Structure, rows: Any, need: tuple[str, ...] | None, what: str,
+                  batch_size: int | None = None) -> tuple[dict[str, Tensor], int]:
+    """Validate each column once (type, batch, dtype, device, finiteness, the row bounds of
+    :mod:`causaldiff.limits`) and move it to the mechanisms' device; with the number of rows."""
+    if not isinstance(rows, Mapping):
+        raise DataError(f"{what} must be a dict of node name -> tensor or a pandas DataFrame, "
+                        f"got {type(rows).__name__}")
+    for k in rows:
+        if k not in s.mechanisms:
+            raise DataError(f"unknown node {k!r} in {what}; the SCM's nodes are {list(s.order)}")
+    missing = [k for k in (s.order if need is None else need) if k not in rows]
+    if missing:
+        raise DataError(f"{what} lacks node(s) {missing}")
+    out, n, device = {}, None, s.device
+    for k in s.order:
+        if k in rows:
+            out[k] = v = as_column(k, rows[k], what, device)
+            n = v.shape[0] if n is None else n
+            if v.shape[0] != n:
+                raise DataError(f"node {k!r} in {what}: batch size {v.shape[0]} differs from {n}")
+    if not n:
+        raise DataError(f"{what} is an empty batch")
+    check_rows(f"the number of rows in {what}", n, batch_size)
+    bad = first_non_finite(out)
+    if bad is not None:
+        raise DataError(f"node {bad!r} in {what}: contains NaN or Inf")
+    return out, n
+
+
+def as_column(node: str, v: Any, what: str, device: torch.device) -> Tensor:
+    """One node's column as a batch-first tensor on ``device`` (refused naming the node)."""
+    if not isinstance(v, Tensor):
+        try:
+            v = torch.as_tensor(v)
+        except Exception as e:
+            raise DataError(f"node {node!r} in {what}: cannot convert {type(v).__name__} to a tensor") from e
+    if v.dim() == 0:
+        raise DataError(f"node {node!r} in {what}: expected a batch of shape (n, ...), got a scalar")
+    if v.dtype == torch.bool or v.is_complex():
+        raise DataError(f"node {node!r} in {what}: unsupported dtype {v.dtype}")
+    if v.device.type == "meta":
+        raise DataError(f"node {node!r} in {what}: a tensor on the meta device holds no values")
+    if v.device == device:
+        return v
+    try:
+        return v.to(device)
+    except (RuntimeError, NotImplementedError) as e:
+        raise DataError(f"node {node!r} in {what}: cannot move it from {v.device} to {device}: {e}") from None
+
+
+def check_noise(noise: Columns, what: str) -> None:
+    """Exogenous noise is real-valued: integer columns are refused (naming the node)."""
+    for k, v in noise.items():
+        if not v.is_floating_point():
+            raise DataError(f"node {k!r} in {what}: noise must be floating point, got {v.dtype}")
+
+
+def first_non_finite(columns: Columns) -> str | None:
+    """The first column holding NaN or Inf, or None. One reduction per column (a finite sum proves
+    every entry finite; the elementwise check runs only when it does not), and for small batches
+    one check over all columns of a dtype at once."""
+    floating = [(k, v) for k, v in columns.items() if v.is_floating_point() and v.numel()]
+    small = sum(v.numel() for _, v in floating) <= 4096
+    if small and floating and len({(v.dtype, v.device) for _, v in floating}) == 1:
+        if bool(torch.isfinite(torch.cat([v if v.dim() == 1 else v.reshape(-1) for _, v in floating])).all()):
+            return None
+    for k, v in floating:
+        if not (bool(torch.isfinite(v.sum())) or bool(torch.isfinite(v).all())):
+            return k
+    return None
+
+
+__all__ = ["sample", "predict", "abduct", "counterfactual", "check_columns", "as_column", "check_noise",
+           "first_non_finite"]
