@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from causaldiff.datasets.mnist import DataError
-from causaldiff.datasets.parallel import shared_pool
+
 
 from . import legacy_morpho, published
+from .parallel import shared_pool
 
 #: rows per cache file
 CHUNK = 500

@@ -39,7 +39,7 @@ def unscale(node: str, values: torch.Tensor) -> torch.Tensor:
 
 def benchmark_images(images: np.ndarray) -> torch.Tensor:
     """uint8 ``(n, 28, 28)`` -> float32 ``(n, 1, 32, 32)`` in ``[-1, 1]``, zero-padded."""
-    return to_unit_images(np.array(images, dtype=np.uint8), 32)  # a writable copy for torch
+    return to_unit_images(np.asarray(images, dtype=np.uint8), 32)
 
 
 __all__ = ["ATTRIBUTES", "scale", "unscale", "benchmark_images"]
