@@ -4,7 +4,7 @@ counterfactual-benchmark (commit 581dbb4) ``datasets/morphomnist/dataset.py``: `
 each float32 value ``v`` to ``2 ((v - lo) / (hi - lo)) - 1`` in float32 (the rounding decides which
 values are unique and on which side of a region's edge a value falls: :mod:`.draws`);
 ``unnormalize`` is its inverse.  Images are zero-padded 28 -> 32 and scaled ``[0, 255] -> [-1, 1]``
-(:func:`causaldiff.datasets.morphomnist.to_unit_images` gives the same float32 values).
+(:func:`.dataset.to_unit_images` gives the same float32 values).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from causaldiff.datasets.morphomnist import ATTRIBUTE_RANGES, to_unit_images
+from .dataset import ATTRIBUTE_RANGES, to_unit_images
 
 #: attributes the benchmark min-max scales
 ATTRIBUTES = tuple(ATTRIBUTE_RANGES)
