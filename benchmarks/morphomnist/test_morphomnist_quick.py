@@ -20,8 +20,9 @@ needs_mnist = pytest.mark.skipif(
 
 def test_the_settings_are_sized_as_the_issue_asks():
     cpu, gpu = SETTINGS["cpu"], SETTINGS["gpu"]
-    assert set(cpu.nets) == {"unet", "dit"} and cpu.denoiser_train == cpu.denoiser_train  # same budget for both
-    assert gpu.n_test == 10_000 and gpu.subset is None and set(gpu.nets) == {"unet"}
+    assert set(cpu.nets) == {"unet"} and cpu.n_sweep < cpu.n_train  # validation rows of the training split
+    assert gpu.n_test == 10_000 and gpu.subset is None and set(gpu.nets) == {"unet"} and gpu.n_detail == 1000
+    assert all(s.guidance == "conditional" and s.cond_dropout == 0.1 for s in (cpu, gpu))
     assert gpu.time_limit_s == 360 and gpu.denoiser_budget is not None and gpu.predictor_budget is not None
     assert SETTINGS["quick"].cycles == (1, 10)
 
