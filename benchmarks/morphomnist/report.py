@@ -74,17 +74,25 @@ def _run_facts(results: Mapping[str, Any]) -> list[str]:
     """Bullets: rows scored, the main scale and its rule, the training steps, the time limit."""
     st, out = results.get("settings", {}), []
     if st.get("n_sweep") or st.get("n_detail"):
+        swept = (f"{st['n_sweep']} validation rows of the training split" if st.get("n_sweep")
+                 else f"the {st['n_test']} test rows")
         out.append(f"- rows: {st['n_test']} scored; composition, reversibility and the measured MAEs on the first "
-                   f"{st.get('n_detail') or st['n_test']}; scales {st['scales']} swept on {st.get('n_sweep') or st['n_test']}")
+                   f"{st.get('n_detail') or st['n_test']}; scales {st['scales']} swept on {swept}")
     if st.get("n_sweep") and results.get("main"):
         main = ", ".join(f"{net} abduction fraction {m['abduction_fraction']:g}, s = {m['guidance_scale']:g}"
                          for net, m in results["main"].items())
         out.append(f"- main: {main} (the best mean rank over thickness MAE do(t), intensity MAE do(i), "
-                   f"digit accuracy do(digit) on the swept rows; fractions {list(st.get('fractions') or [])})")
+                   f"digit accuracy do(digit) and the 1-cycle composition on the validation rows; "
+                   f"fractions {list(st.get('fractions') or [])}; s: the {st.get('guidance', 'conditional')} "
+                   f"node's {'anchor' if st.get('guidance', 'conditional') == 'conditional' else 'guidance'} scale)")
     for net, b in (results.get("budgets") or {}).items():
-        if b.get("denoiser", {}).get("budgeted"):
-            out.append(f"- {net}: denoiser {b['denoiser']['steps']} steps, anti-causal predictor "
-                       f"{b['predictor']['steps']} steps (fitted into their budgets by timed probes)")
+        if "loaded" in b:
+            out.append(f"- {net}: the saved SCM {b['loaded']} re-scored (no training)")
+        elif b.get("denoiser", {}).get("budgeted"):
+            predictor = (f", anti-causal predictor {b['predictor']['steps']} steps"
+                         if b.get("predictor", {}).get("budgeted") else "")
+            out.append(f"- {net}: denoiser {b['denoiser']['steps']} steps{predictor} (fitted into the "
+                       "budgets by timed probes)")
     if st.get("time_limit_s"):
         verdict = "within it" if results.get("within_time_limit") else "**over it**"
         out.append(f"- time: {results.get('total_s', 0):.0f} s of wall clock (imports to results), limit {st['time_limit_s']:g} s: {verdict}")

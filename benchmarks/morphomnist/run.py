@@ -1,14 +1,15 @@
 """The Morpho-MNIST benchmark run: settings, the causaldiff SCM, and the protocol over systems.
 
-Systems scored by :class:`benchmarks.morphomnist.protocol.Protocol` on the same test rows and
-intervention values: ``truth`` (the exact counterfactuals: do(t), do(i)), ``unchanged`` (the
-factual image: a floor for minimality, a ceiling for every error), and causaldiff with the image
-node's denoiser of each entry of ``Setting.nets`` (a UNet, a DiT). Without ``n_sweep`` every
-guidance scale is scored on every row; with it, the scales (and ``fractions``) are swept on the
-first ``n_sweep`` rows (no composition nor reversibility) and the pair of the best mean rank over
-:data:`RANKED` (:func:`benchmarks.common.choose.choose_main`) is
-scored on all rows.
-The true counterfactuals are rendered in worker processes while the networks train.
+Systems scored by :class:`benchmarks.morphomnist.protocol.Protocol` on the same test rows (the
+published test split) and intervention values (the benchmark's draw rule): ``truth`` (the exact
+counterfactuals: do(t), do(i)), ``unchanged`` (the factual image: a floor for minimality, a ceiling
+for every error), and causaldiff with the image node of each entry of ``Setting.nets``
+(:func:`benchmarks.morphomnist.settings.image_config`: the conditional node with anchored guidance by
+default). Without ``n_sweep`` every scale is scored on every test row; with it, the last ``n_sweep``
+of the drawn training rows are held out as validation rows, the scales and ``fractions`` are swept
+on them (:func:`validation_sweep`) and the pair of the best mean rank over :data:`RANKED`
+(:func:`benchmarks.common.choose.choose_main`) is scored on the test rows: the test split never
+chooses. The true counterfactuals are rendered in worker processes while the networks train.
 """
 
 from __future__ import annotations
