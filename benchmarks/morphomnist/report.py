@@ -83,8 +83,8 @@ def _run_facts(results: Mapping[str, Any]) -> list[str]:
                          for net, m in results["main"].items())
         out.append(f"- main: {main} (the best mean rank over thickness MAE do(t), intensity MAE do(i), "
                    f"digit accuracy do(digit) and the 1-cycle composition on the validation rows; "
-                   f"fractions {list(st.get('fractions') or [])}; s: the {st.get('guidance', 'conditional')} "
-                   f"node's {'anchor' if st.get('guidance', 'conditional') == 'conditional' else 'guidance'} scale)")
+                   f"fractions {list(st.get('fractions') or [])}; s: the anchor scale w of a conditional "
+                   f"row, the guidance scale of an anti-causal one)")
     for net, b in (results.get("budgets") or {}).items():
         if "loaded" in b:
             out.append(f"- {net}: the saved SCM {b['loaded']} re-scored (no training)")
@@ -124,7 +124,7 @@ def markdown(results: Mapping[str, Any]) -> str:
 
 def plot_effectiveness(sweeps: Mapping[str, Mapping[float, Mapping[str, float]]], path: str | os.PathLike,
                        keys: tuple[str, ...] = ("thickness MAE do(t)", "intensity MAE do(i)", "digit acc do(digit)"),
-                       title: str = "effectiveness against guidance scale") -> Path:
+                       title: str = "validation figures against the scale") -> Path:
     """One panel per metric, one line per denoiser (``{net: {scale: {metric: value}}}``), saved atomically."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
@@ -132,7 +132,7 @@ def plot_effectiveness(sweeps: Mapping[str, Mapping[float, Mapping[str, float]]]
         for net, per_scale in sweeps.items():
             xs = sorted(per_scale)
             ax.plot(xs, [per_scale[x][key] for x in xs], "o-", label=net)
-        ax.set_xlabel("guidance scale s")
+        ax.set_xlabel("scale s (anchor w; anti-causal: guidance)")
         ax.set_title(key, fontsize=9)
         ax.legend(fontsize=8)
     fig.suptitle(title)

@@ -204,6 +204,17 @@ def run(setting: Setting, *, seed: int = 0, device: str = "cpu", timer: Timer | 
         raise
 
 
+def variants(setting: Setting) -> list[tuple[str, Any, Setting]]:
+    """``(row name, net, setting)`` of each system fitted: every net with the setting's guidance,
+    and with Diff-SCM's anti-causal guidance as its own row ``"NET anticausal"`` when
+    ``anticausal_row``."""
+    out = [(name, net, setting) for name, net in setting.nets.items()]
+    if setting.anticausal_row and setting.guidance != "anticausal":
+        other = setting.model_copy(update={"guidance": "anticausal"})
+        out += [(f"{name} anticausal", net, other) for name, net in setting.nets.items()]
+    return out
+
+
 def _fitted(setting: Setting, name: str, net: Any, train: Draw, device: str, timer: Timer,
             checkpoint_dir: str | None, save_dir: str | None, evaluate: str | None) -> tuple[SCM, dict]:
     """The SCM of ``net``: loaded from ``evaluate/name``, or fitted (and saved to ``save_dir/name``)."""
@@ -231,18 +242,19 @@ def _run_systems(setting: Setting, ds: MorphoMNIST, train: Draw, factual: Draw, 
                                                    (1,), None, None, setting.workers)
     models: dict[str, Any] = {}
     sweeps, main, budgets, grid = {}, {}, {}, None
-    for name, net in setting.nets.items():
-        scm, budgets[name] = _fitted(setting, name, net, train, device, timer, checkpoint_dir, save_dir, evaluate)
-        scores, sweeps[name], (f, s) = _score_net(setting, scm, protocol, val, name, seed, timer)
+    for name, net, variant in variants(setting):
+        scm, budgets[name] = _fitted(variant, name, net, train, device, timer, checkpoint_dir, save_dir, evaluate)
+        scores, sweeps[name], (f, s) = _score_net(variant, scm, protocol, val, name, seed, timer)
         main[name] = {"abduction_fraction": f, "guidance_scale": s}
         models.update(scores)
         if grid is None:
             with timer("grid"):
-                grid = grid_rows(_fn(setting, scm, f, s, seed), ds, factual, ivs)
+                grid = grid_rows(_fn(variant, scm, f, s, seed), ds, factual, ivs)
     with timer("truth and unchanged"):
         out = {"truth": protocol.score(truths.fn, tuple(TRUE_INTERVENTIONS)), "unchanged": protocol.score(unchanged_fn)}
     return {"scores": {**out, **models}, "floors": protocol.floors(), "sweeps": sweeps, "main": main,
             "budgets": budgets, "grid": grid}
 
 
-__all__ = ["Setting", "SETTINGS", "image_config", "build_scm", "fit_scm", "RANKED", "sweep_lines", "grid_rows", "run"]
+__all__ = ["Setting", "SETTINGS", "image_config", "build_scm", "fit_scm", "RANKED", "sweep_lines", "grid_rows",
+           "training_rules", "validation_sweep", "variants", "run"]

@@ -43,6 +43,8 @@ class Setting(ImageSetting):
     #: (``scales`` are its anchor scales w), or Diff-SCM's anti-causal classifier guidance
     #: (``scales`` its guidance scales)
     guidance: str = Field("conditional", pattern="^(conditional|anticausal)$")
+    #: also fit and score each net with Diff-SCM's anti-causal guidance, its own row ("NET anticausal")
+    anticausal_row: bool = False
     #: validation rows of the TRAINING split (the last n_sweep of the n_train drawn, not fitted)
     #: the scales and fractions are swept on (None: every scale scored on every test row)
     n_sweep: int | None = Field(None, ge=2)
@@ -78,11 +80,14 @@ def _net(kind: str, width: int) -> dict[str, Any]:
 
 # Two shared cores (not comparable with the paper's rows: fewer test rows, a small UNet): 2,000
 # rendered training rows (the last 100 the validation rows of the sweep), 500 test rows,
-# composition on the first 200; K = 20 DDIM steps, 3 refinements per inversion step.
+# composition on the first 200; K = 20 DDIM steps, 3 refinements per inversion step; Diff-SCM's
+# anti-causal guidance (an unconditional UNet and a 1,000-step predictor) as its own row.
 SETTINGS["cpu"] = Setting.model_validate({
     "subset": 2000, "workers": 2, "n_train": 2000, "n_sweep": 100, "n_test": 500, "n_reference": 500,
-    "n_detail": 200, "nets": {"unet": _net("unet", 16)},
+    "n_detail": 200, "nets": {"unet": _net("unet", 16)}, "anticausal_row": True,
+    "predictor": {"base_channels": 16, "channel_mult": (1, 2, 2), "num_groups": 8},
     "denoiser_train": {"steps": 3000, "batch_size": 64, "lr": 1e-3},
+    "predictor_train": {"steps": 1000, "batch_size": 64, "lr": 1e-3},
     "parents_steps": 1000, "ddim_steps": 20, "refinements": 3, "fractions": (0.75, 1.0),
     "scales": (1.0, 2.0, 3.0), "vae": {"steps": 500, "batch_size": 64}})
 # One H100/H200, 6 minutes for everything once the 60k training renders are cached

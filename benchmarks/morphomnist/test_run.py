@@ -52,7 +52,7 @@ def test_shared_abduction_gives_the_counterfactuals():
 
 @needs_mnist
 def test_a_swept_run_scores_the_main_pair_on_all_rows():
-    s = quick_swept()
+    s = quick_swept().model_copy(update={"anticausal_row": True})
     out = R.run(s, cache_dir=tempfile.mkdtemp())
     m = out["main"]["unet"]
     assert m["guidance_scale"] in s.scales and set(out["sweeps"]["unet"]) == {(0.75, x) for x in s.scales}
@@ -61,6 +61,8 @@ def test_a_swept_run_scores_the_main_pair_on_all_rows():
     main = out["scores"][f"unet f={m['abduction_fraction']:g} s={m['guidance_scale']:g}"]
     assert main["n"] == 6 and main["n_detail"] == 3 and "reversibility_l1" in main["interventions"]["digit"]
     assert out["scores"]["truth"]["composition_l1"]["10"]["mean"] == 0.0
+    a = out["main"]["unet anticausal"]  # Diff-SCM's anti-causal guidance: its own row
+    assert f"unet anticausal f={a['abduction_fraction']:g} s={a['guidance_scale']:g}" in out["scores"]
 
 
 @needs_mnist
