@@ -1,17 +1,21 @@
 """Morpho-MNIST benchmark (BENCHMARKS.md section 4): causaldiff beside VAE / HVAE / GAN.
 
-This folder reads top to bottom: ``morpho`` (the morphological operations), ``dataset`` (the data set
-``morphomnist``, registered on import), ``cache`` and ``parallel`` (rendered splits, worker processes),
-``protocol`` (the metrics against the true counterfactuals), ``settings``, ``run``, ``report``.
+This folder reads top to bottom: ``legacy_resize`` and ``legacy_morpho`` (the image operations, as
+the published files were made), ``published`` (those files), ``render_split`` (the rendered train
+split's chunk cache), ``parallel`` (worker processes), ``dataset`` (the data set ``morphomnist``,
+registered on import), ``scaling``, ``draws``, ``predictors`` and ``effectiveness`` (the
+benchmark's own scoring), ``protocol``, ``settings``, ``run``, ``report``.
 
 Usage::
 
-    export CAUSALDIFF_MNIST_DIR=../shared/data/mnist
+    export CAUSALDIFF_MNIST_DIR=../shared/data/mnist CAUSALDIFF_MORPHO_DIR=../shared/data/morphomnist-deepscm
     python -m benchmarks.morphomnist --setting quick       # seconds: the CI setting (not saved)
     python -m benchmarks.morphomnist --setting cpu         # a small UNet and DiT on 2 cores (not comparable)
     python -m benchmarks.morphomnist --setting gpu --device cuda   # the full protocol on the 10k test split
+    python -m benchmarks.morphomnist --setting cpu --save models/morphomnist   # keep the fitted SCMs
+    python -m benchmarks.morphomnist --setting cpu --evaluate models/morphomnist   # re-score them, no training
     python -m benchmarks.morphomnist --setting generator   # the generator's acceptance figures
-        python -m benchmarks.morphomnist --setting gpu --smoke --device cuda  # its pipeline, tiny counts
+    python -m benchmarks.morphomnist --setting gpu --smoke --device cuda  # its pipeline, tiny counts
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ if __package__ in (None, ""):  # run as a script (python benchmarks/morphomnist)
 
 from benchmarks.morphomnist.dataset import MorphoMNIST  # noqa: E402
 from benchmarks.morphomnist.protocol import generator_statistics  # noqa: E402
-from benchmarks.morphomnist.report import markdown, plot_effectiveness  # noqa: E402
+from benchmarks.morphomnist.report import markdown, plot_effectiveness, summary  # noqa: E402
 from benchmarks.morphomnist.run import SETTINGS, run, sweep_lines  # noqa: E402
 from benchmarks.morphomnist.settings import smoke  # noqa: E402
 from causaldiff.evaluation import report, save_grid  # noqa: E402
@@ -61,6 +65,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS_DIR}; quick: not saved)")
     p.add_argument("--cache-dir", default=None, help="rendered-split cache (default ~/.cache/causaldiff/morphomnist)")
     p.add_argument("--smoke", action="store_true", help="the setting's pipeline with tiny counts (not saved)")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="the denoisers' training checkpoints (a killed run resumes from them)")
+    p.add_argument("--save", default=None, help="save the fitted SCMs (safetensors) under SAVE/NET")
+    p.add_argument("--evaluate", default=None, metavar="PATH",
+                   help="re-score the SCMs saved under PATH/NET (--save) without training")
     args = p.parse_args(argv)
     t0 = START if argv is None else time.perf_counter()  # as a script: the imports included
     args.command = " ".join(["python", *map(shlex.quote, sys.argv if argv is None else ["-m", "benchmarks.morphomnist", *argv])])
@@ -70,14 +79,19 @@ def main(argv: list[str] | None = None) -> dict:
         return generator(args)
     setting, timer = SETTINGS[args.setting], report.Timer(args.device)
     setting = smoke(setting) if args.smoke else setting
-    out = run(setting, seed=args.seed, device=args.device, timer=timer, cache_dir=args.cache_dir)
+    out = run(setting, seed=args.seed, device=args.device, timer=timer, cache_dir=args.cache_dir,
+              checkpoint_dir=args.checkpoint_dir, save_dir=args.save, evaluate=args.evaluate)
     total, lines = time.perf_counter() - t0, sweep_lines(out["sweeps"])  # wall clock
     results = {"setting": args.setting, "note": NOTES[args.setting], "settings": setting.model_dump(mode="json"),
-               "scores": out["scores"], "sweeps": {k: {str(s): v for s, v in sw.items()} for k, sw in lines.items()},
+               "scores": out["scores"], "floors": out["floors"], "sweeps": {k: {str(s): v for s, v in sw.items()} for k, sw in lines.items()},
                "main": out["main"], "budgets": out["budgets"], "seconds": timer.seconds, "total_s": total,
                "within_time_limit": None if setting.time_limit_s is None else total <= setting.time_limit_s,
                "command": args.command, "environment": report.environment(args.device)}
-    stem = f"morphomnist_{args.setting}" + ("_smoke" if args.smoke else "")
+    results["summary"] = summary(results, "batch")
+    results["summary_eval"] = summary(results, "eval")
+    # one results file for the benchmark (the setting recorded inside); quick and smoke runs apart
+    stem = ("morphomnist_benchmark" if args.setting not in ("quick",) and not args.smoke
+            else f"morphomnist_{args.setting}" + ("_smoke" if args.smoke else ""))
     if save:
         rows, labels = out["grid"]
         results["grid"] = save_grid(rows, labels, args.out / f"{stem}_grid.png", title=f"Morpho-MNIST ({args.setting})").name

@@ -1,27 +1,28 @@
-"""Morpho-MNIST thickness-intensity (DeepSCM's synthetic data set), rendered here with exact truth.
+"""Morpho-MNIST thickness-intensity (DeepSCM's synthetic data set) on the benchmark's own images,
+with exact truth.
 
 Causal graph and structural equations (Pawlowski et al. 2020; ``BENCHMARKS.md`` section 4)::
 
     thickness ──> intensity          t = 0.5 + u_t,                       u_t ~ Gamma(10, rate 5)
         │             │              i = 64 + 191 sigmoid(2 (t - 2.5) + 0.5 u_i),  u_i ~ N(0, 1)
-        └──> image <──┘ <── digit    image = render(handwriting, t, i)    (:mod:`.morpho`)
+        └──> image <──┘ <── digit    image = render(handwriting, t, i)    (:mod:`.legacy_morpho`)
 
 The digit is the MNIST label and the original handwriting (uint8 28x28) is the image's exogenous
-style. Because the project renders the images itself, do(thickness) and do(intensity) have exact
-true counterfactuals: the draw's noise pushed through the equations under the intervention and the
-*same* handwriting re-rendered (intensity after do(t) follows its true mechanism). do(digit) has no
+style. The splits are the benchmark's: the **test** split is the published file
+(``t10k-images-idx3-ubyte.gz``, targets ``t10k-morpho.csv``: :mod:`.published`), the **train**
+split the MNIST training digits rendered at ``train-morpho.csv``'s targets with the faithful
+renderer (:mod:`.render_split`'s chunk cache; the published training images are not shipped). The
+noise of each row is abducted from its csv targets (``u_t = t - 0.5``; ``u_i`` by inverting the
+intensity equation), so do(thickness) and do(intensity) have exact true counterfactuals *of the
+benchmark's own images*: the noise pushed through the equations under the intervention and the
+same handwriting re-rendered (intensity after do(t) follows its true mechanism). do(digit) has no
 true image (the generative process does not say how this writer would draw another digit):
 :meth:`MorphoMNIST.counterfactual` refuses it by name.
 
-Values: ``thickness``, ``intensity`` float32 ``(n,)``, ``digit`` long ``(n,)``, ``image`` float32
-``(n, 1, 32, 32)`` (``size`` 32: zero-padded as in the benchmark) in ``[-1, 1]``
-(``uint8 / 127.5 - 1``). Exogenous: ``handwriting`` uint8 ``(n, 28, 28)``, ``base_thickness``
-float64 (the handwriting's thickness at the renderer's scale 16), ``u_thickness``, ``u_intensity``
-float32, ``index`` (the MNIST row).
-
-``load(split, n, seed)`` reads the generated split (every MNIST image of the split, or the first
-``subset``, with one (t, i) draw each, seeded by ``Config.seed``), rendered in ``workers``
-processes and cached to a versioned ``.npz`` keyed by every setting (see :mod:`.cache`).
+Values: ``thickness``, ``intensity`` float32 ``(n,)`` (the csv's), ``digit`` long ``(n,)``,
+``image`` float32 ``(n, 1, 32, 32)`` (``size`` 32: zero-padded as in the benchmark) in ``[-1, 1]``
+(``uint8 / 127.5 - 1``). Exogenous: ``handwriting`` uint8 ``(n, 28, 28)``, ``u_thickness``,
+``u_intensity`` float32, ``index`` (the split's row).
 
 The class registers as the data set ``morphomnist`` when this module is imported; specs resolve the
 name through the entry-point group ``causaldiff.datasets`` (``pyproject.toml``), which imports it. It
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -48,9 +50,9 @@ from causaldiff.errors import DataError, InterventionError
 from causaldiff.interventions import as_intervention, intervene
 from causaldiff.registry import DATASETS
 
-from benchmarks.morphomnist import morpho
-from benchmarks.morphomnist.cache import cached_split, settings
+from benchmarks.morphomnist import legacy_morpho, published
 from benchmarks.morphomnist.parallel import RowJob, map_rows
+from benchmarks.morphomnist.render_split import load_rendered, render_split
 
 #: the nodes, their edges and the nodes with an exact true counterfactual
 EDGES = (("thickness", "intensity"), ("thickness", "image"), ("intensity", "image"), ("digit", "image"))
@@ -61,11 +63,12 @@ BENCHMARK_INTERVENTIONS = ("digit", "intensity", "thickness")
 GAMMA_CONCENTRATION, GAMMA_RATE, THICKNESS_OFFSET = 10.0, 5.0, 0.5
 INTENSITY_OFFSET, INTENSITY_RANGE, INTENSITY_SLOPE, INTENSITY_CENTRE, INTENSITY_NOISE = \
     64.0, 191.0, 2.0, 2.5, 0.5
-CONSTANTS = (GAMMA_CONCENTRATION, GAMMA_RATE, THICKNESS_OFFSET, INTENSITY_OFFSET, INTENSITY_RANGE,
-             INTENSITY_SLOPE, INTENSITY_CENTRE, INTENSITY_NOISE)
 #: min-max scaling of the benchmark (counterfactual-benchmark, commit 581dbb4)
 ATTRIBUTE_RANGES = {"thickness": (0.87598526, 6.255515), "intensity": (66.601204, 254.90317)}
-EXOGENOUS = ("handwriting", "base_thickness", "u_thickness", "u_intensity", "index")
+EXOGENOUS = ("handwriting", "u_thickness", "u_intensity", "index")
+#: version of the rendered train split's cache folder (bumped when the renderer changes)
+RENDER_VERSION = 2
+DEFAULT_CACHE = Path.home() / ".cache" / "causaldiff" / "morphomnist"
 
 
 class MorphoMNISTConfig(BaseModel):
@@ -74,11 +77,11 @@ class MorphoMNISTConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     root: str | None = Field(None, description="folder of the MNIST IDX files (load_mnist's search path)")
-    seed: int = Field(0, ge=0, description="seed of the generated splits' (t, i) draws")
     subset: int | None = Field(None, ge=1, le=SIZES["test"], description="first images of each split only")
     size: int = Field(32, description="28, or 32: zero-padded as in the benchmark")
     workers: int = Field(2, ge=1, le=64, description="rendering processes")
-    cache_dir: str | None = Field(None, description="cache folder (None: ~/.cache/causaldiff/morphomnist)")
+    cache_dir: str | None = Field(None, description="rendered train split's folder "
+                                                    "(None: ~/.cache/causaldiff/morphomnist)")
 
 
 @lru_cache(maxsize=4)
@@ -107,6 +110,19 @@ def intensity_equation(t: Tensor, u_i: Tensor) -> Tensor:
     return INTENSITY_OFFSET + INTENSITY_RANGE * torch.sigmoid(intensity_mean_logit(t) + INTENSITY_NOISE * u_i)
 
 
+def abduct_noise(t: np.ndarray, i: np.ndarray) -> tuple[Tensor, Tensor]:
+    """The noise of given float32 targets: ``u_t = t - 0.5`` (exact in float32) and ``u_i`` the
+    inverse of :func:`intensity_equation` (in float64, stored as float32)."""
+    t64, i64 = np.asarray(t, np.float64), np.asarray(i, np.float64)
+    p = (i64 - INTENSITY_OFFSET) / INTENSITY_RANGE
+    if not ((p > 0) & (p < 1)).all():
+        raise DataError(f"intensity targets must lie in ({INTENSITY_OFFSET:g}, "
+                        f"{INTENSITY_OFFSET + INTENSITY_RANGE:g})")
+    u_i = (np.log(p / (1 - p)) - INTENSITY_SLOPE * (t64 - INTENSITY_CENTRE)) / INTENSITY_NOISE
+    u_t = np.asarray(t, np.float32) - np.float32(THICKNESS_OFFSET)
+    return torch.from_numpy(u_t), torch.from_numpy(u_i.astype(np.float32))
+
+
 def draw_noise(n: int, seed: int) -> tuple[Tensor, Tensor]:
     """``u_t ~ Gamma(10, rate 5)`` and ``u_i ~ N(0, 1)``, float32 ``(n,)`` (numpy's PCG64)."""
     rng = np.random.default_rng(seed)
@@ -117,7 +133,7 @@ def draw_noise(n: int, seed: int) -> tuple[Tensor, Tensor]:
 
 def to_unit_images(images: np.ndarray | Tensor, size: int) -> Tensor:
     """uint8 ``(n, 28, 28)`` -> float32 ``(n, 1, size, size)`` in ``[-1, 1]``."""
-    x = torch.as_tensor(np.asarray(images)).float().div(127.5).sub(1).unsqueeze(1)
+    x = torch.tensor(np.asarray(images)).float().div(127.5).sub(1).unsqueeze(1)  # a copy: read-only ok
     pad = (size - 28) // 2
     return torch.nn.functional.pad(x, (pad, pad, pad, pad), value=-1.0) if pad else x
 
@@ -132,7 +148,7 @@ def to_uint8(images: Tensor | np.ndarray) -> np.ndarray:
 
 
 def _measure_chunk(images: np.ndarray) -> tuple[np.ndarray]:
-    return (morpho.measure_images(images),)
+    return (legacy_morpho.measure_images(images),)
 
 
 def measure(images: Tensor | np.ndarray, workers: int = 1) -> dict[str, Tensor]:
@@ -146,9 +162,8 @@ def measure(images: Tensor | np.ndarray, workers: int = 1) -> dict[str, Tensor]:
     return {"thickness": m[:, 0], "intensity": m[:, 1]}
 
 
-def _render_counterfactual_chunk(handwriting: np.ndarray, base: np.ndarray, t: np.ndarray,
-                                 i: np.ndarray) -> tuple[np.ndarray]:
-    return (morpho.render_rows(handwriting, base, t, i)[0],)
+def _render_chunk(handwriting: np.ndarray, t: np.ndarray, i: np.ndarray) -> tuple[np.ndarray]:
+    return (legacy_morpho.render_rows(handwriting, t, i),)
 
 
 class CounterfactualJob:
@@ -156,11 +171,10 @@ class CounterfactualJob:
     processes (in the background when asked); :meth:`result` returns its rows."""
 
     def __init__(self, ds: "MorphoMNIST", draw: Draw, t: Tensor, i: Tensor, background: bool):
-        ex = draw.exogenous
         self._size, self._device = ds.config.size, draw.values["digit"].device
         self._t, self._i, self._digit = t, i, draw.values["digit"].clone()
-        arrays = [ex["handwriting"].cpu().numpy(), ex["base_thickness"].cpu().numpy(), t.numpy(), i.numpy()]
-        self._job = RowJob(_render_counterfactual_chunk, arrays, ds.config.workers,
+        arrays = [draw.exogenous["handwriting"].cpu().numpy(), t.numpy(), i.numpy()]
+        self._job = RowJob(_render_chunk, arrays, ds.config.workers,
                            "rendering true counterfactuals", background=background)
 
     def cancel(self) -> None:
@@ -231,28 +245,23 @@ class MorphoMNIST(GroundTruth):
         index = torch.randint(len(labels), (n,), generator=generator)
         seed = int(torch.randint(2**62, (), generator=generator))
         u_t, u_i = draw_noise(n, seed)
-        return self.render_draw(images[index.numpy()], labels[index.numpy()], u_t, u_i, None, index)
-
-    def render_draw(self, handwriting: np.ndarray, labels: np.ndarray, u_t: Tensor, u_i: Tensor,
-                    base: np.ndarray | None, index: Tensor) -> Draw:
-        """The rows of the given exogenous variables, rendered in this process."""
         t = thickness_equation(u_t)
         i = intensity_equation(t, u_i)
-        images, base = morpho.render_rows(handwriting, base, t.numpy(), i.numpy())
-        return self.as_draw(images, labels, t, i, handwriting, base, u_t, u_i, index)
+        handwriting = images[index.numpy()]
+        rendered = legacy_morpho.render_rows(handwriting, t.numpy(), i.numpy())
+        return self.as_draw(rendered, labels[index.numpy()], t, i, handwriting, u_t, u_i, index)
 
     def as_draw(self, images: np.ndarray, labels: np.ndarray, t: Tensor, i: Tensor,
-                handwriting: np.ndarray, base: np.ndarray, u_t: Tensor, u_i: Tensor, index: Tensor) -> Draw:
+                handwriting: np.ndarray, u_t: Tensor, u_i: Tensor, index: Tensor) -> Draw:
         values = {"thickness": t, "intensity": i, "digit": torch.as_tensor(labels.astype(np.int64)),
                   "image": to_unit_images(images, self.config.size)}
         exogenous = {"handwriting": torch.from_numpy(np.ascontiguousarray(handwriting)),
-                     "base_thickness": torch.from_numpy(np.asarray(base, dtype=np.float64)),
                      "u_thickness": u_t, "u_intensity": u_i, "index": torch.as_tensor(index).long()}
         return Draw(values, exogenous)
 
     def load(self, split: str, n: int, seed: int = 0) -> Draw:
-        """``n`` rows of the generated ``split``, drawn without replacement with
-        ``split_seed(seed, split)`` (all rows, in order, when ``n`` is the split's size)."""
+        """``n`` rows of ``split``, drawn without replacement with ``split_seed(seed, split)``
+        (all rows, in order, when ``n`` is the split's size)."""
         data = self.generated(split)
         size = len(data["labels"])
         if not isinstance(n, int) or not 1 <= n <= size:
@@ -262,22 +271,28 @@ class MorphoMNIST(GroundTruth):
         g = torch.Generator().manual_seed(split_seed(seed, split))
         rows = torch.arange(size) if n == size else torch.randperm(size, generator=g)[:n]
         r = rows.numpy()
-        u_t, u_i = torch.from_numpy(data["u_thickness"][r]), torch.from_numpy(data["u_intensity"][r])
-        t = thickness_equation(u_t)
-        return self.as_draw(data["images"][r], data["labels"][r], t, intensity_equation(t, u_i),
-                            data["handwriting"][r], data["base_thickness"][r], u_t, u_i, rows)
+        u_t, u_i = abduct_noise(data["thickness"][r], data["intensity"][r])
+        return self.as_draw(data["images"][r], data["labels"][r], torch.from_numpy(data["thickness"][r]),
+                            torch.from_numpy(data["intensity"][r]), data["handwriting"][r], u_t, u_i, rows)
 
     def generated(self, split: str) -> dict[str, np.ndarray]:
-        """The whole generated split (cached; see :func:`.morphomnist_cache.cached_split`)."""
+        """The benchmark's split (first ``subset`` rows): ``images`` (test: the published file;
+        train: rendered once into the chunk cache), ``labels``, ``handwriting``, and the csv
+        ``thickness`` and ``intensity`` targets (float32)."""
         if split not in SPLITS:
             raise DataError(f"split must be one of {SPLITS}, got {split!r}")
-        images, labels = self.handwriting(split)
-        seed = split_seed(self.config.seed, split)
-        u_t, u_i = draw_noise(len(labels), seed)
-        t = thickness_equation(u_t)
-        meta = settings(self.config, split, seed, list(CONSTANTS))
-        return cached_split(self.config, meta, images, labels, {"u_thickness": u_t, "u_intensity": u_i},
-                            t, intensity_equation(t, u_i))
+        handwriting, labels = self.handwriting(split)
+        t, i = published.targets(split)
+        n = len(labels)
+        if split == "test":
+            images = published.t10k_images()[:n]
+        else:
+            folder = Path(self.config.cache_dir).expanduser() if self.config.cache_dir else DEFAULT_CACHE
+            folder = folder / f"render-v{RENDER_VERSION}"
+            render_split(folder, split, n, workers=self.config.workers)
+            images = load_rendered(folder, split, n)
+        return {"images": images, "labels": np.asarray(labels, np.int64), "handwriting": handwriting,
+                "thickness": t[:n], "intensity": i[:n]}
 
     # ------------------------------------------------------------------------------ counterfactuals
     def counterfactual(self, draw: Draw, do: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -342,4 +357,4 @@ def _check_range(node: str, value: Tensor, low: float, high: float) -> None:
 
 __all__ = ["MorphoMNIST", "MorphoMNISTConfig", "CounterfactualJob", "measure", "to_uint8", "to_unit_images", "EDGES",
            "TRUE_INTERVENTIONS", "BENCHMARK_INTERVENTIONS", "ATTRIBUTE_RANGES", "thickness_equation",
-           "intensity_equation", "draw_noise"]
+           "intensity_equation", "draw_noise", "abduct_noise", "RENDER_VERSION"]

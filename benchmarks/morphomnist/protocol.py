@@ -4,12 +4,15 @@
   training split against the published files, the measured thickness and intensity of rendered
   images against their targets, determinism, the true counterfactuals of a null intervention and of
   do(t = measured thickness);
-* the benchmark's interventions (:func:`benchmark_interventions`: every row gets a value of a
-  *different* bin, 9 bins over the [-1, 1]-scaled attribute, or another digit, drawn from the
-  training split) and their targets propagated through the true mechanism;
+* the benchmark's interventions (:func:`benchmark_interventions`, the rule of :mod:`.draws`: the
+  published test split's unique values outside the factual's region, another digit of the nine);
+  their targets are the *true* counterfactual parents (intensity after do(t) through the true
+  mechanism: stricter than the benchmark's, which scores against its model's own learned flow);
 * the scores of a counterfactual function (:func:`score_counterfactuals`): composition (L1 on the
-  0-255 scale after 1 and 10 cycles), effectiveness by independent predictors (thickness and
-  intensity MAE, digit accuracy), the same MAEs *measured* with Morpho-MNIST's ``measure``,
+  padded 32x32 image, 0-255 scale, after 1 and 10 cycles), effectiveness by the benchmark's released
+  predictors in both BatchNorm modes (:mod:`.effectiveness`: ``batch``, the benchmark's statistics
+  of each batch of 256, and ``eval``; :meth:`Protocol.floors`: the real test images' scores,
+  each column's floor), the same MAEs *measured* with Morpho-MNIST's ``measure``,
   reversibility, minimality CLD with the benchmark's 0.8/0.2 weighting (comparison sets: same bins),
   and the error against the exact true counterfactual for do(t) and do(i) (MSE, PSNR on [-1, 1];
   beside the unchanged image's).
@@ -23,17 +26,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from causaldiff import metrics as M
 from causaldiff.datasets.base import Draw, split_seed
 from causaldiff.errors import DataError
-from causaldiff.evaluation.axioms import other_class
-from causaldiff.metrics._fit import fit_metric_model
-from causaldiff.training import seeded_module
 
-from benchmarks.morphomnist.dataset import (ATTRIBUTE_RANGES, BENCHMARK_INTERVENTIONS, TRUE_INTERVENTIONS, MorphoMNIST, draw_noise,
-                                    intensity_equation, measure, thickness_equation)
+from benchmarks.morphomnist.dataset import (BENCHMARK_INTERVENTIONS, TRUE_INTERVENTIONS, MorphoMNIST,
+                                            draw_noise, intensity_equation, measure, thickness_equation)
+from benchmarks.morphomnist.draws import DrawRule, draw_digit, t10k_rules
+from benchmarks.morphomnist.effectiveness import ReleasedPredictors, score
+from benchmarks.morphomnist.scaling import scale
 
 #: statistics of the published files (60k train) and the acceptance tolerances
 PUBLISHED = {"thickness_mean": (2.503, 0.03), "thickness_std": (0.632, 0.03),
@@ -90,7 +92,7 @@ def true_counterfactual_checks(ds: MorphoMNIST, n: int, seed: int = 0) -> dict[s
 def generator_statistics(ds: MorphoMNIST, n_law: int = 60_000, n_render: int = 1000,
                          n_counterfactual: int = 100) -> dict[str, Any]:
     """Every acceptance figure of the generator (see the module docstring)."""
-    law = law_statistics(n_law, ds.config.seed)
+    law = law_statistics(n_law)
     return {"law": law, "law_within_published": within_published(law), "published": PUBLISHED,
             "measured_vs_target": measured_against_target(ds, n_render),
             "true_counterfactuals": true_counterfactual_checks(ds, n_counterfactual)}
@@ -98,43 +100,29 @@ def generator_statistics(ds: MorphoMNIST, n_law: int = 60_000, n_render: int = 1
 
 # ------------------------------------------------------------------------------ interventions
 NUM_BINS = 9
-NUM_DIGITS = 10
 GREY = 127.5  # [-1, 1] -> 0-255: L1 * 127.5
 
 
-def scaled(node: str, values: torch.Tensor) -> torch.Tensor:
-    """The benchmark's min-max scaling of ``node`` to [-1, 1]."""
-    lo, hi = ATTRIBUTE_RANGES[node]
-    return 2 * (values.double() - lo) / (hi - lo) - 1
-
-
 def bins(node: str, values: torch.Tensor, num_bins: int = NUM_BINS) -> torch.Tensor:
-    """Bin index (long, 0..num_bins-1) of each value on the scaled [-1, 1] axis (clamped)."""
+    """Bin index (long, 0..num_bins-1) of each value on the benchmark's float32-scaled [-1, 1]
+    axis (clamped): CLD's comparison sets (the digit is its own bin)."""
     if node == "digit":
         return values.long()
-    x = (scaled(node, values) + 1) / 2 * num_bins
-    return x.floor().clamp(0, num_bins - 1).long()
+    x = (torch.from_numpy(scale(node, values.cpu().numpy())).double() + 1) / 2 * num_bins
+    return x.floor().clamp(0, num_bins - 1).long().to(values.device)
 
 
-def other_bin_values(node: str, factual: torch.Tensor, pool: torch.Tensor,
-                     generator: torch.Generator) -> torch.Tensor:
-    """For each factual value, a value of ``pool`` (the training split) from a different bin
-    (another digit for ``digit``), uniform over the eligible pool values."""
-    if node == "digit":
-        return other_class(factual.long(), NUM_DIGITS, generator)
-    fb, pb = bins(node, factual), bins(node, pool)
-    ok = pb[None, :] != fb[:, None]  # (n, pool)
-    if not ok.any(1).all():
-        raise DataError(f"{node}: the pool has no value outside some row's bin")
-    weights = ok.double()
-    pick = torch.multinomial(weights, 1, generator=generator).squeeze(1)
-    return pool[pick].to(factual.dtype)
-
-
-def benchmark_interventions(factual: Draw, train: Draw, generator: torch.Generator) -> dict[str, dict[str, torch.Tensor]]:
-    """``{node: {node: values}}``: the do(t), do(i), do(digit) of the benchmark."""
-    return {node: {node: other_bin_values(node, factual.values[node], train.values[node], generator)}
-            for node in BENCHMARK_INTERVENTIONS}
+def benchmark_interventions(factual: Draw, rng: np.random.Generator,
+                            rules: Mapping[str, DrawRule] | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """``{node: {node: values}}``: the benchmark's do(t), do(i), do(digit) of each factual row, drawn
+    by its rule (:mod:`.draws`: the published test split's unique values outside the factual's
+    region, ``rules`` by default :func:`.draws.t10k_rules`; another digit of the nine)."""
+    rules = t10k_rules() if rules is None else rules
+    f = factual.values
+    out = {"digit": {"digit": torch.from_numpy(draw_digit(f["digit"].cpu().numpy(), rng))}}
+    for node in ("intensity", "thickness"):
+        out[node] = {node: torch.from_numpy(rules[node].draw_raw(f[node].cpu().numpy(), rng))}
+    return out
 
 
 # ------------------------------------------------------------------------------ scores
@@ -182,6 +170,8 @@ def weighted_cld(vae: M.TrainedVAE, factual: torch.Tensor, counterfactual: torch
 
 
 CLD_WEIGHTS = (0.8, 0.2)
+#: the effectiveness targets, in the order of :func:`.effectiveness.score`'s arguments
+NODES = ("thickness", "intensity", "digit")
 
 
 def first(rows: Mapping[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
@@ -262,7 +252,7 @@ class Protocol:
     ds: MorphoMNIST
     factual: Draw
     interventions: Mapping[str, Mapping[str, torch.Tensor]]
-    predictors: "Predictors"
+    predictors: ReleasedPredictors
     vae: M.TrainedVAE | None
     reference: Draw
     cycles: tuple[int, ...] = (1, 10)
@@ -278,6 +268,12 @@ class Protocol:
     def n_detail(self) -> int:
         """Rows of the costly metrics: the first ``detail`` (all without it)."""
         return len(self.factual) if self.detail is None else min(self.detail, len(self.factual))
+
+    def floors(self) -> dict[str, dict[str, float]]:
+        """The released predictors' scores of the factual (real) test images against their own
+        parents: each effectiveness column's floor, in both BatchNorm modes."""
+        f = self.factual.values
+        return score(self.predictors, f["image"].cpu(), *(f[k].cpu().numpy() for k in NODES))
 
     def head(self, n: int) -> "Protocol":
         """The protocol on the first ``n`` factual rows."""
@@ -310,7 +306,7 @@ class Protocol:
         targets = self.ds.counterfactual_parents(factual, do)
         k = self.n_detail
         out: dict[str, Any] = {
-            "effectiveness": effectiveness_scores(self.predictors(cf["image"], targets["intensity"]), targets),
+            "effectiveness": score(self.predictors, cf["image"].cpu(), *(targets[k].cpu().numpy() for k in NODES)),
             "minimality_l1": mean_std(M.minimality(factual.values["image"], cf["image"]) * GREY)}
         if measured:
             out["measured"] = effectiveness_scores(measure(cf["image"][:k], self.workers), first(targets, k))
@@ -327,72 +323,13 @@ class Protocol:
 
 
 def score_counterfactuals(fn: M.CounterfactualFn, ds: MorphoMNIST, factual: Draw,
-                          interventions: Mapping[str, Mapping[str, torch.Tensor]], predictors: "Predictors",
+                          interventions: Mapping[str, Mapping[str, torch.Tensor]], predictors: ReleasedPredictors,
                           vae: M.TrainedVAE | None, reference: Draw, cycles: tuple[int, ...] = (1, 10)) -> dict[str, Any]:
     """The benchmark's scores of a counterfactual function on every row (:meth:`Protocol.score`)."""
     return Protocol(ds, factual, interventions, predictors, vae, reference, cycles).score(fn)
 
 
-# ------------------------------------------------------------------------------ predictors
-class AttributeRegressor(nn.Module):
-    """A small CNN regressing a [-1, 1]-scaled attribute from a 1xHxW image (and, for thickness,
-    the scaled intensity: the benchmark's thickness predictor also takes intensity)."""
-
-    def __init__(self, hidden: int = 32, extra: int = 0):
-        super().__init__()
-        self.body = M.ImageClassifier(hidden, hidden)
-        self.head = nn.Sequential(nn.ReLU(), nn.Linear(hidden + extra, 1))
-
-    def forward(self, images: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.body(images)
-        if extra is not None:
-            h = torch.cat([h, extra.to(h.dtype)[:, None]], 1)
-        return self.head(h).squeeze(1)
-
-
-def _unscale(node: str, x: torch.Tensor) -> torch.Tensor:
-    lo, hi = ATTRIBUTE_RANGES[node]
-    return (x.double() + 1) / 2 * (hi - lo) + lo
-
-
-@dataclass
-class Predictors:
-    """The independent anti-causal predictors of effectiveness, trained on the training split."""
-
-    thickness: AttributeRegressor
-    intensity: AttributeRegressor
-    digit: M.ImageClassifier
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor, intensity: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Predicted thickness (given the target ``intensity``), intensity and digit."""
-        dev = next(self.digit.parameters()).device
-        x = images.to(dev, torch.float32)
-        i = scaled("intensity", intensity.to(dev)).float()
-        return {"thickness": _unscale("thickness", self.thickness(x, i)).cpu(),
-                "intensity": _unscale("intensity", self.intensity(x)).cpu(),
-                "digit": self.digit(x).argmax(1).cpu()}
-
-
-def train_predictors(train: Draw, config: M.ClassifierConfig, device: torch.device | str = "cpu",
-                     seed: int = 0) -> Predictors:
-    """Train the three predictors on ``train`` (MSE on scaled targets; cross-entropy for digit)."""
-    x = train.values["image"].to(device)
-    t, i = (scaled(k, train.values[k]).float().to(device) for k in ("thickness", "intensity"))
-
-    def regressor(target: torch.Tensor, extra: torch.Tensor | None, offset: int) -> AttributeRegressor:
-        cfg = config.model_copy(update={"seed": seed + offset})
-        net = seeded_module(lambda: AttributeRegressor(config.hidden, int(extra is not None)), cfg.seed, device)
-        fit_metric_model(net, lambda m, idx, _: (m(x[idx], None if extra is None else extra[idx])
-                                                 - target[idx]).pow(2).mean(), len(x), cfg, desc="regressor")
-        return net.eval()
-
-    digit = M.train_classifier(x, train.values["digit"].to(device), num_classes=NUM_DIGITS, config=config,
-                               device=device, seed=seed + 2)
-    return Predictors(regressor(t, i, 0), regressor(i, None, 1), digit)
-
-
-__all__ = ["Protocol", "TrueCounterfactuals", "first", "score_counterfactuals", "truth_fn", "unchanged_fn", "AttributeRegressor", "Predictors", "train_predictors", "NUM_BINS", "CLD_WEIGHTS", "scaled", "bins", "other_bin_values", "benchmark_interventions",
+__all__ = ["Protocol", "TrueCounterfactuals", "first", "score_counterfactuals", "truth_fn", "unchanged_fn", "NUM_BINS", "CLD_WEIGHTS", "bins", "benchmark_interventions",
            "mean_std", "effectiveness_scores", "true_error", "composition_scores", "weighted_cld",
            "PUBLISHED", "law_statistics", "within_published", "measured_against_target",
            "true_counterfactual_checks", "generator_statistics"]

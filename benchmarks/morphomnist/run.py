@@ -1,38 +1,46 @@
 """The Morpho-MNIST benchmark run: settings, the causaldiff SCM, and the protocol over systems.
 
-Systems scored by :class:`benchmarks.morphomnist.protocol.Protocol` on the same test rows and
-intervention values: ``truth`` (the exact counterfactuals: do(t), do(i)), ``unchanged`` (the
-factual image: a floor for minimality, a ceiling for every error), and causaldiff with the image
-node's denoiser of each entry of ``Setting.nets`` (a UNet, a DiT). Without ``n_sweep`` every
-guidance scale is scored on every row; with it, the scales (and ``fractions``) are swept on the
-first ``n_sweep`` rows (no composition nor reversibility) and the pair of the best mean rank over
-:data:`RANKED` (:func:`benchmarks.common.choose.choose_main`) is
-scored on all rows.
-The true counterfactuals are rendered in worker processes while the networks train.
+Systems scored by :class:`benchmarks.morphomnist.protocol.Protocol` on the same test rows (the
+published test split) and intervention values (the benchmark's draw rule): ``truth`` (the exact
+counterfactuals: do(t), do(i)), ``unchanged`` (the factual image: a floor for minimality, a ceiling
+for every error), and causaldiff with the image node of each entry of ``Setting.nets``
+(:func:`benchmarks.morphomnist.settings.image_config`: the conditional node with anchored guidance by
+default). Without ``n_sweep`` every scale is scored on every test row; with it, the last ``n_sweep``
+of the drawn training rows are held out as validation rows, the scales and ``fractions`` are swept
+on them (:func:`validation_sweep`) and the pair of the best mean rank over :data:`RANKED`
+(:func:`benchmarks.common.choose.choose_main`) is scored on the test rows: the test split never
+chooses. The true counterfactuals are rendered in worker processes while the networks train.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
+import numpy as np
 import torch
 from torch import Tensor
 
 from causaldiff import metrics as M
 from causaldiff.datasets.base import Draw
-from causaldiff.evaluation.axioms import counterfactual_fn, guidance_sweep, shared_abduction_counterfactuals, with_inference
+from causaldiff.evaluation.axioms import counterfactual_fn, with_inference
 from causaldiff.evaluation.report import Timer
 from causaldiff.mechanisms.categorical import CategoricalMechanism
 from causaldiff.mechanisms.diffusion import DiffusionConfig, DiffusionMechanism
 from causaldiff.mechanisms.neural import AdditiveNoiseConfig, AdditiveNoiseMechanism
 from causaldiff.scm import SCM
+from causaldiff.scm import load as load_scm
 
 from benchmarks.common.budget import budgeted_diffusion
 from benchmarks.common.choose import choose_main
 from benchmarks.morphomnist.dataset import EDGES, TRUE_INTERVENTIONS, MorphoMNIST
-from benchmarks.morphomnist.protocol import Protocol, TrueCounterfactuals, benchmark_interventions, first, train_predictors, unchanged_fn
+from benchmarks.morphomnist.effectiveness import BN_MODES, ReleasedPredictors
+from benchmarks.morphomnist.draws import DrawRule
+from benchmarks.morphomnist.protocol import (Protocol, TrueCounterfactuals, benchmark_interventions, composition_scores,
+                                             first, unchanged_fn)
+from benchmarks.morphomnist import published
 from benchmarks.morphomnist.settings import SETTINGS, Setting, image_config
 
 
@@ -46,16 +54,19 @@ def build_scm(setting: Setting, net: Any, image: DiffusionConfig | None = None) 
                                    "image": DiffusionMechanism(image or image_config(setting, net))})
 
 
-def fit_scm(setting: Setting, net: Any, train: Draw, device: str, timer: Timer, name: str) -> tuple[SCM, dict]:
+def fit_scm(setting: Setting, net: Any, train: Draw, device: str, timer: Timer, name: str,
+            checkpoint_dir: str | None = None) -> tuple[SCM, dict]:
     """The SCM of ``net`` fitted on ``train``, the image node's step counts fitted into the
-    setting's budgets first (``{"denoiser": ..., "predictor": ...}``: what the budgets gave)."""
-    config = image_config(setting, net)
+    setting's budgets first (``{"denoiser": ..., "predictor": ...}``: what the budgets gave); the
+    denoiser checkpoints into (and resumes from) ``checkpoint_dir``/``name`` when given."""
+    config = image_config(setting, net, None if checkpoint_dir is None else str(Path(checkpoint_dir) / name))
     parents = sorted(p for p, c in EDGES if c == "image")
     with timer(f"budget probes {name}"):
         config, info = budgeted_diffusion(config, train.values["image"].to(device),
                                           {p: train.values[p].to(device) for p in parents}, parents, node="image",
                                           device=device, denoiser=setting.denoiser_budget,
-                                          predictor=setting.predictor_budget)
+                                          predictor=setting.predictor_budget if setting.guidance == "anticausal"
+                                          else None)
     scm = build_scm(setting, net, config).to(device)
     with timer(f"fit {name}"):
         scm.fit(train.values)
@@ -75,51 +86,70 @@ def grid_rows(fn: M.CounterfactualFn, ds: MorphoMNIST, factual: Draw, ivs: Mappi
         if node in TRUE_INTERVENTIONS:
             rows.append(ds.counterfactual(rows_f, do)["image"])
             labels.append(f"true do({node})")
+    cycled = dict(rows_f.values)
+    for _ in range(10):  # the null intervention fed back in: composition's 10 cycles
+        cycled = fn(cycled, {k: cycled[k] for k in ivs})
+    rows.append(cycled["image"])
+    labels.append("10-cycle composition")
     return rows, labels
 
 
 def _flat(r: Mapping[str, Any]) -> dict[str, float]:
     i = r["interventions"]
-    return {"thickness MAE do(t)": i["thickness"]["effectiveness"]["thickness_mae"],
-            "intensity MAE do(i)": i["intensity"]["effectiveness"]["intensity_mae"],
-            "digit acc do(digit)": i["digit"]["effectiveness"]["digit_acc"],
+    return {"thickness MAE do(t)": i["thickness"]["effectiveness"][BN_MODES[0]]["thickness_mae"],
+            "intensity MAE do(i)": i["intensity"]["effectiveness"][BN_MODES[0]]["intensity_mae"],
+            "digit acc do(digit)": i["digit"]["effectiveness"][BN_MODES[0]]["digit_acc"],
             "measured thickness MAE do(t)": i["thickness"]["measured"]["thickness_mae"]}
 
 
-#: the effectiveness figures the main pair is ranked by (1: lower is better, -1: higher)
-RANKED = {"thickness MAE do(t)": 1.0, "intensity MAE do(i)": 1.0, "digit acc do(digit)": -1.0}
+#: the validation figures the main pair is ranked by (1: lower is better, -1: higher)
+RANKED = {"thickness MAE do(t)": 1.0, "intensity MAE do(i)": 1.0, "digit acc do(digit)": -1.0,
+          "composition L1 1 cycle": 1.0}
 
 
-def _score_net(setting: Setting, scm: SCM, protocol: Protocol, name: str, seed: int,
-               timer: Timer) -> tuple[dict[str, Any], dict[tuple[float, float], dict[str, float]], tuple[float, float]]:
+def _fn(setting: Setting, scm: SCM, f: float, s: float, seed: int) -> M.CounterfactualFn:
+    """The counterfactual function at abduction fraction ``f`` and scale ``s`` (the anchor scale w
+    of the conditional node, the guidance scale of the anti-causal one)."""
+    scale = {"anchor_scale" if setting.guidance == "conditional" else "guidance_scale": s}
+    return counterfactual_fn(with_inference(scm, ["image"], abduction_fraction=f, **scale), seed=seed,
+                             batch_size=setting.eval_batch)
+
+
+def validation_sweep(setting: Setting, scm: SCM, validation: Protocol, seed: int,
+                     timer: Timer) -> dict[tuple[float, float], dict[str, float]]:
+    """``{(fraction, scale): figures}`` on the validation rows of the training split: the
+    effectiveness of each intervention and the 1-cycle composition (which a scale does not change
+    for the anchored node: one per fraction)."""
+    sweep, anchored = {}, setting.guidance == "conditional"
+    for f in setting.fractions or (setting.abduction_fraction,):
+        comp = None
+        for s in setting.scales:
+            fn = _fn(setting, scm, f, s, seed)
+            with timer("validation sweep"):
+                if comp is None or not anchored:
+                    comp = composition_scores(fn, validation.factual.values, (1,))["1"]["mean"]
+                sweep[(f, s)] = {**_flat(validation.score(fn, sweep=True)), "composition L1 1 cycle": comp}
+    return sweep
+
+
+def _score_net(setting: Setting, scm: SCM, protocol: Protocol, validation: Protocol | None, name: str,
+               seed: int, timer: Timer) -> tuple[dict[str, Any], dict[tuple[float, float], dict[str, float]],
+                                             tuple[float, float]]:
     """The scores of one fitted SCM (``{system: scores}``), its sweep ``{(fraction, scale):
-    figures}`` and its main ``(fraction, scale)``."""
-    def fn(f: float, s: float) -> M.CounterfactualFn:
-        return counterfactual_fn(with_inference(scm, ["image"], abduction_fraction=f, guidance_scale=s), seed=seed,
-                                 batch_size=setting.eval_batch)
-
-    if setting.n_sweep is None:
+    figures}`` and its main ``(fraction, scale)``: chosen on the ``validation`` rows (of the
+    training split) by :func:`choose_main` and scored on the test rows; without validation rows
+    every scale is scored on the test rows."""
+    if validation is None:
         f, out = setting.abduction_fraction, {}
         for s in setting.scales:
             with timer(f"score {name} s={s:g}"):
-                out[f"{name} s={s:g}"] = protocol.score(fn(f, s))
+                out[f"{name} s={s:g}"] = protocol.score(_fn(setting, scm, f, s, seed))
         sweep = {(f, s): _flat(out[f"{name} s={s:g}"]) for s in setting.scales}
         return out, sweep, (f, setting.scales[len(setting.scales) // 2])
-    head, per_node = protocol.head(setting.n_sweep), {}
-    fractions = setting.fractions or (setting.abduction_fraction,)
-    for node, do in head.interventions.items():  # one abduction per intervention and fraction
-        per_node[node], _ = guidance_sweep(scm, head.factual.values, do, image_node="image", scales=setting.scales,
-                                           fractions=fractions, batch_size=setting.eval_batch, seed=seed,
-                                           score=lambda _scm, cf, node=node: head.intervention_scores(
-                                               node, cf, measured=node == "thickness"), timer=timer)
-    sweep = {(f, s): _flat({"interventions": {node: per_node[node][f][s] for node in per_node}})
-             for f in fractions for s in setting.scales}
+    sweep = validation_sweep(setting, scm, validation, seed, timer)
     f, s = main = choose_main(sweep, "rank", ranked=RANKED)
     with timer(f"score {name} f={f:g} s={s:g}"):
-        cfs = shared_abduction_counterfactuals(with_inference(scm, ["image"], abduction_fraction=f, guidance_scale=s),
-                                               protocol.factual.values, protocol.interventions,
-                                               batch_size=setting.eval_batch, seed=seed)
-        return {f"{name} f={f:g} s={s:g}": protocol.score(fn(f, s), counterfactuals=cfs)}, sweep, main
+        return {f"{name} f={f:g} s={s:g}": protocol.score(_fn(setting, scm, f, s, seed))}, sweep, main
 
 
 def sweep_lines(sweeps: Mapping[str, Mapping[tuple[float, float], Any]]) -> dict[str, dict[float, Any]]:
@@ -133,50 +163,98 @@ def sweep_lines(sweeps: Mapping[str, Mapping[tuple[float, float], Any]]) -> dict
     return out
 
 
+def training_rules() -> dict[str, DrawRule]:
+    """The benchmark's draw rule on the training split's csv values (the validation rows'
+    interventions: nothing of the test split is used to choose)."""
+    t, i = published.targets("train")
+    return {"thickness": DrawRule.from_values("thickness", t), "intensity": DrawRule.from_values("intensity", i)}
+
+
 def run(setting: Setting, *, seed: int = 0, device: str = "cpu", timer: Timer | None = None,
-        cache_dir: str | None = None) -> dict[str, Any]:
+        cache_dir: str | None = None, checkpoint_dir: str | None = None, save_dir: str | None = None,
+        evaluate: str | None = None) -> dict[str, Any]:
     """Every system of the module docstring scored on the same rows: ``{"scores": {system:
-    scores}, "sweeps": {net: {(fraction, scale): figures}}, "main": {net: {"abduction_fraction",
-    "guidance_scale"}}, "budgets": {net: ...}, "grid": (rows, labels)}`` (the grid of the first net
-    at its main setting)."""
+    scores}, "floors": ..., "sweeps": {net: {(fraction, scale): figures}}, "main": {net:
+    {"abduction_fraction", "guidance_scale"}}, "budgets": {net: ...}, "grid": (rows, labels)}`` (the
+    grid of the first net at its main setting). The fitted SCMs are saved under ``save_dir/NET``
+    (safetensors) when given; ``evaluate`` re-scores the SCMs saved under ``evaluate/NET`` without
+    training."""
     timer = timer or Timer(device)
     ds = MorphoMNIST(subset=setting.subset, workers=setting.workers, cache_dir=cache_dir)
+    n_val = setting.n_sweep or 0
+    if n_val and setting.n_train - n_val < 8:
+        raise ValueError(f"n_sweep={n_val} leaves fewer than 8 of n_train={setting.n_train} rows to fit on")
     with timer("data"):
-        train, factual = ds.load("train", setting.n_train, seed), ds.load("test", setting.n_test, seed)
+        drawn = ds.load("train", setting.n_train, seed)
+        train = drawn[torch.arange(setting.n_train - n_val)]
+        factual = ds.load("test", setting.n_test, seed)
         reference = ds.load("test", setting.n_reference, seed + 1)
-    ivs = benchmark_interventions(factual, train, torch.Generator().manual_seed(seed))
+    ivs = benchmark_interventions(factual, np.random.default_rng(seed))
     truths = TrueCounterfactuals(ds, factual, ivs, background=True)  # rendered while the networks train
+    validation = None
+    if n_val:
+        val = drawn[torch.arange(setting.n_train - n_val, setting.n_train)]
+        val_ivs = benchmark_interventions(val, np.random.default_rng(seed + 1), training_rules())
+        validation = (val, val_ivs)
     try:
-        return _run_systems(setting, ds, train, factual, reference, ivs, truths, seed, device, timer)
+        return _run_systems(setting, ds, train, factual, reference, ivs, truths, validation, seed, device, timer,
+                            checkpoint_dir, save_dir, evaluate)
     except BaseException:
         truths.cancel()
         raise
 
 
+def variants(setting: Setting) -> list[tuple[str, Any, Setting]]:
+    """``(row name, net, setting)`` of each system fitted: every net with the setting's guidance,
+    and with Diff-SCM's anti-causal guidance as its own row ``"NET anticausal"`` when
+    ``anticausal_row``."""
+    out = [(name, net, setting) for name, net in setting.nets.items()]
+    if setting.anticausal_row and setting.guidance != "anticausal":
+        other = setting.model_copy(update={"guidance": "anticausal"})
+        out += [(f"{name} anticausal", net, other) for name, net in setting.nets.items()]
+    return out
+
+
+def _fitted(setting: Setting, name: str, net: Any, train: Draw, device: str, timer: Timer,
+            checkpoint_dir: str | None, save_dir: str | None, evaluate: str | None) -> tuple[SCM, dict]:
+    """The SCM of ``net``: loaded from ``evaluate/name``, or fitted (and saved to ``save_dir/name``)."""
+    if evaluate is not None:
+        with timer(f"load {name}"):
+            return load_scm(Path(evaluate) / name, map_location=device), {"loaded": str(Path(evaluate) / name)}
+    scm, budget = fit_scm(setting, net, train, device, timer, name, checkpoint_dir)
+    if save_dir is not None:
+        scm.save(Path(save_dir) / name)
+    return scm, budget
+
+
 def _run_systems(setting: Setting, ds: MorphoMNIST, train: Draw, factual: Draw, reference: Draw,
-                 ivs: Mapping[str, Mapping[str, Tensor]], truths: TrueCounterfactuals, seed: int, device: str,
-                 timer: Timer) -> dict[str, Any]:
+                 ivs: Mapping[str, Mapping[str, Tensor]], truths: TrueCounterfactuals,
+                 validation: tuple[Draw, Mapping[str, Mapping[str, Tensor]]] | None, seed: int, device: str,
+                 timer: Timer, checkpoint_dir: str | None, save_dir: str | None,
+                 evaluate: str | None) -> dict[str, Any]:
     """:func:`run` once its data and the background renders are ready."""
+    predictors = ReleasedPredictors.load()
     with timer("metric models"):
-        predictors = train_predictors(train, setting.metric_models, device, seed + 10)
         vae = M.train_vae(train.values["image"], config=setting.vae, device=device, seed=seed + 30)
     protocol = Protocol(ds, factual, ivs, predictors, vae, reference, setting.cycles, truths, setting.n_detail,
                         setting.workers)
+    val = None if validation is None else Protocol(ds, validation[0], validation[1], predictors, None, validation[0],
+                                                   (1,), None, None, setting.workers)
     models: dict[str, Any] = {}
     sweeps, main, budgets, grid = {}, {}, {}, None
-    for name, net in setting.nets.items():
-        scm, budgets[name] = fit_scm(setting, net, train, device, timer, name)
-        scores, sweeps[name], (f, s) = _score_net(setting, scm, protocol, name, seed, timer)
+    for name, net, variant in variants(setting):
+        scm, budgets[name] = _fitted(variant, name, net, train, device, timer, checkpoint_dir, save_dir, evaluate)
+        scores, sweeps[name], (f, s) = _score_net(variant, scm, protocol, val, name, seed, timer)
         main[name] = {"abduction_fraction": f, "guidance_scale": s}
         models.update(scores)
         if grid is None:
-            fn = counterfactual_fn(with_inference(scm, ["image"], abduction_fraction=f, guidance_scale=s), seed=seed,
-                                   batch_size=setting.eval_batch)
             with timer("grid"):
-                grid = grid_rows(fn, ds, factual, ivs)
+                grid = grid_rows(_fn(variant, scm, f, s, seed), ds, factual, ivs)
     with timer("truth and unchanged"):
         out = {"truth": protocol.score(truths.fn, tuple(TRUE_INTERVENTIONS)), "unchanged": protocol.score(unchanged_fn)}
-    return {"scores": {**out, **models}, "sweeps": sweeps, "main": main, "budgets": budgets, "grid": grid}
+    return {"scores": {**out, **models}, "floors": protocol.floors(), "sweeps": sweeps, "main": main,
+            "budgets": budgets, "grid": grid}
 
 
-__all__ = ["Setting", "SETTINGS", "image_config", "build_scm", "fit_scm", "RANKED", "sweep_lines", "grid_rows", "run"]
+__all__ = ["Setting", "SETTINGS", "image_config", "build_scm", "fit_scm", "RANKED", "sweep_lines", "grid_rows",
+           "training_rules", "validation_sweep", "variants", "run"]

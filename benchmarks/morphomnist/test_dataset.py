@@ -10,8 +10,11 @@ import pytest
 import torch
 from skimage import morphology
 
-from benchmarks.morphomnist import morpho
-from benchmarks.morphomnist.dataset import MorphoMNIST, MorphoMNISTConfig, measure
+from benchmarks.morphomnist import legacy_morpho as morpho
+from benchmarks.morphomnist import published
+from benchmarks.morphomnist.dataset import (RENDER_VERSION, MorphoMNIST, MorphoMNISTConfig,
+                                            intensity_equation, measure, thickness_equation,
+                                            to_unit_images)
 from benchmarks.morphomnist.protocol import law_statistics, within_published
 from causaldiff.datasets.mnist import ENV_VAR, locate
 from causaldiff.errors import DataError, InterventionError
@@ -20,6 +23,9 @@ from causaldiff.testing.dataset_contract import GroundTruthContract
 
 needs_mnist = pytest.mark.skipif(locate("train") is None or locate("test") is None,
                                  reason=f"MNIST files not found: set {ENV_VAR} to their folder")
+needs_published = pytest.mark.skipif(
+    published.data_dir() is None or locate("train") is None or locate("test") is None,
+    reason=f"needs the published files (${published.ENV_VAR}) and MNIST (${ENV_VAR})")
 CACHE = tempfile.mkdtemp(prefix="causaldiff-morphomnist-test-")
 
 
@@ -133,37 +139,38 @@ def test_do_digit_is_refused_with_a_reason():
         ds.counterfactual(draw, {"thickness": -1.0})
 
 
-@needs_mnist
-def test_the_cache_is_keyed_reused_and_checked(tmp_path):
-    ds = small(subset=6, cache_dir=str(tmp_path))
-    first = ds.load("test", 6)
-    files = list(tmp_path.glob("*.npz"))
-    assert len(files) == 1 and files[0].name.startswith("morphomnist-v1-test-")
+@needs_published
+def test_the_test_split_is_the_published_file_with_abducted_noise():
+    ds = small(subset=6)
+    draw = ds.load("test", 6)
+    t, i = published.targets("test")
+    assert torch.equal(draw.values["image"], to_unit_images(published.t10k_images()[:6], 32))
+    assert torch.equal(draw.values["thickness"], torch.from_numpy(t[:6]))
+    assert torch.equal(draw.values["digit"], torch.from_numpy(published.labels("test")[:6]))
+    ex = draw.exogenous
+    assert torch.equal(thickness_equation(ex["u_thickness"]), draw.values["thickness"])
+    again = intensity_equation(draw.values["thickness"], ex["u_intensity"])
+    assert (again - draw.values["intensity"]).abs().max() < 1e-3
+
+
+@needs_published
+def test_the_train_split_is_rendered_once_into_the_chunk_cache(tmp_path):
+    ds = small(subset=4, cache_dir=str(tmp_path))
+    first = ds.load("train", 4)
+    files = sorted((tmp_path / f"render-v{RENDER_VERSION}").glob("*.npz"))
+    assert [f.name for f in files] == ["train-00000-00004.npz"]
     stamp = files[0].stat().st_mtime_ns
-    again = ds.load("test", 6)
+    again = ds.load("train", 4)
     assert files[0].stat().st_mtime_ns == stamp and torch.equal(first.values["image"], again.values["image"])
-    assert small(subset=6, seed=1, cache_dir=str(tmp_path)).load("test", 6).values["thickness"].ne(
-        first.values["thickness"]).all(), "another seed is another file"
-    assert len(list(tmp_path.glob("*.npz"))) == 2
-    with np.load(files[0]) as f:
-        arrays = {k: f[k].copy() for k in f.files}
-    arrays["images"][0, 10, 10] ^= 1
-    np.savez(files[0], **arrays)
-    with pytest.raises(DataError, match="SHA256"):
-        ds.load("test", 6)
+    t, i = published.targets("train")
+    want = morpho.render_rows(published.mnist_digits("train")[:4], t[:4], i[:4])
+    assert torch.equal(first.values["image"], to_unit_images(want, 32))
 
 
-@needs_mnist
-def test_parallel_generation_equals_serial(tmp_path):
-    serial = small(subset=6, cache_dir=str(tmp_path / "a")).generated("train")
-    parallel = small(subset=6, workers=2, cache_dir=str(tmp_path / "b")).generated("train")
-    assert all(np.array_equal(serial[k], parallel[k]) for k in serial)
-
-
-@needs_mnist
+@needs_published
 def test_loaded_rows_are_their_own_true_counterfactual():
     ds = small(subset=6)
-    draw = ds.load("train", 6)
+    draw = ds.load("test", 6)
     cf = ds.counterfactual(draw, {"intensity": draw.values["intensity"]})
     assert torch.equal(cf["image"], draw.values["image"])
 

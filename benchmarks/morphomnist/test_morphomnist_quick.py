@@ -12,14 +12,17 @@ from benchmarks.morphomnist.run import SETTINGS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 from benchmarks.morphomnist import __main__ as bench
-needs_mnist = pytest.mark.skipif(locate("train") is None or locate("test") is None,
-                                 reason=f"MNIST files not found: set {ENV_VAR} to their folder")
+from benchmarks.morphomnist import published
+needs_mnist = pytest.mark.skipif(
+    published.data_dir() is None or locate("train") is None or locate("test") is None,
+    reason=f"needs the published files (${published.ENV_VAR}) and MNIST (${ENV_VAR})")
 
 
 def test_the_settings_are_sized_as_the_issue_asks():
     cpu, gpu = SETTINGS["cpu"], SETTINGS["gpu"]
-    assert set(cpu.nets) == {"unet", "dit"} and cpu.denoiser_train == cpu.denoiser_train  # same budget for both
-    assert gpu.n_test == 10_000 and gpu.subset is None and set(gpu.nets) == {"unet"}
+    assert set(cpu.nets) == {"unet"} and cpu.n_sweep < cpu.n_train  # validation rows of the training split
+    assert gpu.n_test == 10_000 and gpu.subset is None and set(gpu.nets) == {"unet"} and gpu.n_detail == 1000
+    assert all(s.guidance == "conditional" and s.cond_dropout == 0.1 for s in (cpu, gpu))
     assert gpu.time_limit_s == 360 and gpu.denoiser_budget is not None and gpu.predictor_budget is not None
     assert SETTINGS["quick"].cycles == (1, 10)
 
@@ -37,5 +40,14 @@ def test_quick_runs_end_to_end(tmp_path):
     saved = json.loads((tmp_path / "morphomnist_quick.json").read_text())
     assert saved["command"].startswith("python -m benchmarks.morphomnist") and saved["environment"]["device"]
     assert "HVAE (paper)" in (tmp_path / "morphomnist_quick.md").read_text()
+    summary = saved["summary"]
+    assert {k: summary[k] for k in ("n_test", "predictors", "bn_mode")} == {
+        "n_test": 6, "predictors": "released", "bn_mode": "batch"}
+    unet = summary["rows"]["unet s=1"]
+    assert set(unet) == {"composition_l1", "thickness_mae", "intensity_mae", "digit_acc"}
+    assert len(unet["composition_l1"]) == 2 and all(len(unet[k]) == 3 for k in ("thickness_mae", "digit_acc"))
+    assert unet["thickness_mae"][0] == model["thickness"]["effectiveness"]["batch"]["thickness_mae"]
+    assert summary["rows"]["truth"]["digit_acc"][2] is None and saved["summary_eval"]["bn_mode"] == "eval"
+    assert set(saved["floors"]) == {"batch", "eval"}
     for name in ("grid", "sweep"):
         assert (tmp_path / f"morphomnist_quick_{name}.png").read_bytes()[:8] == PNG

@@ -141,6 +141,8 @@ def nap(a: np.ndarray) -> tuple[np.ndarray]:
 def test_cancel_drops_the_chunks_not_started():
     job = P.RowJob(nap, [np.arange(400)], 2, "naps", background=True)  # 8 chunks of 50
     job.cancel()
-    assert sum(f.cancelled() for f in job._futures) >= 4  # at most workers + 1 were handed out
+    # out of reach of cancel: the chunks running (workers) and those in the executor's call queue
+    # (workers + 1); 4 were cancelled on an idle machine, 3 under load (issue 24's session)
+    assert sum(f.cancelled() for f in job._futures) >= 8 - (2 + 2 + 1)
     with pytest.raises(Exception):
         job.result()

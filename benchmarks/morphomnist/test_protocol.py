@@ -5,37 +5,47 @@ from __future__ import annotations
 import math
 import tempfile
 
+import numpy as np
 import pytest
 import torch
 
 from benchmarks.morphomnist import protocol as P
+from benchmarks.morphomnist import published
 from benchmarks.morphomnist.dataset import ATTRIBUTE_RANGES, MorphoMNIST
+from benchmarks.morphomnist.draws import DrawRule
+from benchmarks.morphomnist.effectiveness import ReleasedPredictors
+from benchmarks.morphomnist.scaling import scale
+from causaldiff.datasets.base import Draw
 from causaldiff import metrics as M
 from causaldiff.datasets.mnist import ENV_VAR, locate
 from causaldiff.errors import DataError
 
-needs_mnist = pytest.mark.skipif(locate("train") is None or locate("test") is None,
-                                 reason=f"MNIST files not found: set {ENV_VAR} to their folder")
+needs_mnist = pytest.mark.skipif(
+    published.data_dir() is None or locate("train") is None or locate("test") is None,
+    reason=f"needs the published files (${published.ENV_VAR}) and MNIST (${ENV_VAR})")
 
 
 def test_bins_cover_the_scaled_range_in_nine():
     lo, hi = ATTRIBUTE_RANGES["thickness"]
     x = torch.tensor([lo, lo + (hi - lo) / 2, hi, hi + 1.0, lo - 1.0])
     assert P.bins("thickness", x).tolist() == [0, 4, 8, 8, 0]
-    assert P.scaled("intensity", torch.tensor(ATTRIBUTE_RANGES["intensity"], dtype=torch.float64)).tolist() == [-1.0, 1.0]
+    assert P.bins("digit", torch.tensor([3, 7])).tolist() == [3, 7]
 
 
-def test_intervention_values_come_from_another_bin():
-    g = torch.Generator().manual_seed(0)
-    pool = torch.linspace(1.0, 6.0, 200)
-    factual = torch.linspace(1.0, 6.0, 50)
-    v = P.other_bin_values("thickness", factual, pool, g)
-    assert (P.bins("thickness", v) != P.bins("thickness", factual)).all()
-    assert set(v.tolist()) <= set(pool.tolist())
-    d = torch.arange(10).repeat(3)
-    assert (P.other_bin_values("digit", d, d, g) != d).all()
-    with pytest.raises(Exception, match="thickness"):
-        P.other_bin_values("thickness", factual[:3], torch.full((4,), 1.0), g)
+def test_benchmark_interventions_follow_the_draw_rule():
+    """Hand-made rules: the values come from the rule's candidates, outside the factual's region."""
+    values = np.linspace(1.0, 6.0, 50, dtype=np.float32)
+    rules = {"thickness": DrawRule.from_values("thickness", values),
+             "intensity": DrawRule.from_values("intensity", np.linspace(70.0, 250.0, 50, dtype=np.float32))}
+    factual = Draw({"thickness": torch.from_numpy(values[::5].copy()),
+                    "intensity": torch.linspace(70.0, 250.0, 10), "digit": torch.arange(10)}, {})
+    ivs = P.benchmark_interventions(factual, np.random.default_rng(0), rules)
+    assert (ivs["digit"]["digit"] != factual.values["digit"]).all()
+    for node, rule in rules.items():
+        got = ivs[node][node].numpy()
+        assert set(got.tolist()) <= set(rule.raw.tolist())
+        f = rule.factual_region(scale(node, factual.values[node].numpy()))
+        assert (rule.candidate_region(scale(node, got)) != f).all()
 
 
 def test_effectiveness_scores_known_answer():
@@ -88,10 +98,9 @@ def test_weighted_cld_known_answers():
 def test_the_truth_scores_perfectly_and_the_unchanged_image_does_not():
     ds = MorphoMNIST(subset=16, workers=1, cache_dir=tempfile.mkdtemp())
     train, factual = ds.load("train", 16), ds.load("test", 6)
-    g = torch.Generator().manual_seed(0)
-    ivs = P.benchmark_interventions(factual, train, g)
+    ivs = P.benchmark_interventions(factual, np.random.default_rng(0))
     assert (ivs["digit"]["digit"] != factual.values["digit"]).all()
-    predictors = P.train_predictors(train, M.ClassifierConfig(steps=3, batch_size=8, hidden=4))
+    predictors = ReleasedPredictors.load()
     true_ivs = {k: ivs[k] for k in ("thickness", "intensity")}
     truth = P.score_counterfactuals(P.truth_fn(ds, factual), ds, factual, true_ivs, predictors, None, train)
     assert truth["composition_l1"]["10"]["mean"] == 0.0
@@ -110,7 +119,7 @@ def test_the_truth_scores_perfectly_and_the_unchanged_image_does_not():
 def test_true_counterfactuals_render_once_and_serve_prefixes():
     ds = MorphoMNIST(subset=16, workers=1, cache_dir=tempfile.mkdtemp())
     train, factual = ds.load("train", 16), ds.load("test", 6)
-    ivs = P.benchmark_interventions(factual, train, torch.Generator().manual_seed(0))
+    ivs = P.benchmark_interventions(factual, np.random.default_rng(0))
     truths = P.TrueCounterfactuals(ds, factual, ivs, background=True)
     assert set(truths.interventions) == {"thickness", "intensity"}  # do(digit) has no true image
     want = ds.counterfactual(factual, ivs["thickness"])
@@ -130,11 +139,14 @@ def test_true_counterfactuals_render_once_and_serve_prefixes():
 def test_protocol_detail_rows_and_sweep_scores():
     ds = MorphoMNIST(subset=16, workers=1, cache_dir=tempfile.mkdtemp())
     train, factual = ds.load("train", 16), ds.load("test", 6)
-    ivs = P.benchmark_interventions(factual, train, torch.Generator().manual_seed(0))
-    predictors = P.train_predictors(train, M.ClassifierConfig(steps=3, batch_size=8, hidden=4))
+    ivs = P.benchmark_interventions(factual, np.random.default_rng(0))
+    predictors = ReleasedPredictors.load()
     protocol = P.Protocol(ds, factual, ivs, predictors, None, train, (1, 2), detail=2)
     full = protocol.score(P.unchanged_fn)
     assert full["n"] == 6 and full["n_detail"] == 2 and set(full["composition_l1"]) == {"1", "2"}
+    assert set(full["interventions"]["digit"]["effectiveness"]) == {"batch", "eval"}
+    floors = protocol.floors()
+    assert floors["eval"]["digit_acc"] == 1.0, "the released digit predictor reads the 6 real images"
     digit = full["interventions"]["digit"]
     assert {"effectiveness", "measured", "minimality_l1", "reversibility_l1"} <= set(digit)
     swept = protocol.head(4).score(P.unchanged_fn, sweep=True)

@@ -6,12 +6,14 @@ import tempfile
 
 import pytest
 
+from benchmarks.morphomnist import published
 from benchmarks.morphomnist import run as R
 from benchmarks.morphomnist.settings import SETTINGS, smoke
 from causaldiff.datasets.mnist import ENV_VAR, locate
 
-needs_mnist = pytest.mark.skipif(locate("train") is None or locate("test") is None,
-                                 reason=f"MNIST files not found: set {ENV_VAR} to their folder")
+needs_mnist = pytest.mark.skipif(
+    published.data_dir() is None or locate("train") is None or locate("test") is None,
+    reason=f"needs the published files (${published.ENV_VAR}) and MNIST (${ENV_VAR})")
 
 
 def test_sweep_lines_one_line_per_net_and_fraction():
@@ -27,13 +29,28 @@ def quick_swept():
 
 @needs_mnist
 def test_a_swept_run_scores_the_main_pair_on_all_rows():
-    s = quick_swept()
+    s = quick_swept().model_copy(update={"anticausal_row": True})
     out = R.run(s, cache_dir=tempfile.mkdtemp())
     m = out["main"]["unet"]
     assert m["guidance_scale"] in s.scales and set(out["sweeps"]["unet"]) == {(0.75, x) for x in s.scales}
+    comp = {out["sweeps"]["unet"][(0.75, x)]["composition L1 1 cycle"] for x in s.scales}
+    assert len(comp) == 1, "an anchored null intervention does not depend on the anchor scale"
     main = out["scores"][f"unet f={m['abduction_fraction']:g} s={m['guidance_scale']:g}"]
     assert main["n"] == 6 and main["n_detail"] == 3 and "reversibility_l1" in main["interventions"]["digit"]
     assert out["scores"]["truth"]["composition_l1"]["10"]["mean"] == 0.0
+    a = out["main"]["unet anticausal"]  # Diff-SCM's anti-causal guidance: its own row
+    assert f"unet anticausal f={a['abduction_fraction']:g} s={a['guidance_scale']:g}" in out["scores"]
+
+
+@needs_mnist
+def test_evaluate_rescores_the_saved_models_without_training(tmp_path):
+    s = SETTINGS["quick"].model_copy(update={"n_test": 4, "cycles": (1,)})
+    fitted = R.run(s, cache_dir=str(tmp_path / "cache"), save_dir=str(tmp_path / "models"))
+    assert (tmp_path / "models" / "unet" / "weights.safetensors").exists()
+    again = R.run(s, cache_dir=str(tmp_path / "cache"), evaluate=str(tmp_path / "models"))
+    assert again["budgets"]["unet"] == {"loaded": str(tmp_path / "models" / "unet")}
+    for name in ("unet s=0", "unet s=1"):
+        assert again["scores"][name]["interventions"] == fitted["scores"][name]["interventions"]
 
 
 @pytest.mark.slow
