@@ -27,7 +27,7 @@ from .base import Abduction, ConditionalMethods, Mechanism, Parents
 from .codecs import DistributionConditional, ParentCodec
 from .moves import Move
 from .neural import mlp
-from .saved import check_state
+from .saved import check_state, group_tensors
 
 
 class ClassifierConfig(BaseModel):
@@ -155,12 +155,7 @@ class ClassifierMechanism(ConditionalMethods, Mechanism):
             raise SerializationError(f"not a saved ClassifierMechanism: {e}") from e
         if not 2 <= k <= MAX_CLASSES:
             raise SerializationError(f"field num_classes is {k}; expected 2 .. {MAX_CLASSES}")
-        groups: dict[str, dict[str, Tensor]] = {"net": {}, "codec": {}}
-        for name, v in tensors.items():
-            head, _, rest = name.partition(".")
-            if head not in groups:
-                raise SerializationError(f"unexpected tensor {name!r} in a saved ClassifierMechanism")
-            groups[head][rest] = v
+        groups = group_tensors(tensors, ("net", "codec"), "ClassifierMechanism")
         codec = ParentCodec.from_saved(codec_config, groups["codec"])
         if codec.order != order:
             raise SerializationError(f"field parent_codec orders parents {list(codec.order)}, not {list(order)}")
