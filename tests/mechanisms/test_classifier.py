@@ -67,6 +67,16 @@ def test_the_epidemiologists_scm_fitted_from_a_frame_matches_the_true_counterfac
     assert bp_error < 0.1  # the bp shift is 1.5; its noise sd 0.5
 
 
+def test_auto_chooses_the_classifier_for_a_categorical_column_with_parents():
+    pd = pytest.importorskip("pandas", reason="needs the optional extra causaldiff[pandas]")
+    g = nx.DiGraph([("bp", "stroke"), ("stroke", "care")])
+    frame = pd.DataFrame({"bp": [0.1, -0.3, 1.2, 0.4], "stroke": pd.Categorical(["no", "yes", "yes", "no"]),
+                          "care": pd.Categorical(["home", "ward", "icu", "home"])})
+    assert [(c.node, c.kind, c.mechanism) for c in auto.choose(g, frame)] == [
+        ("bp", "continuous", "additive_noise"), ("stroke", "categorical", "classifier"),
+        ("care", "categorical", "classifier")]
+
+
 def _fitted(gen: torch.Generator) -> tuple[cd.SCM, dict[str, torch.Tensor]]:
     a = torch.randn(400, generator=gen)
     c = torch.bernoulli(torch.sigmoid(3 * a), generator=gen).long()
