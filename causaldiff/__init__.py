@@ -34,6 +34,7 @@ from .mechanisms import Abduction as Abduction
 from .mechanisms import AdditiveNoiseConfig as AdditiveNoiseConfig
 from .mechanisms import AdditiveNoiseMechanism as AdditiveNoiseMechanism
 from .mechanisms import CategoricalMechanism as CategoricalMechanism
+from .mechanisms import ClassifierMechanism as ClassifierMechanism
 from .mechanisms import DiffusionConfig as DiffusionConfig
 from .mechanisms import DiffusionMechanism as DiffusionMechanism
 from .mechanisms import Mechanism as Mechanism
@@ -59,6 +60,7 @@ except PackageNotFoundError:  # a source tree that was never installed
 __all__ = [
     "SCM", "Samples", "load", "Hard", "Shift", "Transform",
     "Mechanism", "Abduction", "PyroMechanism", "AdditiveNoiseMechanism", "CategoricalMechanism",
+    "ClassifierMechanism",
     "DiffusionMechanism", "MECHANISMS", "DATASETS",
     "AdditiveNoiseConfig", "DiffusionConfig", "TrainConfig", "ScheduleConfig", "DDIMConfig", "MLPConfig",
     "UNetConfig", "DiTConfig", "MLPPredictorConfig", "ImagePredictorConfig",

@@ -7,8 +7,8 @@ unfitted :class:`~causaldiff.SCM` (call ``.fit(data)``). The rule:
 =========================================  ==========================  ================================
 observed column                            root                        node with parents
 =========================================  ==========================  ================================
-categorical: integer (``torch.long``) or   ``categorical`` (smoothed   refused: no built-in learnable
-a pandas ``Categorical``                   class frequencies)          categorical child; bind one
+categorical: integer (``torch.long``) or   ``categorical`` (smoothed   ``classifier`` (an MLP of the
+a pandas ``Categorical``; binary too       class frequencies)          parents; Gumbel-max noise)
 continuous scalar ``(n,)``                 ``additive_noise``          ``additive_noise`` (ANM
                                            (a fitted Gaussian)         ``x = f(pa) + sigma u``; exact)
 vector ``(n, d)``                          ``diffusion`` (DCM MLP)     ``diffusion`` (conditional MLP)
@@ -37,9 +37,9 @@ from .frames import from_tabular, is_tabular
 from .registry import MECHANISMS
 from .scm import SCM
 
-#: (kind of column, has parents) -> registered mechanism; None: refused
-RULE: dict[tuple[str, bool], str | None] = {
-    ("categorical", False): "categorical", ("categorical", True): None,
+#: (kind of column, has parents) -> registered mechanism
+RULE: dict[tuple[str, bool], str] = {
+    ("categorical", False): "categorical", ("categorical", True): "classifier",
     ("continuous", False): "additive_noise", ("continuous", True): "additive_noise",
     ("vector", False): "diffusion", ("vector", True): "diffusion",
     ("image", False): "diffusion", ("image", True): "diffusion",
@@ -88,11 +88,7 @@ def choose(graph: nx.DiGraph, data: Any, mechanisms: Mapping[str, Any] | None = 
         if v not in rows:
             raise DataError(f"node {v!r} has no column in the data; give one or bind the node yourself")
         kind = column_kind(v, rows[v])
-        name = RULE[(kind, bool(parents))]
-        if name is None:
-            raise GraphError(f"node {v!r}: no built-in learnable mechanism for a {kind} node with parents "
-                             f"{list(parents)}; bind one: assign_mechanisms(..., mechanisms={{{v!r}: ...}})")
-        out.append(Choice(v, kind, parents, name))
+        out.append(Choice(v, kind, parents, RULE[(kind, bool(parents))]))
     return out
 
 

@@ -13,8 +13,9 @@ the input's order (then the other scalar nodes, in topological order), or, when 
 vector or image nodes, the pair ``(frame, tensors)``. ``sample`` and ``interventional_samples``
 return that form when called with ``frame=True``. Float columns keep the dtype the model returns;
 integer results of a node that came in as ``Categorical`` are mapped back to it (abducted noise is
-never a category). Object / string columns, columns that are not nodes, duplicated names and
-missing values (NaN, ``pd.NA``, a ``Categorical``'s missing code) are refused with a
+never a category). Columns that are not nodes (a ``patient_id``) are ignored and kept out of the
+result (the index is kept: make the identifier the index to carry it through). Object / string
+node columns, duplicated names and missing values (NaN, ``pd.NA``, a ``Categorical``'s missing code) are refused with a
 :class:`~causaldiff.errors.DataError` naming the column.
 
 >>> df = pd.DataFrame({"x": [0.1, -0.3], "y": [1.2, 0.4]}, index=["a", "b"])  # doctest: +SKIP
@@ -86,9 +87,7 @@ def from_tabular(x: Any, nodes: tuple[str, ...]) -> tuple[dict[str, Any], Layout
     names = list(frame.columns)
     if len(set(names)) != len(names):
         raise DataError(f"the DataFrame has duplicated columns {sorted({c for c in names if names.count(c) > 1})}")
-    extra = [c for c in names if c not in nodes]
-    if extra:
-        raise DataError(f"DataFrame column(s) {extra} are not nodes of the SCM; its nodes are {list(nodes)}")
+    names = [c for c in names if c in nodes]  # other columns (an id, notes) are ignored
     both = sorted(set(names) & set(tensors))
     if both:
         raise DataError(f"node(s) {both} given both as DataFrame columns and as tensors")
@@ -108,10 +107,11 @@ def _labels_to_codes(do: Any, layout: Layout) -> Any:
         if dtype is None or isinstance(value, (Tensor, Intervention)) or callable(value):
             continue
         labels = list(dtype.categories)
-        try:
-            out[node] = labels.index(value)
-        except ValueError:
-            raise DataError(f"do on {node!r}: {value!r} is not one of its categories {labels}") from None
+        per_row = isinstance(value, (list, tuple))  # a label per row
+        unknown = [v for v in (value if per_row else [value]) if v not in labels]
+        if unknown:
+            raise DataError(f"do on {node!r}: {unknown[0]!r} is not one of its categories {labels}")
+        out[node] = [labels.index(v) for v in value] if per_row else labels.index(value)
     return out
 
 

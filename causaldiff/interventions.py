@@ -170,14 +170,14 @@ def as_intervention(node: str, value: Any) -> Intervention:
     does not change the intervention."""
     if is_intervention(value):
         iv = value
-    elif isinstance(value, (Tensor, Number)) or hasattr(value, "__array__"):
-        iv = Hard(value)
+    elif isinstance(value, (Tensor, Number, list, tuple)) or hasattr(value, "__array__"):
+        iv = Hard(value)  # a list or tuple: one value per row (or one row's values)
     elif callable(value):
         iv = Transform(value)
     else:
         raise InterventionError(
             f"node {node!r}: cannot intervene with {type(value).__name__}; use a number, a tensor, "
-            "cd.Shift(delta) or a callable of the factual value")
+            "a list, cd.Shift(delta) or a callable of the factual value")
     if isinstance(iv, Transform):
         if not callable(iv.fn):
             raise InterventionError(f"node {node!r}: Transform needs a callable, got {type(iv.fn).__name__}")
@@ -198,7 +198,7 @@ def _checked_copy(node: str, value: Any) -> Any:
         return value
     if isinstance(value, Tensor):
         t = value.detach().clone()
-    elif hasattr(value, "__array__"):
+    elif hasattr(value, "__array__") or isinstance(value, (list, tuple)):  # NumPy arrays, per-row lists
         try:
             t = torch.tensor(np.array(value))
         except (TypeError, ValueError, RuntimeError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -122,6 +123,8 @@ def check_columns(s: engine.Structure, rows: Any, need: tuple[str, ...] | None, 
 def as_column(node: str, v: Any, what: str, device: torch.device) -> Tensor:
     """One node's column as a batch-first tensor on ``device`` (refused naming the node)."""
     if not isinstance(v, Tensor):
+        if isinstance(v, np.ndarray) and not v.flags.writeable:
+            v = v.copy()  # torch warns on a read-only array; the copy is the one the query reads
         try:
             v = torch.as_tensor(v)
         except Exception as e:

@@ -59,13 +59,32 @@ class Samples(dict):
         return next(iter(self.values())).shape[0] if self else 0
 
     def __repr__(self) -> str:
+        """The query, each node's shape and dtype (with mean and std for vector and image nodes),
+        then the first rows of the scalar nodes, as a DataFrame's head shows them."""
         lines = [f"Samples({self.query + ', ' if self.query else ''}n={self.n})"]
         for k, v in self.items():
             desc = f"{tuple(v.shape)} {str(v.dtype).replace('torch.', '')}"
-            if v.is_floating_point() and v.numel():
+            if v.dim() > 1 and v.is_floating_point() and v.numel():
                 desc += f"  mean {v.float().mean().item():.4g}  std {v.float().std().item() if v.numel() > 1 else 0.0:.4g}"
             lines.append(f"  {k}: {desc}")
+        scalar = {k: v for k, v in self.items() if v.dim() == 1}
+        if scalar and self.n:
+            lines += _head(scalar, min(HEAD_ROWS, self.n), self.n)
         return "\n".join(lines)
+
+
+#: rows a printed :class:`Samples` shows
+HEAD_ROWS = 5
+
+
+def _head(columns: Mapping[str, Tensor], m: int, n: int) -> list[str]:
+    """The first ``m`` rows of scalar columns as right-aligned text lines, row numbers first."""
+    cells = [[""] + list(columns)] + [
+        [str(i)] + [f"{v[i].item():.4g}" if v.is_floating_point() else str(v[i].item()) for v in columns.values()]
+        for i in range(m)]
+    widths = [max(len(row[j]) for row in cells) for j in range(len(cells[0]))]
+    title = f"first {m} of {n} rows:" if m < n else f"{n} rows:"
+    return [title] + ["  " + "  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
 
 
 def _bind(node: str, spec: Any) -> Mechanism:

@@ -243,13 +243,19 @@ def read_scm(path: str | Path, mechanisms: Mapping[str, Any] | None = None,
     unknown = sorted(set(mechanisms) - names)
     if unknown:
         raise SerializationError(f"mechanisms given for unknown node(s) {unknown}; saved nodes are {sorted(names)}")
+    code = [n for n in meta.nodes if n.mechanism is None and n.name not in mechanisms]
+    if code:
+        again = ", ".join(f"{n.name!r}: ..." for n in code)
+        if len(code) == 1:
+            raise SerializationError(f"node {code[0].name!r} was bound to code ({code[0].description}) that is not "
+                                     f"saved; pass it again: cd.load(path, mechanisms={{{again}}})")
+        raise SerializationError(f"nodes {[n.name for n in code]} were bound to code that is not saved ("
+                                 + "; ".join(f"{n.name}: {n.description}" for n in code)
+                                 + f"); pass them again: cd.load(path, mechanisms={{{again}}})")
     bound: dict[str, Any] = {}
     for n in meta.nodes:
         if n.name in mechanisms:
             bound[n.name] = mechanisms[n.name]
-        elif n.mechanism is None:
-            raise SerializationError(f"node {n.name!r} was bound to code ({n.description}) that is not saved; "
-                                     f"pass it again: cd.load(path, mechanisms={{{n.name!r}: ...}})")
         else:
             bound[n.name] = _build(root, n, {k: v.to(device) for k, v in own[n.name].items()})
     return _graph(meta), bound

@@ -29,7 +29,7 @@ print(check_counterfactual_laws(my_scm()))
 # A wrong model fails, naming the law, the node and the query.
 class OffRoot(cd.PyroMechanism):
     def abduct(self, x, parents, generator=None):
-        return super().abduct(x, parents) + 0.1
+        return super().abduct(x, parents, generator) + 0.1
 
 
 broken = cd.SCM(nx.DiGraph([("a", "b")]), {"a": OffRoot(dist.Normal(0.0, 1.0)), "b": lambda a: dist.Normal(a, 1.0)})

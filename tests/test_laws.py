@@ -319,3 +319,43 @@ def test_a_node_that_cannot_be_abducted_is_skipped_and_said_so():
     report = check_counterfactual_laws(cd.SCM(g), n=6)
     assert any("'y'" in s and "cannot be abducted" for s in report.skipped)
     assert "effectiveness" in report.laws and "round trip" not in report.laws
+
+
+def test_a_failing_law_names_the_culprit_not_the_downstream_symptom():
+    """y's abduction is off; z = 10 y + noise inherits a ten times larger error, but y is named."""
+    g = nx.DiGraph([("x", "y"), ("y", "z")])
+    g.nodes["x"]["mechanism"] = dist.Normal(t(0.0), t(1.0))
+    g.nodes["y"]["mechanism"] = WrongAbduction()
+    g.nodes["z"]["mechanism"] = lambda y: dist.Normal(10.0 * y.to(F64), t(0.5))
+    scm = cd.SCM(g)
+    with pytest.raises(LawViolation) as e:
+        check_counterfactual_laws(scm, n=8)
+    rows = {r["law"]: r for r in e.value.report.rows()}
+    assert {rows[law]["node"] for law in ("composition", "round trip", "reversibility")} == {"y"}
+    assert "node 'y'" in str(e.value).splitlines()[0]  # the first failure listed is the culprit's
+    with pytest.raises(LawViolation, match=r"^round trip: node 'y'"):
+        check_round_trip(scm, scm.sample(8, seed=0))
+
+
+def _with_a_bernoulli(y_mechanism) -> cd.SCM:
+    """The chain x -> y -> z beside b -> c, b a Bernoulli root (stochastic abduction)."""
+    g = nx.DiGraph([("x", "y"), ("y", "z"), ("b", "c")])
+    for v in "xyz":
+        g.nodes[v]["mechanism"] = chain(y_mechanism).mechanisms[v]
+    g.nodes["b"]["mechanism"] = dist.Bernoulli(logits=t(0.3))
+    g.nodes["c"]["mechanism"] = lambda b: dist.Normal(b, t(1.0))
+    return cd.SCM(g)
+
+
+def test_a_bernoulli_node_leaves_reversibility_and_batch_invariance_on_for_the_other_nodes():
+    report = check_counterfactual_laws(_with_a_bernoulli(None), n=8)
+    assert {"reversibility", "batch invariance"} <= set(report.laws)
+    measured = {m.node for m in report.measurements if m.law in ("reversibility", "batch invariance")}
+    assert {"x", "y", "z", "c"} <= measured
+    assert any("'b'" in s and "stochastically" in s for s in report.skipped)
+    # what only these laws catch is caught beside the Bernoulli node (FoldsNoise needs rows with x <= 0 that
+    # the intervention moves above 0: 32 rows)
+    for broken, law, n in ((BatchDependent(), "batch invariance", 8), (FoldsNoise(), "reversibility", 32)):
+        with pytest.raises(LawViolation) as e:
+            check_counterfactual_laws(_with_a_bernoulli(broken), n=n, laws=[law])
+        assert e.value.report.failed == {law} and e.value.report.worst(law).node == "y"

@@ -399,6 +399,39 @@ def test_repr_of_samples_names_the_query_and_nodes():
     assert "sample do(x=Hard(0.0))" in repr(scm.do({"x": 0.0}).sample(2, seed=0))
 
 
+def test_printed_samples_show_the_first_rows():
+    d = chain_scm().sample(8, seed=0)
+    lines = repr(d).splitlines()
+    head = lines.index("first 5 of 8 rows:")
+    assert lines[head + 1].split() == ["x", "y", "z"] and len(lines) == head + 7
+    for i in range(5):
+        assert lines[head + 2 + i].split() == [str(i)] + [f"{d[k][i].item():.4g}" for k in "xyz"]
+    assert "2 rows:" in repr(chain_scm().sample(2, seed=0))
+
+
+def test_read_only_numpy_rows_give_no_warning():
+    """No torch UserWarning on read-only arrays (warnings are errors here)."""
+    scm = chain_scm()
+    d = scm.sample(4, seed=0)
+    arrays = {k: v.numpy().copy() for k, v in d.items()}
+    for a in arrays.values():
+        a.flags.writeable = False
+    cf, ref = scm.counterfactual(arrays, do={"x": 1.0}), scm.counterfactual(d, do={"x": 1.0})
+    assert all(torch.equal(cf[k], ref[k]) for k in "xyz")
+    assert all(torch.equal(v, d[k]) for k, v in scm.predict(scm.abduct(arrays)).items())
+
+
+def test_a_list_is_a_per_row_do():
+    scm = chain_scm()
+    d = scm.sample(4, seed=0)
+    arrays = {k: v.numpy() for k, v in d.items()}
+    cf = scm.counterfactual(arrays, do={"x": [0.0, 1.0, 2.0, 3.0]})
+    ref = scm.counterfactual(d, do={"x": torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=d["x"].dtype)})
+    for k in "xyz":
+        assert torch.equal(cf[k], ref[k]), k
+    assert torch.equal(scm.predict(scm.abduct(arrays), do={"x": (1.0, 1.0, 1.0, 1.0)})["x"], torch.ones(4, dtype=d["x"].dtype))
+
+
 def test_abduction_capability_of_location_scale_nodes_is_exact():
     scm = chain_scm()
     assert scm.mechanisms["y"].abduction({"x": torch.zeros(2, dtype=F64)}) is Abduction.EXACT

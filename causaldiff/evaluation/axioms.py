@@ -186,16 +186,20 @@ def diffusion_nodes(scm: SCM) -> list[str]:
 
 def with_inference(scm: SCM, nodes: Sequence[str] | None = None, **settings: Any) -> SCM:
     """A new SCM whose diffusion ``nodes`` (default: all) use ``settings`` (``guidance_scale``,
-    ``abduction_fraction``, ``num_inference_steps``); ``scm`` and its mechanisms are untouched."""
+    ``abduction_fraction``, ``num_inference_steps``); ``scm`` and its mechanisms are untouched.
+    ``guidance_scale`` goes to the anti-causal nodes only (a conditional denoiser has no such scale
+    and refuses one): a sweep of it leaves conditional nodes as they are."""
     nodes = diffusion_nodes(scm) if nodes is None else list(nodes)
     other = [n for n in nodes if n not in diffusion_nodes(scm)]
     if other:
         raise GraphError(f"inference settings apply to diffusion nodes; {other} are not "
                          f"(the diffusion nodes are {diffusion_nodes(scm)})")
     settings = {k: v for k, v in settings.items() if v is not None}
-    if not settings:
+    own = {n: {k: v for k, v in settings.items()
+               if k != "guidance_scale" or scm.mechanisms[n].config.guidance == "anticausal"} for n in nodes}
+    if not any(own.values()):
         return scm
-    return scm.with_mechanisms({n: scm.mechanisms[n].with_inference(**settings) for n in nodes})
+    return scm.with_mechanisms({n: scm.mechanisms[n].with_inference(**own[n]) for n in nodes if own[n]})
 
 
 def _fixed_non_descendants(scm: SCM, factual: Mapping[str, Tensor], do: Mapping[str, Any]) -> dict[str, Tensor]:

@@ -2,6 +2,7 @@
 
 from .base import Abduction as Abduction, Conditional as Conditional, Mechanism as Mechanism
 from .categorical import CategoricalConfig as CategoricalConfig, CategoricalMechanism as CategoricalMechanism
+from .classifier import ClassifierConfig as ClassifierConfig, ClassifierMechanism as ClassifierMechanism
 from .codecs import (DistributionConditional as DistributionConditional, ParentCodec as ParentCodec,
                      ParentSpec as ParentSpec, codec_for as codec_for)
 from .diffusion import (DiffusionConfig as DiffusionConfig, DiffusionMechanism as DiffusionMechanism,
@@ -11,6 +12,7 @@ from .pyro import (NormalConfig as NormalConfig, NormalMechanism as NormalMechan
                    PyroMechanism as PyroMechanism)
 
 __all__ = ["Abduction", "Conditional", "Mechanism", "AdditiveNoiseConfig", "AdditiveNoiseMechanism",
-           "CategoricalConfig", "CategoricalMechanism", "DiffusionConfig", "DiffusionMechanism", "DiffusionState",
+           "CategoricalConfig", "CategoricalMechanism",
+           "ClassifierConfig", "ClassifierMechanism", "DiffusionConfig", "DiffusionMechanism", "DiffusionState",
            "DistributionConditional", "NormalConfig", "NormalMechanism", "ParentCodec", "ParentSpec",
            "PyroConfig", "PyroMechanism", "codec_for"]

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 from torch.distributions import constraints
 
-from ..errors import DataError, NotFittedError, SerializationError
+from ..errors import DataError, GraphError, NotFittedError, SerializationError
 from ..limits import MAX_CLASSES
 from ..validation import check_labels
 from ..registry import MECHANISMS
@@ -49,10 +49,18 @@ class CategoricalMechanism(ConditionalMethods, Mechanism):
         self.num_classes, self.smoothing = num_classes, float(smoothing)
         self.logits: Tensor | None = None
 
+    def check_binding(self, node: str, parents: tuple[str, ...]) -> None:
+        """Refuses a node with parents (bound before any fit), pointing at ``ClassifierMechanism``."""
+        if parents:
+            raise GraphError(f"node {node!r}: CategoricalMechanism is for root nodes, got parents {list(parents)}; "
+                             "bind ClassifierMechanism (registered as 'classifier') to a categorical or binary "
+                             "node with parents")
+        super().check_binding(node, parents)
+
     def fit(self, x: Tensor, parents: Parents, *, parent_order: tuple[str, ...], desc: str = "") -> None:
         if parent_order:
             raise DataError(f"node {self.node!r}: CategoricalMechanism is for root nodes, got parents "
-                            f"{list(parent_order)}")
+                            f"{list(parent_order)}; use ClassifierMechanism")
         if x.is_floating_point() or x.dim() != 1 or (x < 0).any():
             raise DataError(f"node {self.node!r}: categorical values must be non-negative integers of shape (n,)")
         if self.num_classes is None:  # inferred: bounded by the rows before bincount allocates

@@ -24,7 +24,7 @@ from ..training import TrainConfig, fit_model, seeded_module
 from .base import Abduction, Mechanism, Parents
 from .codecs import ParentCodec
 from .moves import Move
-from .saved import check_state, check_statistics
+from .saved import check_state, check_statistics, group_tensors
 
 
 class AdditiveNoiseConfig(BaseModel):
@@ -219,12 +219,7 @@ class AdditiveNoiseMechanism(Mechanism):
         shape, d_in, d_out = tuple(int(d) for d in config["shape"]), int(config["in_dim"]), int(config["out_dim"])
         if math.prod(shape) != d_out or min(shape, default=1) < 1:
             raise SerializationError(f"field shape {list(shape)} does not hold out_dim = {d_out} values")
-        groups: dict[str, dict[str, Tensor]] = {"stats": {}, "net": {}}
-        for k, v in tensors.items():
-            head, _, rest = k.partition(".")
-            if head not in groups:
-                raise SerializationError(f"unexpected tensor {k!r} in a saved AdditiveNoiseMechanism")
-            groups[head][rest] = v
+        groups = group_tensors(tensors, ("stats", "net"), "AdditiveNoiseMechanism")
         wide = {"in_mean": (d_in,), "in_std": (d_in,), "out_mean": (d_out,), "out_std": (d_out,), "sigma": (d_out,)}
         check_statistics(groups["stats"], wide, "saved statistics", positive=("in_std", "out_std", "sigma"))
         m.stats, dtype = groups["stats"], groups["stats"]["out_mean"].dtype

@@ -30,6 +30,18 @@ def check_statistics(stats: Mapping[str, Tensor], shapes: Mapping[str, tuple[int
 
 
 
+def group_tensors(tensors: Mapping[str, Tensor], heads: Iterable[str], what: str) -> dict[str, dict[str, Tensor]]:
+    """Saved tensors ``"head.rest"`` grouped by ``head`` (``{head: {rest: tensor}}``); a tensor
+    under another head is refused, naming ``what`` was saved."""
+    groups: dict[str, dict[str, Tensor]] = {h: {} for h in heads}
+    for name, v in tensors.items():
+        head, _, rest = name.partition(".")
+        if head not in groups:
+            raise SerializationError(f"unexpected tensor {name!r} in a saved {what}")
+        groups[head][rest] = v
+    return groups
+
+
 def check_state(build: Callable[[], nn.Module], state: Mapping[str, Tensor], what: str) -> None:
     """Refuse saved weights that do not fit the network ``build()`` makes (each key present, none
     extra, same shape, floating where the network's are), checked on the ``meta`` device: nothing
@@ -49,4 +61,4 @@ def check_state(build: Callable[[], nn.Module], state: Mapping[str, Tensor], wha
             raise SerializationError(f"{what}: weight {k!r} has dtype {v.dtype}, expected a floating dtype")
 
 
-__all__ = ["check_state", "check_statistics"]
+__all__ = ["check_state", "check_statistics", "group_tensors"]

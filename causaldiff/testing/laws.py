@@ -31,9 +31,10 @@ from torch import Tensor
 
 from ..errors import AbductionError
 from ..interventions import Hard, Shift, Transform, as_intervention
+from ..mechanisms.base import Abduction
 from ..scm import SCM
 from .report import LawReport, Measurement, error, mismatch
-from .tolerances import Tolerances, float_precision, node_tolerances
+from .tolerances import Tolerances, abductions, float_precision, node_tolerances
 
 Rows = Mapping[str, Tensor]
 Do = Mapping[str, Any]
@@ -118,11 +119,13 @@ def composition(scm: SCM, data: Rows, node: str, tol: Tol, *, seed: int = 0) -> 
     return out
 
 
-def reversibility(scm: SCM, data: Rows, do: Do, tol: Tol, *, seed: int = 0) -> list[Measurement]:
-    """Intervening back to the factual values of ``do``'s nodes undoes its counterfactual."""
+def reversibility(scm: SCM, data: Rows, do: Do, tol: Tol, *, seed: int = 0,
+                  nodes: Iterable[str] | None = None) -> list[Measurement]:
+    """Intervening back to the factual values of ``do``'s nodes undoes its counterfactual, on
+    ``nodes`` (default: all)."""
     cf = scm.counterfactual(data, do=do, seed=seed)
     back = scm.counterfactual(cf, do={k: data[k] for k in do}, seed=seed)
-    return _values("reversibility", f"{describe(do)} and back", back, data, tol, scm.nodes)
+    return _values("reversibility", f"{describe(do)} and back", back, data, tol, scm.nodes if nodes is None else nodes)
 
 
 def round_trip(scm: SCM, data: Rows, tol: Tol, *, seed: int = 0) -> list[Measurement]:
@@ -140,11 +143,13 @@ def _row(iv: Any, i: int, n: int) -> Any:
     return iv
 
 
-def batch_invariance(scm: SCM, data: Rows, do: Do, tol: Tol, *, seed: int = 0) -> list[Measurement]:
+def batch_invariance(scm: SCM, data: Rows, do: Do, tol: Tol, *, seed: int = 0,
+                     nodes: Iterable[str] | None = None) -> list[Measurement]:
     """The counterfactuals and the abducted noise of a batch equal those of its rows taken one at a
     time (abduction too: the engine may evaluate a mechanism on factual and new parents together,
-    where a batch-dependent mechanism's dependence can cancel in the counterfactual)."""
-    n = _n(data)
+    where a batch-dependent mechanism's dependence can cancel in the counterfactual), on ``nodes``
+    (default: all; the noise of stochastically abducted nodes, a draw, is not compared)."""
+    n, nodes = _n(data), list(scm.nodes if nodes is None else nodes)
     cf = scm.counterfactual(data, do=do, seed=seed)
     try:  # an SCM with a node that cannot be abducted has no noise to compare
         u = scm.abduct(data, seed=seed)
@@ -161,8 +166,10 @@ def batch_invariance(scm: SCM, data: Rows, do: Do, tol: Tol, *, seed: int = 0) -
             noise[v].append(value)
     single = {v: torch.cat(rows[v]) for v in scm.nodes}
     alone = {v: torch.cat(noise[v]) for v in u}
-    return (_values("batch invariance", describe(do), single, cf, tol, scm.nodes)
-            + _values("batch invariance", "abduct(rows)", alone, u, tol, list(u)))
+    kinds = abductions(scm, data) if u else {}
+    drawn = [v for v in u if v in nodes and kinds[v] is not Abduction.STOCHASTIC]
+    return (_values("batch invariance", describe(do), single, cf, tol, nodes)
+            + _values("batch invariance", "abduct(rows)", alone, u, tol, drawn))
 
 
 # ============================================================================ the algebra of do
@@ -229,8 +236,8 @@ def round_trip_dtypes(scm: SCM, data: Rows, *, seed: int = 0) -> list[Measuremen
 
 
 # ============================================================================ one law, raising
-def _run(measure: Callable[..., list[Measurement]], *args: Any, **kw: Any) -> LawReport:
-    return LawReport().add(measure(*args, **kw)).raise_if_failed()
+def _run(measure: Callable[..., list[Measurement]], scm: SCM, *args: Any, **kw: Any) -> LawReport:
+    return LawReport(order=tuple(scm.nodes)).add(measure(scm, *args, **kw)).raise_if_failed()
 
 
 def _tol(scm: SCM, data: Rows, tolerances: Tolerances | None) -> dict[str, float]:

@@ -67,11 +67,15 @@ class LawViolation(AssertionError):
 
 @dataclass
 class LawReport:
-    """Every measurement a law run made; printed, one line per law with its largest error."""
+    """Every measurement a law run made; printed, one line per law with its largest error, or, for
+    a failing law, its culprit: the first failing node in topological order (a node downstream
+    of a broken mechanism fails too, often by more, as a symptom)."""
 
     measurements: list[Measurement] = field(default_factory=list)
     #: queries the run could not make, and why (e.g. a node that cannot be abducted)
     skipped: list[str] = field(default_factory=list)
+    #: the SCM's nodes in topological order (failures are named in this order)
+    order: tuple[str, ...] = ()
 
     def add(self, ms: Iterable[Measurement]) -> "LawReport":
         self.measurements.extend(ms)
@@ -92,10 +96,18 @@ class LawReport:
         """One entry per (law, query) checked, e.g. ``"composition do(x=Shift(0.0))"``."""
         return list(dict.fromkeys(f"{m.law} {m.query}" for m in self.measurements))
 
+    def _rank(self, m: Measurement) -> int:
+        """The position of the measured node in topological order (after every node if not a node)."""
+        return self.order.index(m.node) if m.node in self.order else len(self.order)
+
     def worst(self, law: str) -> Measurement:
-        """The measurement of ``law`` nearest to (or furthest over) its tolerance."""
+        """The measurement of ``law`` nearest to its tolerance, or, if the law fails, the failing
+        one of the first node in topological order (the culprit; the furthest over among its own)."""
         ms = [m for m in self.measurements if m.law == law]
-        return max(ms, key=lambda m: (not m.ok, m.error / m.tolerance if m.tolerance else m.error))
+        bad = [m for m in ms if not m.ok]
+        if bad:
+            return min(bad, key=lambda m: (self._rank(m), -_ratio(m)))
+        return max(ms, key=_ratio)
 
     def rows(self) -> list[dict[str, object]]:
         """Per law: checks, largest error, its tolerance, node and query, ok (for JSON reports)."""
@@ -108,7 +120,7 @@ class LawReport:
         return out
 
     def raise_if_failed(self) -> "LawReport":
-        bad = [m for m in self.measurements if not m.ok]
+        bad = sorted((m for m in self.measurements if not m.ok), key=self._rank)  # culprits first
         if bad:
             lines = [m.describe() for m in bad[:5]] + ([f"... and {len(bad) - 5} more"] if len(bad) > 5 else [])
             raise LawViolation("\n".join(lines) + f"\n{self!r}", self)
@@ -122,6 +134,10 @@ class LawReport:
                  f"{r['max_error']:.3g} (tolerance {r['tolerance']:.3g}; node {r['node']!r}, {r['query']})"
                  for r in rows]
         return "\n".join([head, *lines, *(f"  skipped {s}" for s in self.skipped)])
+
+
+def _ratio(m: Measurement) -> float:
+    return m.error / m.tolerance if m.tolerance else m.error
 
 
 __all__ = ["LAWS", "Measurement", "LawReport", "LawViolation", "error", "mismatch"]

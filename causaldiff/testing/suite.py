@@ -4,8 +4,8 @@ For each node ``v`` the suite intervenes with another row's value (hard, in supp
 (continuous nodes) and a callable (``0.5 v + 0.25`` on continuous nodes, the rows reversed on discrete
 ones), plus any interventions the caller gives; the laws of :mod:`.laws` are measured on each and
 gathered in one :class:`LawReport`, which the suite raises (as :class:`LawViolation`) if a law fails.
-Laws that need a deterministic abduction (reversibility, batch invariance) are skipped when a node's
-abduction is stochastic; queries that would abduct a node that cannot be abducted are skipped and listed.
+Laws that need a deterministic abduction (reversibility, batch invariance) are measured on the nodes
+whose counterfactual recomputes no stochastically abducted node (Gumbel-max) upstream; queries that would abduct a node that cannot be abducted are skipped and listed.
 """
 
 from __future__ import annotations
@@ -96,12 +96,12 @@ class _Run:
         carried = scm.interventions
         self.blocked = {v for v in scm.nodes if kinds[v] is Abduction.IMPOSSIBLE or (
             v in carried and not carried[v].cuts_edges and not carried[v].invertible)}
-        self.deterministic = Abduction.STOCHASTIC not in kinds.values()
-        self.report = LawReport()
-        stochastic = sorted(v for v, k in kinds.items() if k is Abduction.STOCHASTIC)
-        if stochastic and self.selected & {"reversibility", "batch invariance"}:
-            self.report.skipped.append(f"reversibility and batch invariance: node(s) {stochastic} are "
-                                       "abducted stochastically")
+        self.stochastic = {v for v, k in kinds.items() if k is Abduction.STOCHASTIC}
+        self.report = LawReport(order=tuple(scm.nodes))
+        if self.stochastic and self.selected & {"reversibility", "batch invariance"}:
+            self.report.skipped.append(
+                f"reversibility and batch invariance: node(s) {sorted(self.stochastic)} are abducted stochastically; "
+                "not measured on the nodes a query recomputes from such a node (the node and its descendants)")
 
     def want(self, law: str) -> bool:
         return law in self.selected
@@ -114,6 +114,16 @@ class _Run:
         if bad:
             self.report.skipped.append(f"counterfactuals {measure.describe(do)}: node(s) {bad} cannot be abducted")
         return not bad
+
+    def settled(self, do: Mapping[str, Any]) -> list[str]:
+        """The nodes whose counterfactual under ``do`` depends on no stochastic abduction: not a
+        stochastic node the query recomputes (a hard-intervened one is set) nor downstream of one."""
+        graph = self.scm.graph
+        hard = {k for k, v in do.items() if as_intervention(k, v).cuts_edges}
+        recomputed = set(do).union(*(nx.descendants(graph, v) for v in do)) - hard
+        drawn = recomputed & self.stochastic
+        unsettled = drawn.union(*(nx.descendants(graph, v) for v in drawn))
+        return [v for v in self.scm.nodes if v not in unsettled]
 
     def counterfactual_laws(self, do: Mapping[str, Any], row_wise: bool = True) -> None:
         """The laws every counterfactual query obeys, on one intervention (``row_wise``: each row's value
@@ -129,10 +139,11 @@ class _Run:
             self.report.add(measure.non_descendants(scm, data, do, seed=seed))
         if self.want("dtype and shape"):
             self.report.add(measure.dtypes(scm, data, do, seed=seed))
-        if self.deterministic and self.want("reversibility"):
-            self.report.add(measure.reversibility(scm, data, do, self.tol, seed=seed))
-        if self.deterministic and row_wise and self.want("batch invariance"):
-            self.report.add(measure.batch_invariance(scm, data, do, self.tol, seed=seed))
+        settled = self.settled(do)
+        if settled and self.want("reversibility"):
+            self.report.add(measure.reversibility(scm, data, do, self.tol, seed=seed, nodes=settled))
+        if settled and row_wise and self.want("batch invariance"):
+            self.report.add(measure.batch_invariance(scm, data, do, self.tol, seed=seed, nodes=settled))
 
     def node_laws(self, node: str, ivs: Mapping[str, Any]) -> None:
         """Every law on one node: its hard, shift and callable interventions, and its null ones."""

@@ -18,6 +18,7 @@ import torch
 
 from causaldiff import SCM, PyroMechanism
 from causaldiff.errors import DataError, GraphError
+from causaldiff.mechanisms import DiffusionMechanism
 from causaldiff.evaluation.axioms import (axiom_metrics, counterfactual_fn, counterfactual_image_scores,
                                           guidance_sweep, image_counterfactual_metrics, mean_sem, other_class,
                                           shared_abduction_counterfactuals, with_inference)
@@ -141,6 +142,15 @@ def test_with_inference_without_settings_is_the_same_scm_and_refuses_other_nodes
     assert with_inference(scm, guidance_scale=None) is scm
     with pytest.raises(GraphError, match=r"\['image'\] are not"):
         with_inference(scm, ["image"], guidance_scale=1.0)
+
+
+def test_a_guidance_scale_sweep_leaves_conditional_nodes_as_they_are():
+    """A conditional denoiser refuses guidance_scale (it would change nothing): the sweep helper gives it
+    to the anti-causal nodes only."""
+    scm = SCM(nx.DiGraph([("y", "x")]), {"y": dist.Normal(0.0, 1.0), "x": DiffusionMechanism(guidance="conditional")})
+    assert with_inference(scm, guidance_scale=3.0) is scm
+    half = with_inference(scm, guidance_scale=3.0, abduction_fraction=0.5).mechanisms["x"].config
+    assert half.abduction_fraction == 0.5 and half.guidance_scale == 1.0
 
 
 def test_missing_inputs_are_named():

@@ -213,6 +213,8 @@ def test_with_inference_shares_the_networks_and_leaves_the_original(dcm):
         m.with_inference(num_inference_steps=0)
     with pytest.raises(ValueError, match="cond_dropout"):
         m.with_inference(cfg_scale=2.0)  # this denoiser was trained without parent dropout
+    with pytest.raises(ValueError, match="node 'y'.*guidance_scale .*guidance='anticausal' only"):
+        m.with_inference(guidance_scale=3.0)  # a conditional denoiser: s would change nothing
     with pytest.raises(ValueError, match="sampler.bogus"):
         m.with_inference(sampler={"bogus": 1})
     clipped = m.with_inference(sampler={"clip_sample": 3.0, "inversion_fixed_point_iters": 0}, guide_abduction=False)
@@ -252,6 +254,9 @@ def test_config_validation_and_unfitted_use():
         DiffusionMechanism(cfg_scale=1.0)
     with pytest.raises(ValidationError, match="guidance='conditional'"):
         DiffusionMechanism(guidance="anticausal", cfg_scale=1.0, cond_dropout=0.1)
+    for scale in (3.0, {"y": 2.0}):  # it would change nothing: refused, naming the mode that uses it
+        with pytest.raises(ValidationError, match="guidance_scale .*guidance='anticausal' only"):
+            DiffusionMechanism(guidance="conditional", guidance_scale=scale)
     with pytest.raises(ValidationError):
         DiffusionMechanism(bogus=1)
     m = DiffusionMechanism()

@@ -7,7 +7,7 @@ import torch
 
 from causaldiff.diffusion.nets import ImagePredictorConfig, UNetConfig
 from causaldiff.diffusion.schedule import ScheduleConfig
-from causaldiff.mechanisms import (AdditiveNoiseMechanism, CategoricalMechanism, DiffusionConfig,
+from causaldiff.mechanisms import (AdditiveNoiseMechanism, CategoricalMechanism, ClassifierMechanism, DiffusionConfig,
                                   DiffusionMechanism, NormalMechanism, PyroMechanism)
 from causaldiff.testing.mechanism_contract import MechanismContract, uncovered_mechanisms
 
@@ -69,6 +69,31 @@ class TestCategorical(MechanismContract):
 
     def make_data(self):
         return torch.randint(0, 4, (N,), generator=torch.Generator().manual_seed(4)), {}
+
+
+class TestClassifier(MechanismContract):
+    """Three classes from a continuous and a categorical parent: Gumbel-max abduction."""
+
+    mechanism_class = ClassifierMechanism
+    parent_order = ("a", "c")
+
+    def make_data(self):
+        gen = torch.Generator().manual_seed(8)
+        pa = _mixed_parents(gen)
+        return (pa["a"] > 0).long() + (pa["c"] == 2).long(), pa
+
+
+class TestBinaryClassifier(MechanismContract):
+    """Bernoulli: two classes, logistic regression (no hidden layer) on one continuous parent."""
+
+    mechanism_class = ClassifierMechanism
+    config = ClassifierMechanism.quick(ClassifierMechanism.Config(hidden=()))
+    parent_order = ("a",)
+
+    def make_data(self):
+        gen = torch.Generator().manual_seed(9)
+        a = torch.randn(N, generator=gen)
+        return torch.bernoulli(torch.sigmoid(2 * a), generator=gen).long(), {"a": a}
 
 
 class TestAdditiveNoise(MechanismContract):

@@ -67,6 +67,10 @@ class DiffusionConfig(BaseModel):
             raise ValueError("cfg_scale != 0 needs a denoiser trained with cond_dropout > 0")
         if self.cfg_scale != 0.0 and self.guidance != "conditional":
             raise ValueError("cfg_scale applies to guidance='conditional' only")
+        if self.guidance_scale != 1.0 and self.guidance != "anticausal":
+            raise ValueError("guidance_scale (s, the scale of the anti-causal predictor's gradient) applies to "
+                             "guidance='anticausal' only; a conditional denoiser is guided by cfg_scale "
+                             "(with cond_dropout) or anchor_scale")
         if self.anchor_scale != 1.0 and self.guidance != "conditional":
             raise ValueError("anchor_scale applies to guidance='conditional' only")
         return self
