@@ -32,7 +32,8 @@ import torch.distributed as dist
 from .progress import progress_enabled, set_progress
 from .shard_files import MANIFEST, load_shards, new_run_id, write_manifest, write_shard
 from .sharding import QuerySharding, current_sharding, row_span, shard_unit, sharded_queries
-from .training.ddp import DEFAULT_TIMEOUT, DDPStrategy, init_process_group
+from .errors import LaunchError
+from .training.ddp import DEFAULT_TIMEOUT, DDPStrategy, init_process_group, launcher_env
 from .training.strategy import LocalStrategy, use_strategy
 
 
@@ -82,8 +83,14 @@ def under_launcher() -> bool:
 
 
 def launcher_rank() -> int:
-    """This process's rank as the launcher set it (0 on its own)."""
-    return int(os.environ.get("RANK", "0")) if under_launcher() else 0
+    """This process's rank as the launcher set it (0 on its own, or when the launcher's variables
+    are invalid: that process reports the :class:`~causaldiff.errors.LaunchError` it meets)."""
+    if not under_launcher():
+        return 0
+    try:
+        return launcher_env()[0]
+    except LaunchError:
+        return 0
 
 
 def run_launched(fn: Callable[[], int], device: str | None = None) -> int:
