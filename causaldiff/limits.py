@@ -23,8 +23,12 @@ MAX_DATASET_ROWS = 10 ** 7
 MAX_WIDTH = 2 ** 16
 #: layers, blocks or heads of one network
 MAX_DEPTH = 256
-#: optimisation steps of one training, DDIM steps of one sampler, diffusion timesteps
+#: optimisation steps of one training, DDIM steps of one sampler
 MAX_STEPS = 10 ** 8
+#: timesteps of a diffusion schedule (its float64 tables: 24 bytes each), hence also of its sampler
+MAX_TIMESTEPS = 10 ** 6
+#: parameters of one network (a pretrained UNet's config is checked against it before it is built)
+MAX_PARAMETERS = 2 ** 31
 #: rows of one minibatch
 MAX_BATCH = 2 ** 20
 #: classes of a categorical node or parent declared in a config
@@ -43,5 +47,6 @@ DatasetRows = Annotated[int, Field(ge=1, le=MAX_DATASET_ROWS)]
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 __all__ = ["MAX_ROWS_PER_CALL", "MAX_ROWS", "MAX_DATASET_ROWS", "MAX_WIDTH", "MAX_DEPTH", "MAX_STEPS",
+           "MAX_TIMESTEPS", "MAX_PARAMETERS",
            "MAX_BATCH", "MAX_CLASSES", "LABEL_FLOOR", "SEED_MIN", "SEED_MAX", "Width", "Depth", "Steps",
            "Batch", "DatasetRows", "Seed"]
