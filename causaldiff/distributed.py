@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,11 +29,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .errors import SerializationError
 from .progress import progress_enabled, set_progress
+from .shard_files import MANIFEST, load_shards, new_run_id, write_manifest, write_shard
 from .sharding import QuerySharding, current_sharding, row_span, shard_unit, sharded_queries
-from .training.checkpoint import save_atomic
-from .training.ddp import DEFAULT_TIMEOUT, DDPStrategy, init_process_group
+from .errors import LaunchError
+from .training.ddp import DEFAULT_TIMEOUT, DDPStrategy, init_process_group, launcher_env
 from .training.strategy import LocalStrategy, use_strategy
 
 
@@ -84,8 +83,14 @@ def under_launcher() -> bool:
 
 
 def launcher_rank() -> int:
-    """This process's rank as the launcher set it (0 on its own)."""
-    return int(os.environ.get("RANK", "0")) if under_launcher() else 0
+    """This process's rank as the launcher set it (0 on its own, or when the launcher's variables
+    are invalid: that process reports the :class:`~causaldiff.errors.LaunchError` it meets)."""
+    if not under_launcher():
+        return 0
+    try:
+        return launcher_env()[0]
+    except LaunchError:
+        return 0
 
 
 def run_launched(fn: Callable[[], int], device: str | None = None) -> int:
@@ -96,42 +101,25 @@ def run_launched(fn: Callable[[], int], device: str | None = None) -> int:
         return fn()
 
 
-MANIFEST = "{name}.manifest.json"
-
-
 def save_shards(values: Mapping[str, torch.Tensor], directory: str | os.PathLike, name: str = "shards") -> Path:
     """Write this rank's rows of the last query of :func:`sharded_queries` ``(gather=False)`` to
     ``<directory>/<name>.rank<r>.pt`` (atomically), and rank 0 the manifest
-    ``<name>.manifest.json`` (each shard's file and rows, in order); every rank calls it. Returns
-    the manifest's path; :func:`load_shards` reads them back."""
-    from .evaluation.report import write_json
-
+    ``<name>.manifest.json`` (each shard's file and rows, in order, and the run id every shard
+    carries); every rank calls it. Returns the manifest's path; :func:`load_shards` reads them back."""
     sharding = current_sharding()
     if sharding is None or sharding.gather_results or not sharding.spans:
         raise RuntimeError("save_shards writes the rows of a query run under sharded_queries(gather=False)")
     start, stop, n = sharding.spans[-1]
-    directory = Path(directory)
-    file = f"{name}.rank{sharding.rank:05d}.pt"
-    save_atomic({k: v.detach().cpu().contiguous() for k, v in values.items()}, directory / file)
+    run = [new_run_id() if sharding.rank == 0 else None]
+    dist.broadcast_object_list(run, src=0)
+    file = write_shard(values, directory, name, sharding.rank, run[0])
     shards: list = [None] * sharding.world_size
     dist.all_gather_object(shards, {"file": file, "start": start, "stop": stop})
-    manifest = directory / MANIFEST.format(name=name)
+    manifest = Path(directory) / MANIFEST.format(name=name)
     if sharding.rank == 0:
-        write_json(manifest, {"name": name, "n": n, "world_size": sharding.world_size, "shards": shards})
+        write_manifest(directory, name, n, run[0], shards)
     dist.barrier()
     return manifest
-
-
-def load_shards(directory: str | os.PathLike, name: str = "shards") -> dict[str, torch.Tensor]:
-    """The whole result :func:`save_shards` wrote: every shard's rows, concatenated in order."""
-    directory = Path(directory)
-    manifest = json.loads((directory / MANIFEST.format(name=name)).read_text())
-    parts = [torch.load(directory / s["file"], map_location="cpu", weights_only=True)
-             for s in manifest["shards"] if s["stop"] > s["start"]]
-    out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-    if any(v.shape[0] != manifest["n"] for v in out.values()):
-        raise SerializationError(f"{directory}: the shards of {name!r} do not hold its {manifest['n']} rows")
-    return out
 
 
 def assign_nodes(nodes: Sequence[str], world_size: int) -> dict[str, int]:

@@ -49,3 +49,8 @@ class DeviceError(CausalDiffError, ValueError):
 
 class RegistryError(CausalDiffError, ValueError):
     """An extension name is unknown, taken, or its class breaks the registry contract."""
+
+
+class LaunchError(CausalDiffError, ValueError):
+    """The launcher's environment (``RANK``, ``WORLD_SIZE``, ``MASTER_PORT``...) or a collective
+    timeout is invalid, or the ranks of a run disagree on what they were asked."""

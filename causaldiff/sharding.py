@@ -22,11 +22,13 @@ import math
 import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .errors import DataError, SeedError
 from .rng import ROW_BLOCK, query_seed
 
 Values = dict[str, Tensor]
@@ -61,12 +63,18 @@ class QuerySharding:
         return row_span(n, self.rank, self.world_size, unit)
 
     def common_seed(self, seed: int | None) -> int | None:
-        """``seed``, or (unseeded) one drawn on rank 0 and broadcast to every rank."""
-        if seed is not None or self.world_size == 1:
+        """``seed`` when every rank passed the same one; unseeded on every rank: one drawn on rank 0
+        and shared; else a :class:`~causaldiff.errors.SeedError` on every rank naming their seeds."""
+        if self.world_size == 1:
             return seed
-        box = [query_seed(None) if self.rank == 0 else None]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
+        seeds = _all_gather("choosing the seed", (seed, query_seed(None) if seed is None and self.rank == 0 else None),
+                            self.world_size)
+        given = [s for s, _ in seeds]
+        if any(s != given[0] for s in given):
+            raise SeedError("sharded query: the ranks passed different seeds (" +
+                            ", ".join(f"rank {r}: {s}" for r, s in enumerate(given)) +
+                            "); every rank must run the same query with the same seed")
+        return given[0] if given[0] is not None else seeds[0][1]
 
     def result_span(self, span: tuple[int, int], n: int) -> tuple[int, int]:
         """The rows a query returns here: all ``n``, or (``gather=False``) this rank's ``span``."""
@@ -84,33 +92,67 @@ class QuerySharding:
                 local = compute()
         except Exception as exc:  # every rank learns of it before any collective waits on this one
             error = exc
-        metas = _exchange(span[1] - span[0], local, error, self.world_size)
+        metas = _exchange(n, span, local, error, self.world_size)
+        _agree_on_rows(metas)
         _raise_first(metas, error)
         if not self.gather_results:
             return local
-        lengths = [m[0] for m in metas]
-        shapes = next(m[1] for m in metas if m[0])
+        lengths = [m[1][1] - m[1][0] for m in metas]
+        shapes = next(m[2] for m, k in zip(metas, lengths) if k)
         comm = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else \
             torch.device("cpu")
         return {k: _all_gather_rows(local.get(k), lengths, shape, dtype, comm).to(device)
                 for k, (shape, dtype) in shapes.items()}
 
 
-def _exchange(m: int, local: Values, error: Exception | None, world_size: int) -> list:
-    """Every rank's (rows, {node: (shape, dtype)}, error)."""
-    if error is not None:
-        try:
-            pickle.dumps(error)
-        except Exception:
-            error = RuntimeError(f"{type(error).__name__}: {error}")
-    meta = (m, {k: (tuple(v.shape[1:]), v.dtype) for k, v in local.items()}, error)
-    metas: list = [None] * world_size
-    dist.all_gather_object(metas, meta)
-    return metas
+def portable(error: Exception) -> Exception:
+    """``error`` if it survives a pickle round trip (what another rank receives), else a
+    RuntimeError carrying its type and message (an exception whose constructor takes two
+    arguments would otherwise fail to unpickle on every other rank)."""
+    try:
+        back = pickle.loads(pickle.dumps(error))
+        if type(back) is type(error) and str(back) == str(error):
+            return error
+    except Exception:  # noqa: BLE001: any failure of the round trip
+        pass
+    return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _exchange(n: int, span: tuple[int, int], local: Values, error: Exception | None, world_size: int) -> list:
+    """Every rank's (query rows, its span of them, {node: (shape, dtype)}, error)."""
+    meta = (n, tuple(span), {k: (tuple(v.shape[1:]), v.dtype) for k, v in local.items()},
+            None if error is None else portable(error))
+    return _all_gather("joining the rows", meta, world_size)
+
+
+def _all_gather(step: str, payload: Any, world_size: int) -> list:
+    """Every rank's ``payload`` of the same ``step`` of a query; ranks at different steps (which
+    ran different queries, e.g. with different ``batch_size``) are refused on every rank alike."""
+    got: list = [None] * world_size
+    dist.all_gather_object(got, (step, payload))
+    if any(s != step for s, _ in got):
+        raise DataError("sharded query: the ranks are not running the same query (" +
+                        ", ".join(f"rank {r}: {s}" for r, (s, _) in enumerate(got)) +
+                        "); every rank must run the same queries with the same rows, seed and batch_size")
+    return [p for _, p in got]
+
+
+def _agree_on_rows(metas: list) -> None:
+    """Refuse, on every rank alike, a query whose ranks were given different numbers of rows, or
+    whose spans do not tile them (ranks that passed different ``batch_size``)."""
+    if any(m[0] != metas[0][0] for m in metas):
+        raise DataError("sharded query: the ranks passed different numbers of rows (" +
+                        ", ".join(f"rank {r}: {m[0]}" for r, m in enumerate(metas)) +
+                        "); every rank must run the same query on the same rows")
+    stops = [0] + [m[1][1] for m in metas]
+    if any(m[1][0] != stops[r] for r, m in enumerate(metas)) or stops[-1] != metas[0][0]:
+        raise DataError("sharded query: the ranks' rows do not tile the query (" +
+                        ", ".join(f"rank {r}: {m[1][0]}..{m[1][1]}" for r, m in enumerate(metas)) +
+                        "); every rank must pass the same batch_size")
 
 
 def _raise_first(metas: list, error: Exception | None) -> None:
-    failed = [(r, m[2]) for r, m in enumerate(metas) if m[2] is not None]
+    failed = [(r, m[3]) for r, m in enumerate(metas) if m[3] is not None]
     if not failed:
         return
     if error is not None:
@@ -155,4 +197,4 @@ def sharded_queries(gather: bool = True) -> Iterator[QuerySharding]:
         _CURRENT.reset(token)
 
 
-__all__ = ["QuerySharding", "row_span", "shard_unit", "sharded_queries", "current_sharding"]
+__all__ = ["QuerySharding", "portable", "row_span", "shard_unit", "sharded_queries", "current_sharding"]

@@ -29,7 +29,7 @@ def check_seed(seed: Any) -> int | None:
     except TypeError:
         raise SeedError(f"seed must be an integer or None, got {type(seed).__name__} {seed!r}") from None
     if not SEED_MIN <= value <= SEED_MAX:
-        raise SeedError(f"seed must lie in [-2**63, 2**63 - 1], got {value}")
+        raise SeedError(f"seed must lie in [-2**63, 2**63 - 1], got {shown(value)}")
     return value
 
 
@@ -41,18 +41,30 @@ def check_count(name: str, value: Any, batch_size: int | None = None) -> int:
     except TypeError:
         n = None
     if n is None or n < 1:
-        raise DataError(f"{name} must be a positive integer, got {value!r}")
+        raise DataError(f"{name} must be a positive integer, got {shown(value)}")
     check_rows(name, n, batch_size)
     return n
 
 
+def shown(value: Any) -> str:
+    """``repr(value)``, or for an integer beyond 64 bits its size (a 5000-digit int has no repr)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
+
+
 def check_rows(name: str, n: int, batch_size: int | None) -> None:
-    """Refuse ``n`` rows beyond the per-call bound (without ``batch_size``) or the total bound."""
+    """Refuse ``n`` rows beyond the per-call bound (without ``batch_size``) or the total bound, and a
+    ``batch_size`` that is not a positive integer of at most :data:`~causaldiff.limits.MAX_ROWS`."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or not 1 <= batch_size <= MAX_ROWS):
+        raise DataError(f"batch_size must be a positive integer of at most MAX_ROWS={MAX_ROWS} or None, "
+                        f"got {shown(batch_size)}")
     if batch_size is None and n > MAX_ROWS_PER_CALL:
-        raise DataError(f"{name}={n} exceeds MAX_ROWS_PER_CALL={MAX_ROWS_PER_CALL} rows computed at once; "
+        raise DataError(f"{name}={shown(n)} exceeds MAX_ROWS_PER_CALL={MAX_ROWS_PER_CALL} rows computed at once; "
                         f"pass batch_size (e.g. batch_size=65536) to run it in chunks")
     if n > MAX_ROWS:
-        raise DataError(f"{name}={n} exceeds MAX_ROWS={MAX_ROWS} rows per query; split it into several queries")
+        raise DataError(f"{name}={shown(n)} exceeds MAX_ROWS={MAX_ROWS} rows per query; split it into several queries")
 
 
 def check_labels(what: str, v: Tensor, rows: int) -> int:
@@ -87,4 +99,4 @@ def check_output_path(path: Any, flag: str, directory: bool = False) -> Path:
     return path
 
 
-__all__ = ["check_seed", "check_count", "check_rows", "check_labels", "check_output_path"]
+__all__ = ["check_seed", "check_count", "check_rows", "shown", "check_labels", "check_output_path"]

@@ -19,10 +19,10 @@ from typing import Annotated, Literal, Union
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from ..limits import Depth, Width
+from ..limits import Depth, Width, check_hidden_parameters
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -35,6 +35,11 @@ class _MLPShape(BaseModel):
     kind: Literal["mlp"] = "mlp"
     hidden: Width = 128
     num_layers: Depth = 3
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "_MLPShape":
+        check_hidden_parameters((self.hidden,) * self.num_layers, "hidden x num_layers")
+        return self
 
 
 class MLPConfig(_MLPShape):

@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
-from ..limits import MAX_STEPS
+from ..limits import MAX_TIMESTEPS
 
 
 class ScheduleConfig(BaseModel):
@@ -27,7 +27,7 @@ class ScheduleConfig(BaseModel):
     #: "scaled_linear": ``beta_t = linspace(sqrt(beta_start), sqrt(beta_end), T)**2`` (latent
     #: diffusion); "trained": the betas listed in ``trained_betas``
     kind: Literal["linear", "cosine", "scaled_linear", "trained"] = "cosine"
-    num_train_timesteps: int = Field(1000, ge=2, le=MAX_STEPS)
+    num_train_timesteps: int = Field(1000, ge=2, le=MAX_TIMESTEPS)
     #: linear schedule end points (Ho et al. 2020 use 1e-4 and 0.02 for T = 1000).
     beta_start: float = Field(1e-4, gt=0.0, lt=1.0)
     beta_end: float = Field(0.02, gt=0.0, lt=1.0)
@@ -51,7 +51,24 @@ class ScheduleConfig(BaseModel):
                                  f"num_train_timesteps={self.num_train_timesteps}")
             if not all(0.0 < b < 1.0 for b in self.trained_betas):
                 raise ValueError("trained_betas must lie in (0, 1)")
+        self._resolvable()
         return self
+
+    def _resolvable(self) -> None:
+        """Refuse a first beta that ``1 - beta`` loses in ``precision`` (``alpha_bar_0 = 1``: every
+        DDIM step then divides by ``1 - alpha_bar = 0``); ``trained``: any beta so small."""
+        eps = torch.finfo(torch.float32 if self.precision == "float32" else torch.float64).eps
+        if self.kind == "trained":
+            smallest, field = min(self.trained_betas or (1.0,)), "trained_betas"
+        elif self.kind == "cosine":
+            f = [math.cos((t / self.num_train_timesteps + self.cosine_s) / (1.0 + self.cosine_s) * math.pi / 2) ** 2
+                 for t in (0, 1)]
+            smallest, field = 1.0 - f[1] / f[0], "the first cosine beta (cosine_s, num_train_timesteps)"
+        else:
+            smallest, field = self.beta_start, "beta_start"
+        if smallest < eps:
+            raise ValueError(f"{field}: a beta of {smallest:.3g} is below the {self.precision} resolution {eps:.3g} "
+                             "(1 - beta rounds to 1, alpha_bar_0 = 1 and every query would divide by zero)")
 
 
 def linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float,

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import pyro.distributions as dist
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from ..limits import MAX_DEPTH, Batch, Steps, Width
+from ..limits import MAX_DEPTH, Batch, Steps, Width, check_hidden_parameters
 from ..errors import NotFittedError, SerializationError
 from ..registry import MECHANISMS
 from ..training import TrainConfig, fit_model, seeded_module
@@ -32,7 +32,7 @@ class AdditiveNoiseConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    hidden: tuple[Width, ...] = Field((64, 64), max_length=MAX_DEPTH)
+    hidden: Annotated[tuple[Width, ...], AfterValidator(check_hidden_parameters)] = Field((64, 64), max_length=MAX_DEPTH)
     steps: Steps = 2000
     batch_size: Batch = 256
     lr: float = Field(3e-3, gt=0)

@@ -29,7 +29,8 @@ import networkx as nx
 import torch
 from torch import Tensor
 
-from ..errors import AbductionError
+from ..errors import AbductionError, DataError
+from ..frames import from_tabular, is_tabular
 from ..interventions import Hard, Shift, Transform, as_intervention
 from ..mechanisms.base import Abduction
 from ..scm import SCM
@@ -49,6 +50,33 @@ def describe(do: Do) -> str:
 def identity(x: Tensor) -> Tensor:
     """The null callable intervention."""
     return x
+
+
+def law_rows(scm: SCM, data: Any) -> dict[str, Tensor]:
+    """The rows a law check runs on: ``{node: tensor}`` for every node, each finite; a DataFrame
+    (or a ``(frame, tensors)`` pair) read as the queries read it (:func:`~causaldiff.frames.from_tabular`).
+    Anything else is a :class:`~causaldiff.errors.DataError` naming the node, before any law runs."""
+    if is_tabular(data):
+        data = from_tabular(data, tuple(scm.nodes))[0]
+    if not isinstance(data, Mapping):
+        raise DataError(f"the law check takes rows as {{node: tensor}} or a DataFrame, got {type(data).__name__}")
+    missing = [v for v in scm.nodes if v not in data]
+    if missing:
+        raise DataError(f"the law check needs a value of every node; the rows lack {missing}")
+    rows: dict[str, Tensor] = {}
+    for v in scm.nodes:
+        x = data[v]
+        if not isinstance(x, Tensor) or x.dim() == 0:
+            raise DataError(f"node {v!r}: the law check takes a tensor of rows, got {type(x).__name__}")
+        bad = ~torch.isfinite(x).reshape(x.shape[0], -1).all(1) if x.is_floating_point() or x.is_complex() else None
+        if bad is not None and bool(bad.any()):
+            rows_bad = bad.nonzero().flatten().tolist()
+            raise DataError(f"node {v!r}: {len(rows_bad)} row(s) hold NaN or inf (rows {rows_bad[:5]}); "
+                            "a mechanism that yields non-finite values cannot be checked")
+        rows[v] = x
+    if len({x.shape[0] for x in rows.values()}) > 1:
+        raise DataError(f"the law check's rows differ in length: { {v: x.shape[0] for v, x in rows.items()} }")
+    return rows
 
 
 def _n(rows: Rows) -> int:
@@ -291,7 +319,7 @@ def check_dtypes(scm: SCM, data: Rows, do: Do | None = None, *, seed: int = 0) -
     return _run(dtypes, scm, data, do, seed=seed)
 
 
-__all__ = ["describe", "identity", "null_interventions", "effectiveness", "soft_effectiveness",
+__all__ = ["law_rows", "describe", "identity", "null_interventions", "effectiveness", "soft_effectiveness",
            "non_descendants", "composition", "reversibility", "round_trip", "batch_invariance", "idempotence",
            "commutation", "dtypes", "round_trip_dtypes", "declared_types", "check_effectiveness",
            "check_shift_effectiveness", "check_callable_effectiveness", "check_non_descendants",

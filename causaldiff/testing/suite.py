@@ -192,7 +192,7 @@ def check_counterfactual_laws(scm: SCM, data: Mapping[str, Tensor] | None = None
     if atol is not None or rtol is not None:
         t = max(atol or 0.0, rtol or 0.0)
         tolerances = Tolerances(exact=t, approximate=t)
-    data = scm.sample(n, seed=seed) if data is None else data
+    data = measure.law_rows(scm, scm.sample(n, seed=seed) if data is None else data)
     run = _Run(scm, data, tolerances or Tolerances(), seed,
                [law for law in laws if batch_invariance or law != "batch invariance"])
     perm = torch.randperm(run.n, generator=torch.Generator().manual_seed(seed)).to(next(iter(data.values())).device)

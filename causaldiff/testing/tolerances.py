@@ -13,6 +13,7 @@ ancestors (:func:`node_tolerances`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
 
 import networkx as nx
 import torch
@@ -26,13 +27,13 @@ from ..scm import SCM
 class Tolerances(BaseModel):
     """The tolerances of the laws that compare values (frozen; unknown fields are refused)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     #: exact and stochastic nodes; None: ``sqrt(eps)`` of the node's dtype
     exact: float | None = Field(None, ge=0.0)
     #: nodes whose abduction is approximate (diffusion nodes)
     approximate: float = Field(1e-2, ge=0.0)
     #: per-node overrides of the node's own tolerance
-    nodes: dict[str, float] = {}
+    nodes: dict[str, Annotated[float, Field(ge=0.0)]] = {}
 
 
 def float_precision(dtype: torch.dtype) -> float:

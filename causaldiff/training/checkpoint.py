@@ -103,11 +103,17 @@ class Checkpointer:
         state = load_checkpoint(self.directory)
         if state is None:
             return None
+        if not isinstance(state, dict):
+            raise SerializationError(f"{desc}: {self.path} is not a training checkpoint "
+                                     f"(a {type(state).__name__}, not a dict)")
         if state.get("fingerprint") != expected_fingerprint:
             raise SerializationError(
                 f"{desc}: checkpoint {self.path} was written for another model, data or "
                 "training config; delete it or use another checkpoint_dir")
-        saved = int(state.get("world_size", 1))
+        saved = state.get("world_size", 1)
+        if isinstance(saved, bool) or not isinstance(saved, int) or saved < 1:
+            raise SerializationError(f"{desc}: checkpoint {self.path} records world_size={saved!r}, not a "
+                                     "number of processes; delete it or use another checkpoint_dir")
         if saved != world_size:
             raise SerializationError(
                 f"{desc}: checkpoint {self.path} was written by a run on {saved} process(es); this run has "

@@ -31,6 +31,7 @@ from ...diffusion.nets import build_predictor
 from ...diffusion.schedule import NoiseSchedule, ScheduleConfig
 from ...diffusion.train import train_denoiser, train_predictor
 from ...errors import DataError, SerializationError
+from ...limits import MAX_PARAMETERS, MAX_WIDTH
 from ...optional import optional_import
 from ...training.seeding import seeded_module
 from ..saved import check_state
@@ -114,15 +115,58 @@ def import_schedule(config: Mapping[str, Any]) -> tuple[ScheduleConfig, Predicti
     return schedule, prediction
 
 
+#: the one weights file load_unet reads (a ``.bin`` is a pickle: never read)
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+#: UNet2DModel config fields that must be positive integers (or lists / pairs of them)
+_POSITIVE = ("in_channels", "out_channels", "sample_size", "block_out_channels", "layers_per_block", "norm_num_groups")
+
+
+def check_unet_config(config: Mapping[str, Any], where: str) -> None:
+    """Refuse, before anything is allocated, a diffusers config that is not a ``UNet2DModel``'s, a
+    field that is not a positive integer, or a network of more than :data:`MAX_PARAMETERS`
+    parameters (counted on the meta device)."""
+    kind = config.get("_class_name", "UNet2DModel")
+    if kind != "UNet2DModel":
+        raise SerializationError(f"{where}: _class_name={kind!r}; from_diffusers takes a UNet2DModel")
+    for field in _POSITIVE:
+        value = config.get(field)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if value is not None and not (items and all(type(v) is int and 0 < v <= MAX_WIDTH for v in items)):
+            raise SerializationError(f"{where}: {field}={value!r} must be a positive integer (at most "
+                                     f"{MAX_WIDTH}), or a list of them")
+    try:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in _diffusers().UNet2DModel.from_config(dict(config)).parameters())
+    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as e:
+        raise SerializationError(f"{where}: not a valid UNet2DModel config ({type(e).__name__}: {e})") from None
+    if count > MAX_PARAMETERS:
+        raise SerializationError(f"{where}: a UNet2DModel of {count:,} parameters is more than MAX_PARAMETERS="
+                                 f"{MAX_PARAMETERS:,} (block_out_channels={config.get('block_out_channels')})")
+
+
 def load_unet(unet: Any) -> nn.Module:
-    """A ``UNet2DModel`` object as is, or loaded from a local ``save_pretrained`` directory."""
+    """A ``UNet2DModel`` object as is, or loaded from a local ``save_pretrained`` directory: its
+    ``config.json`` checked (:func:`check_unet_config`) before anything is allocated, its weights
+    read from :data:`WEIGHTS` only (a folder with only a pickled ``.bin`` is refused, never read)."""
     if isinstance(unet, (str, Path)):
         path = Path(unet)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is not a local directory written by save_pretrained "
                                     "(nothing is downloaded)")
-        return _diffusers().UNet2DModel.from_pretrained(str(path), local_files_only=True, low_cpu_mem_usage=False)
-    if not isinstance(unet, nn.Module) or not hasattr(unet, "config"):
+        if not (path / WEIGHTS).is_file():
+            raise SerializationError(f"{path}: no {WEIGHTS}; only safetensors weights are read (a pickled "
+                                     "diffusion_pytorch_model.bin never is: convert it with save_pretrained("
+                                     "safe_serialization=True))")
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SerializationError(f"{path / 'config.json'}: cannot read it ({type(e).__name__}: {e})") from None
+        if not isinstance(config, dict):
+            raise SerializationError(f"{path / 'config.json'}: not a config (a {type(config).__name__})")
+        check_unet_config(config, str(path / "config.json"))
+        return _diffusers().UNet2DModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
+                                                        low_cpu_mem_usage=False)
+    if not isinstance(unet, _diffusers().UNet2DModel):
         raise TypeError(f"unet must be a diffusers UNet2DModel or a local directory, got {type(unet).__name__}")
     return unet
 
@@ -234,8 +278,11 @@ def load_pretrained(config: dict[str, Any], tensors: dict[str, Tensor]) -> Pretr
                                      NoiseSchedule(cfg.schedule).alphas_cumprod, raw["prediction_type"])
 
         groups = groups_of(tensors)
-        with torch.device("meta"):  # the saved config checked before anything is allocated
+        check_unet_config(raw["unet"], "saved pretrained UNet config")  # before anything is allocated
+        with torch.device("meta"):
             denoiser()
+    except SerializationError:
+        raise
     except (KeyError, TypeError, ValueError) as e:
         raise SerializationError(f"not a saved pretrained diffusion mechanism: {e}") from e
     check_state(denoiser, groups["denoiser"], "saved denoiser")
@@ -258,5 +305,5 @@ def load_pretrained(config: dict[str, Any], tensors: dict[str, Tensor]) -> Pretr
 PretrainedDiffusionMechanism.load_saved = staticmethod(load_pretrained)
 VARIANTS["pretrained"] = PretrainedDiffusionMechanism
 
-__all__ = ["DiffusersDenoiser", "PretrainedDiffusionMechanism", "import_schedule", "load_pretrained",
+__all__ = ["WEIGHTS", "check_unet_config", "DiffusersDenoiser", "PretrainedDiffusionMechanism", "import_schedule", "load_pretrained",
            "load_unet", "scheduler_config"]
