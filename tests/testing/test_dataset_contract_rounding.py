@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from causaldiff.datasets.base import Draw, GroundTruth
-from causaldiff.interventions import as_intervention
+from causaldiff.interventions import as_intervention, intervene
 from causaldiff.testing.dataset_contract import GroundTruthContract
 
 
@@ -45,7 +45,7 @@ class _RowCountRounding(GroundTruth):
         for node in ("a", "b"):
             value = natural[node]()
             if node in do:
-                value = as_intervention(node, do[node]).apply(node, value, n, (), torch.float64, value.device)
+                value = intervene(as_intervention(node, do[node]), node, value, n, (), torch.float64, value.device)
             out[node] = value
         return out
 
