@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from causaldiff.datasets.mnist import DataError
+from causaldiff import DataError
 
 
 from . import legacy_morpho, published
