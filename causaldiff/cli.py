@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scales", default="0,0.3,0.7,1,2,3", help="comma-separated guidance scales s >= 0")
     s.add_argument("--n", "--rows", dest="n", type=int, default=100, help=ROWS_HELP)
     s.set_defaults(func=_sweep)
+    for command in (d, g, f, c, e, s):
+        command.add_argument("--threads", type=int, metavar="N",
+                             help="torch threads (default: the cores free at start, see causaldiff.threads)")
     return p
 
 
@@ -229,6 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .distributed import launcher_rank, run_launched, under_launcher
 
     try:
+        _positive("--threads", args.threads)
+        if args.threads is not None:
+            from .threads import set_threads
+
+            set_threads(args.threads)
         if under_launcher():  # torchrun: every rank runs the command, rank 0 alone prints and writes
             return run_launched(lambda: int(args.func(args) or 0), getattr(args, "device", None))
         return int(args.func(args) or 0)
