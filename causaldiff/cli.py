@@ -208,10 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scales", default="0,0.3,0.7,1,2,3", help="comma-separated guidance scales s >= 0")
     s.add_argument("--n", "--rows", dest="n", type=int, default=100, help=ROWS_HELP)
     s.set_defaults(func=_sweep)
-    for command in (d, g, f, c, e, s):
+    _add_threads(d, g, f, c, e, s)
+    return p
+
+
+def _add_threads(*commands: argparse.ArgumentParser) -> None:
+    for command in commands:
         command.add_argument("--threads", type=int, metavar="N",
                              help="torch threads (default: the cores free at start, see causaldiff.threads)")
-    return p
 
 
 def _one_line(text: str) -> str:
