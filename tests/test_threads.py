@@ -32,11 +32,10 @@ def fresh(code: str = REPORT, **env: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_default_import_waits_passively_fits_the_free_cores_and_keeps_memory():
+def test_default_import_waits_passively_keeps_torch_threads_and_keeps_memory():
     got = fresh()
-    cpus = len(os.sched_getaffinity(0))
     assert got["wait"] == "PASSIVE" and got["env"] == "PASSIVE"
-    assert 1 <= got["threads"] <= cpus and "cores free at import" in got["reason"]
+    assert got["threads"] == len(os.sched_getaffinity(0)) and got["reason"] == "torch default (passive waits)"
     assert got["allocator"].startswith("glibc, mmap threshold") and f"mmap_threshold={threads.MMAP_THRESHOLD}" in got["tunables"]
 
 
@@ -49,6 +48,12 @@ def test_what_the_user_set_is_kept(env, threads_, reason, wait):
     got = fresh(**env)
     assert got["threads"] == (threads_ or len(os.sched_getaffinity(0))) and got["reason"].startswith(reason)
     assert got["wait"].startswith(wait) and (got["env"] is None) == (wait == "libgomp default")
+
+
+def test_torch_loaded_first_spins_so_threads_fit_the_free_cores():
+    got = fresh("import torch; " + REPORT)
+    assert 1 <= got["threads"] <= len(os.sched_getaffinity(0)) and "cores free at import" in got["reason"]
+    assert got["wait"] == "libgomp default (OpenMP loaded before causaldiff)"
 
 
 def test_torch_loaded_first_keeps_its_thread_count_and_waits():
