@@ -1,6 +1,6 @@
 """Training and query throughput with 0, 1 and 2 competing CPU-bound processes, for torch's
-default threads (spin-waits, one thread a core), passive waits alone, and causaldiff's import-time
-policy (:mod:`causaldiff.threads`).
+default threads (spin-waits, one thread a core), one passive thread, and causaldiff's import-time
+policy (:mod:`causaldiff.threads`: passive waits, torch's thread count).
 
 Every measurement is a fresh process (:mod:`.worker`) started after the competitors, so the policy
 sees them as a user's process would; ``repeats`` rounds rotate the order of competitor counts and
@@ -28,14 +28,14 @@ from causaldiff.evaluation import report
 #: environment of each arm (on top of the caller's, less the thread and allocator variables)
 ARMS = {
     "torch default": {"CAUSALDIFF_THREADS": "torch"},
-    "passive waits": {"CAUSALDIFF_THREADS": "torch", "OMP_WAIT_POLICY": "PASSIVE"},
+    "1 thread": {"CAUSALDIFF_THREADS": "1"},
     "policy": {},
 }
 WORKLOADS = ("train_unet", "train_mlp", "query")
 SETTINGS = {
     "cpu": dict(channels=16, batch=8, seconds=2.0, repeats=3, competitors=(0, 1, 2), arms=tuple(ARMS)),
     # the test's (torch's spin-waits crawl on a loaded machine: left out)
-    "smoke": dict(channels=8, batch=2, seconds=0.1, repeats=1, competitors=(0, 1), arms=("passive waits", "policy")),
+    "smoke": dict(channels=8, batch=2, seconds=0.1, repeats=1, competitors=(0, 1), arms=("1 thread", "policy")),
 }
 
 
@@ -109,7 +109,7 @@ def to_markdown(res: dict[str, Any]) -> str:
         [[r["competitors"], r["arm"], ",".join(map(str, r["threads"])), r["wait_policy"], f"{r['train_unet']:.1f}",
           f"{r['train_mlp']:.0f}", f"{r['query']:.2f}", f"{r['loadavg_1min_median']:.2f}",
           f"{r['busy_cores_median']:.2f}"] for r in res["rows"]])
-    return head + rows + "\n\n## Summary\n\n```json\n" + json.dumps(res["summary"], indent=2) + "\n```\n"
+    return head + rows + res.get("note", "") + "\n\n## Summary\n\n```json\n" + json.dumps(res["summary"], indent=2) + "\n```\n"
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ def test_smoke_setting_measures_each_arm_and_competitor_count(tmp_path):
         assert all(r[w] > 0 for w in bench.WORKLOADS) and r["busy_cores_median"] >= 0
     assert "| policy |" in (tmp_path / "threads_smoke.md").read_text()
 
-    as_default = [{**r, "arm": "torch default" if r["arm"] == "passive waits" else r["arm"]} for r in res["rows"]]
+    as_default = [{**r, "arm": "torch default" if r["arm"] == "1 thread" else r["arm"]} for r in res["rows"]]
     summary = bench.summary(as_default, {**s, "arms": ("torch default", "policy")})
     for c in s["competitors"]:
         key = "idle" if c == 0 else f"{c}_competitor"
