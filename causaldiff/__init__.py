@@ -8,6 +8,10 @@ mechanisms and the configs a user writes, errors. Everything else lives in publi
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import threads as threads
+
+threads.apply_policy()  # before torch loads: passive OpenMP waits, threads for the free cores, memory kept
+
 from .diffusion.ddim import DDIMConfig as DDIMConfig
 from .diffusion.nets import DiTConfig as DiTConfig
 from .diffusion.nets import ImagePredictorConfig as ImagePredictorConfig
@@ -45,6 +49,7 @@ from .registry import MECHANISMS as MECHANISMS
 from .scm import SCM as SCM
 from .scm import Samples as Samples
 from .scm import load as load
+from .threads import set_threads as set_threads
 from .training import TrainConfig as TrainConfig
 from . import auto as auto
 from . import datasets as datasets  # registers the built-in data sets
@@ -64,7 +69,7 @@ __all__ = [
     "DiffusionMechanism", "MECHANISMS", "DATASETS",
     "AdditiveNoiseConfig", "DiffusionConfig", "TrainConfig", "ScheduleConfig", "DDIMConfig", "MLPConfig",
     "UNetConfig", "DiTConfig", "MLPPredictorConfig", "ImagePredictorConfig",
-    "set_progress", "CausalDiffError", "GraphError", "DataError", "InterventionError", "AbductionError",
+    "set_progress", "set_threads", "CausalDiffError", "GraphError", "DataError", "InterventionError", "AbductionError",
     "NotFittedError", "SerializationError", "RegistryError", "DeviceError", "DivergenceError", "SeedError", "SpecError",
-    "auto", "datasets", "distributed", "frames", "limits", "__version__",
+    "auto", "datasets", "distributed", "frames", "limits", "threads", "__version__",
 ]

@@ -208,7 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scales", default="0,0.3,0.7,1,2,3", help="comma-separated guidance scales s >= 0")
     s.add_argument("--n", "--rows", dest="n", type=int, default=100, help=ROWS_HELP)
     s.set_defaults(func=_sweep)
+    _add_threads(d, g, f, c, e, s)
     return p
+
+
+def _add_threads(*commands: argparse.ArgumentParser) -> None:
+    for command in commands:
+        command.add_argument("--threads", type=int, metavar="N",
+                             help="torch threads (default: the cores free at start, see causaldiff.threads)")
 
 
 def _one_line(text: str) -> str:
@@ -229,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .distributed import launcher_rank, run_launched, under_launcher
 
     try:
+        _positive("--threads", args.threads)
+        if args.threads is not None:
+            from .threads import set_threads
+
+            set_threads(args.threads)
         if under_launcher():  # torchrun: every rank runs the command, rank 0 alone prints and writes
             return run_launched(lambda: int(args.func(args) or 0), getattr(args, "device", None))
         return int(args.func(args) or 0)

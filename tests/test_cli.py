@@ -214,3 +214,15 @@ def test_fit_evaluate_sweep_images(tmp_path, capsys):
     assert [r["scale"] for r in rows] == [0.0, 1.0]
     assert rows[0]["minimality_l1"] == pytest.approx(m["minimality_l1"])  # same counterfactuals as evaluate
     assert (run / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_threads_option_sets_torch_threads_and_refuses_zero(tmp_path, capsys):
+    before = torch.get_num_threads()
+    spec = str(GRAPHS / "tabular_chain_nonlinear_anm.toml")
+    try:
+        assert main(["graph", spec, "--out", str(tmp_path / "g.png"), "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert main(["graph", spec, "--out", str(tmp_path / "h.png"), "--threads", "0"]) == 2
+    assert "--threads must be positive, got 0" in capsys.readouterr().err and not (tmp_path / "h.png").exists()
