@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 import time
 
 import numpy as np
@@ -74,8 +75,10 @@ def test_workers_die_with_a_killed_parent(tmp_path):
             print(" ".join(str(p) for p in job._pool._processes), flush=True)
             time.sleep(60)
     """))
+    root = str(Path(__file__).resolve().parents[2])  # the checkout, so the child imports benchmarks
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                          env={**os.environ, "CAUSALDIFF_PROGRESS": "0"}) as proc:
+                          env={**os.environ, "CAUSALDIFF_PROGRESS": "0", "PYTHONPATH": path}) as proc:
         pids = [int(p) for p in proc.stdout.readline().split()]
         assert len(pids) == 2
         proc.send_signal(signal.SIGKILL)
