@@ -1,15 +1,14 @@
 """CPU threads and memory on a shared machine: the policy applied when causaldiff is imported.
 
-Measured on 2 shared cores (``benchmarks/threads``): torch's OpenMP threads spin-wait between
-parallel regions (libgomp's default), so when other jobs hold the cores every region waits for a
-descheduled thread and a query runs several times slower on 2 threads than on 1. At import,
-causaldiff therefore
+Measured on 2 cores (``benchmarks/threads``, ``results/threads_cpu.md``): torch's OpenMP threads
+spin-wait between parallel regions (libgomp's default), so when other jobs hold the cores every
+region waits for a descheduled thread, and 2 threads ran 3-4x slower than 1 beside 2 CPU-bound
+processes. Passive waits (``OMP_WAIT_POLICY=PASSIVE``) cure that but cost every parallel region a
+wake-up: with torch's 2 threads they ran at 0.40-0.47x of torch's default on an idle machine. At
+import, causaldiff therefore
 
-* asks libgomp for passive waits (``OMP_WAIT_POLICY=PASSIVE``), which only works before torch
-  loads it (:func:`passive_waits`), and then keeps torch's thread count: with passive waits, 2
-  threads ran 1.6-5x faster than 1 on cores other jobs kept busy;
-* where torch loaded first (the waits spin), runs as many torch threads as the cores free right
-  now (:func:`free_cores`), never more than torch's own default (:func:`fit_threads`);
+* runs as many torch threads as the cores free right now (:func:`free_cores`), never more than
+  torch's own default (:func:`fit_threads`), waits left as libgomp sets them;
 * keeps freed memory in the process instead of returning it to the kernel, where glibc gives
   activations back and faults them in again on every call (:func:`keep_memory`).
 
@@ -18,7 +17,8 @@ Nothing the user chose is overridden: a set ``OMP_WAIT_POLICY``, ``OMP_NUM_THREA
 settings in ``GLIBC_TUNABLES`` or ``MALLOC_*_`` variables, or another allocator preloaded.
 ``CAUSALDIFF_THREADS=torch`` leaves threads and waits as torch sets them, ``CAUSALDIFF_THREADS=N``
 uses N threads, ``CAUSALDIFF_MALLOC=0`` leaves the allocator alone; :func:`set_threads` (also
-``causaldiff --threads N``) sets the count later.
+``causaldiff --threads N``) sets the count later. A machine that gets busy after the import keeps
+the count fitted then: pass ``--threads 1`` (or ``cd.set_threads(1)``) there.
 """
 
 from __future__ import annotations
@@ -60,26 +60,12 @@ def current_policy() -> Policy:
     return _policy
 
 
-def openmp_loaded() -> bool:
-    """Whether an OpenMP runtime is already mapped into this process (its wait policy is then fixed)."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            return any("libgomp" in line or "libiomp" in line for line in f)
-    except OSError:
-        return "torch" in sys.modules
-
-
-def passive_waits() -> str:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` if the user has not chosen one and OpenMP is not yet loaded
-    (child processes inherit it); returns the policy in force and why."""
+def wait_policy() -> str:
+    """The OpenMP wait policy in force and why (causaldiff never sets it: passive waits cost an idle
+    machine more than half its speed, see the module docstring)."""
     if "OMP_WAIT_POLICY" in os.environ:
         return f"{os.environ['OMP_WAIT_POLICY']} (user)"
-    if os.environ.get(THREADS_ENV, "").strip().lower() == "torch":
-        return f"libgomp default ({THREADS_ENV}=torch)"
-    if openmp_loaded():
-        return "libgomp default (OpenMP loaded before causaldiff)"
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    return "PASSIVE"
+    return "libgomp default"
 
 
 def free_cores(window_s: float = 0.05) -> float | None:
@@ -155,9 +141,9 @@ def keep_memory() -> str:
 
 
 def apply_policy() -> Policy:
-    """The import-time policy: passive waits (else threads fitting the free cores), memory kept."""
+    """The import-time policy: threads fitting the free cores (the user's choice kept), memory kept."""
     global _policy
-    wait = passive_waits()  # before torch loads libgomp
+    wait = wait_policy()
     threads, why = fit_threads(passive=wait.startswith("PASSIVE"))
     _policy = Policy(threads, why, wait, keep_memory())
     return _policy
@@ -175,4 +161,4 @@ def set_threads(n: int) -> None:
 
 
 __all__ = ["Policy", "THREADS_ENV", "MALLOC_ENV", "apply_policy", "current_policy", "set_threads", "fit_threads",
-           "free_cores", "keep_memory", "openmp_loaded", "passive_waits"]
+           "free_cores", "keep_memory", "wait_policy"]

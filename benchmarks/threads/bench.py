@@ -1,6 +1,7 @@
 """Training and query throughput with 0, 1 and 2 competing CPU-bound processes, for torch's
-default threads (spin-waits, one thread a core), one passive thread, and causaldiff's import-time
-policy (:mod:`causaldiff.threads`: passive waits, torch's thread count).
+default threads (spin-waits, one thread a core), one thread, and causaldiff's import-time
+policy (:mod:`causaldiff.threads`: torch's threads fitted to the cores free at import, waits as
+libgomp sets them).
 
 Every measurement is a fresh process (:mod:`.worker`) started after the competitors, so the policy
 sees them as a user's process would; ``repeats`` rounds rotate the order of competitor counts and
