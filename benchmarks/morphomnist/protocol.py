@@ -247,7 +247,8 @@ class Protocol:
     """What every system is scored against: the factual test rows, the benchmark's interventions,
     the metric models, CLD's reference rows, the true counterfactuals; ``detail``: how many of the
     first rows the costly metrics use (composition, reversibility, the measured MAEs; None: all),
-    measured in ``workers`` processes."""
+    measured in ``workers`` processes; ``truths`` may hold a prefix of the rows (the error against
+    the truth is scored on it)."""
 
     ds: MorphoMNIST
     factual: Draw
@@ -317,8 +318,10 @@ class Protocol:
             out["cld"] = weighted_cld(self.vae, factual.values["image"], cf["image"], bins(node, factual.values[node]),
                                       bins(node, do[node]), self.reference.values["image"],
                                       bins(node, self.reference.values[node]))
-        if node in TRUE_INTERVENTIONS:
-            out["true_counterfactual"] = true_error(cf["image"], self.truths.rows(node)["image"], factual.values["image"])
+        if node in TRUE_INTERVENTIONS:  # on the rows the truth was rendered for (a prefix)
+            m = len(self.truths.factual)
+            out["true_counterfactual"] = {**true_error(cf["image"][:m], self.truths.rows(node)["image"],
+                                                       factual.values["image"][:m]), "n": m}
         return out
 
 

@@ -79,10 +79,13 @@ def _run_facts(results: Mapping[str, Any]) -> list[str]:
         out.append(f"- rows: {st['n_test']} scored; composition, reversibility and the measured MAEs on the first "
                    f"{st.get('n_detail') or st['n_test']}; scales {st['scales']} swept on {swept}")
     if st.get("n_sweep") and results.get("main"):
-        main = ", ".join(f"{net} abduction fraction {m['abduction_fraction']:g}, s = {m['guidance_scale']:g}"
-                         for net, m in results["main"].items())
-        out.append(f"- main: {main} (the best mean rank over thickness MAE do(t), intensity MAE do(i), "
-                   f"digit accuracy do(digit) and the 1-cycle composition on the validation rows; "
+        main = "; ".join(f"{net} " + ", ".join(f"{'' if node == 'null' else f'do({node}) '}abduction fraction "
+                                               f"{p['abduction_fraction']:g}, s = {p['guidance_scale']:g}"
+                                               for node, p in m.items()) for net, m in results["main"].items())
+        rule = ("each intervention's pair the best on its own effectiveness column, the null intervention's on the "
+                "1-cycle composition" if st.get("per_intervention") else "the best mean rank over thickness MAE "
+                "do(t), intensity MAE do(i), digit accuracy do(digit) and the 1-cycle composition")
+        out.append(f"- main: {main} ({rule} on the validation rows; "
                    f"fractions {list(st.get('fractions') or [])}; s: the anchor scale w of a conditional "
                    f"row, the guidance scale of an anti-causal one)")
     for net, b in (results.get("budgets") or {}).items():

@@ -171,8 +171,9 @@ class AnchoredGuidance:
     of the null condition: ``w = 1`` is the plain conditional denoiser under ``pa*``, ``w > 1``
     extrapolates away from the factual. Rows whose parents are unchanged (``pa* = pa``) get
     ``eps(x_t, t, pa)`` exactly, the prediction DDIM inversion under ``pa`` used, so composition
-    (a null intervention) is exact to the inversion's tolerance whatever ``w``. Both halves run
-    as one forward of ``2n`` rows.
+    (a null intervention) is exact to the inversion's tolerance whatever ``w``. One forward: the
+    ``n`` rows under ``pa`` and, for the rows whose parents changed, under ``pa*`` (``w = 1``:
+    the ``n`` rows under ``pa*`` alone).
     """
 
     def __init__(self, denoiser: Denoiser, scale: float = 1.0) -> None:
@@ -181,6 +182,12 @@ class AnchoredGuidance:
 
     def __call__(self, x_t: Tensor, t: Tensor, cond: tuple[Tensor, Tensor]) -> Tensor:
         factual, counterfactual = cond
-        both = self.denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([factual, counterfactual]))
-        eps_f, eps_cf = both.chunk(2)
-        return eps_f + self.scale * (eps_cf - eps_f)
+        if self.scale == 1.0:
+            return self.denoiser(x_t, t, counterfactual)
+        changed = (factual != counterfactual).flatten(1).any(1).nonzero().squeeze(1)
+        n = x_t.shape[0]
+        out = self.denoiser(torch.cat([x_t, x_t[changed]]), torch.cat([t, t[changed]]),
+                            torch.cat([factual, counterfactual[changed]]))
+        eps = out[:n].clone()
+        eps[changed] = eps[changed] + self.scale * (out[n:] - eps[changed])
+        return eps

@@ -143,7 +143,7 @@ class _ConditionalGaussian:
         return GaussianOracle(self.schedule, c, SIGMA)(x, t)
 
 
-def test_anchored_guidance_is_one_forward_and_exact_on_unchanged_rows():
+def test_anchored_guidance_is_one_forward_of_the_rows_it_needs():
     calls = []
 
     def eps(x, t, c):
@@ -154,10 +154,15 @@ def test_anchored_guidance_is_one_forward_and_exact_on_unchanged_rows():
     pa, pa_cf = torch.randn(4, 3), torch.randn(4, 3)
     pa_cf[:2] = pa[:2]  # rows 0 and 1: a null intervention
     got = AnchoredGuidance(eps, 3.0)(x, t, (pa, pa_cf))
-    assert calls == [8]
+    assert calls == [6]  # the 4 rows under pa, the 2 changed ones under pa*
     assert torch.equal(got[:2], eps(x, t, pa)[:2])  # exactly the factual prediction, whatever w
     assert torch.allclose(got, eps(x, t, pa) + 3.0 * (eps(x, t, pa_cf) - eps(x, t, pa)))
+    calls.clear()
     assert torch.allclose(AnchoredGuidance(eps, 1.0)(x, t, (pa, pa_cf)), eps(x, t, pa_cf))
+    assert calls == [4, 4]  # w = 1: the plain conditional denoiser under pa* (then the test's own call)
+    calls.clear()
+    assert torch.equal(AnchoredGuidance(eps, 3.0)(x, t, (pa, pa)), eps(x, t, pa))  # null: one pass of n
+    assert calls == [4, 4]
 
 
 def test_anchored_counterfactual_of_a_gaussian_moves_the_mean_and_composes(schedule):
