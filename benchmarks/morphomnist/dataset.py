@@ -77,7 +77,8 @@ class MorphoMNISTConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     root: str | None = Field(None, description="folder of the MNIST IDX files (load_mnist's search path)")
-    subset: int | None = Field(None, ge=1, le=SIZES["test"], description="first images of each split only")
+    subset: int | None = Field(None, ge=1, le=SIZES["train"],
+                               description="first images of each split only (of the test split's 10k at most)")
     size: int = Field(32, description="28, or 32: zero-padded as in the benchmark")
     workers: int = Field(2, ge=1, le=64, description="rendering processes")
     cache_dir: str | None = Field(None, description="rendered train split's folder "
@@ -205,7 +206,7 @@ class MorphoMNIST(GroundTruth):
     @classmethod
     def rows_available(cls, config: BaseModel, split: str) -> int | None:
         """The ``subset`` (the first images of each split), or None for the whole split."""
-        return config.subset
+        return None if config.subset is None else min(config.subset, SIZES[split])
 
     @property
     def intervention_nodes(self) -> tuple[str, ...]:

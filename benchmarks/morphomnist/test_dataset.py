@@ -96,6 +96,10 @@ def test_config_is_validated():
         MorphoMNIST(size=30)
     with pytest.raises(ValueError, match="subset"):
         MorphoMNISTConfig(subset=0)
+    with pytest.raises(ValueError, match="subset"):
+        MorphoMNISTConfig(subset=60_001)
+    big = MorphoMNISTConfig(subset=12_000)  # more training rows than the test split holds
+    assert MorphoMNIST.rows_available(big, "train") == 12_000 and MorphoMNIST.rows_available(big, "test") == 10_000
 
 
 # ------------------------------------------------------------------------------ with MNIST
