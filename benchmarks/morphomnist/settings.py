@@ -98,18 +98,18 @@ SETTINGS["cpu"] = Setting.model_validate({
     "scales": (1.0, 2.0, 3.0), "vae": {"steps": 500, "batch_size": 64}})
 # The comparable CPU row (one core, about 50 minutes of training): every effectiveness column on
 # all 10,000 published test rows, composition, reversibility, the measured MAEs and the true
-# counterfactuals on the first 500; 12,000 rendered training rows (the last 200 the validation rows
-# of the sweep); a 16-channel UNet without attention (1.6x faster here than with it), 8,000 steps of
-# 64; K = 10 DDIM steps, 3 refinements per inversion step (the costs of 30k counterfactuals on a
-# core); the abduction fraction and anchor scale chosen per intervention on the validation rows; no
-# anti-causal row (a second training).
+# counterfactuals on the first 500; 12,000 rendered training rows (the last 150 the validation rows
+# of the sweep); a 16-channel UNet without attention (1.6x faster here than with it), 4,500 steps of
+# 64 (2 steps/s on a shared core); K = 10 DDIM steps, 2 refinements per inversion step (30k
+# counterfactuals on a core); the abduction fraction and anchor scale chosen per intervention on the
+# validation rows; no anti-causal row (a second training).
 SETTINGS["cpu_full"] = Setting.model_validate({
-    "subset": 12_000, "workers": 1, "n_train": 12_000, "n_sweep": 200, "n_test": 10_000, "n_reference": 2000,
+    "subset": 12_000, "workers": 1, "n_train": 12_000, "n_sweep": 150, "n_test": 10_000, "n_reference": 2000,
     "n_detail": 500, "nets": {"unet": {**_net("unet", 16), "mid_attention": False}},
-    "denoiser_train": {"steps": 8000, "batch_size": 64, "lr": 1e-3, "warmup_steps": 200, "lr_schedule": "cosine",
+    "denoiser_train": {"steps": 4500, "batch_size": 64, "lr": 1e-3, "warmup_steps": 200, "lr_schedule": "cosine",
                        "checkpoint_every": 250},
-    "parents_steps": 1000, "ddim_steps": 10, "refinements": 3, "fractions": (0.6, 0.8, 1.0),
-    "scales": (1.0, 2.0, 3.5), "per_intervention": True, "eval_batch": 500, "vae": {"steps": 500, "batch_size": 64}})
+    "parents_steps": 1000, "ddim_steps": 10, "refinements": 2, "fractions": (0.7, 1.0),
+    "scales": (1.0, 2.0, 3.0), "per_intervention": True, "eval_batch": 500, "vae": {"steps": 500, "batch_size": 64}})
 # One H100/H200, 6 minutes for everything once the 60k training renders are cached
 # (render_split, ~0.2 s an image on one core: device.sh renders them first): the UNet trains for
 # 150 s in bf16; K = 20 DDIM steps with 3 refinements; abduction fractions 0.75 and 1 and four
