@@ -80,6 +80,12 @@ def test_a_counterfactual_changes_the_class_and_keeps_the_abducted_latent(fitted
     assert error(cf["img"], rows["img"]) > 0
 
 
+def test_every_class_of_the_dit_can_be_intervened_on(pipeline_dir):
+    rows = {"y": torch.zeros(N, dtype=torch.long), "img": data()["img"]}  # one class seen at fit
+    scm = scm_of(DiffusionMechanism.from_diffusers(pipeline_dir, sampler=SAMPLER)).fit(rows)
+    assert torch.equal(scm.counterfactual(rows, do={"y": CLASSES - 1})["y"], torch.full((N,), CLASSES - 1))
+
+
 def test_the_parts_given_one_by_one_are_the_pipeline(fitted, pipeline_dir):
     m = DiffusionMechanism.from_diffusers(pipeline_dir / "transformer", pipeline_dir / "scheduler",
                                           vae=pipeline_dir / "vae", sampler=SAMPLER)

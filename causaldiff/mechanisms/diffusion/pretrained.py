@@ -37,6 +37,7 @@ from ...diffusion.schedule import NoiseSchedule, ScheduleConfig
 from ...diffusion.train import train_denoiser, train_predictor
 from ...errors import DataError, SerializationError
 from ...training.seeding import seeded_module
+from ..codecs import ParentCodec
 from ..saved import check_state
 from .config import DiffusionConfig
 from .diffusers_files import DENOISERS, from_config, load_model, model_config, pipeline_parts, read_config
@@ -203,6 +204,10 @@ class PretrainedDiffusionMechanism(DiffusionMechanism):
         self._check_input(z, parents)
         state = record_state(self.config, z, parents, tuple(parent_order), node=self.node, device=device,
                              event_shape=None if self.autoencoder is None else tuple(x.shape[1:]))
+        if self.denoiser.classes is not None:  # every class of the DiT, not only those in the rows
+            (p,) = state.parent_codec.parents
+            state.parent_codec = ParentCodec((p.model_copy(update={"num_classes": self.denoiser.classes}),),
+                                             standardize=state.parent_codec.standardize)
         z, label = state.to_internal(z, device), desc or f"fit {self.node}"
         cond, targets = state.condition(self.config, parents, x.shape[0], device, self.node)
         denoiser = self.denoiser.to(device)
