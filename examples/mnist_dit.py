@@ -1,22 +1,23 @@
 """MNIST do(digit) counterfactuals with a class-conditional pixel DiT (Peebles & Xie 2023) and
 anchored classifier-free guidance, trained on one CPU thread.
 
-Graph: digit -> image. The image node is a conditional DiT denoiser ``eps(x_t, t, digit)`` (the
-digit through a class embedding with a learned null class, adaLN-Zero), trained with 10% digit
-dropout. A counterfactual inverts DDIM under the factual digit (to state ``fraction * K``) and
+Graph: digit -> image, the image being MNIST's central 20x20 (the box MNIST centres its digits in;
+3% of the ink lies outside it). The image node is a conditional DiT denoiser ``eps(x_t, t, digit)``
+on 2x2 patches (the digit through a class embedding with a learned null class, adaLN-Zero),
+trained with 10% digit dropout. A counterfactual inverts DDIM under the factual digit (to state ``fraction * K``) and
 generates toward the new one with guidance anchored at the factual digit,
 ``eps(pa) + w [eps(pa*) - eps(pa)]`` on top of classifier-free guidance of weight ``cfg``.
 
 Effectiveness is measured by an independent classifier: the released Morpho-MNIST digit
 predictor (``benchmarks/morphomnist/predictors.py``, trained by others on Morpho-MNIST), on the
-image padded to 32x32. The guidance weights and the abduction fraction are chosen on 1000
+image padded back to 32x32 (its accuracy on the cropped real test images is 0.989, 0.992 uncropped). The guidance weights and the abduction fraction are chosen on 1000
 held-out TRAINING rows (never trained on); the chosen setting is reported on test rows.
 
     python examples/mnist_dit.py train      # resumes from CHECKPOINTS if interrupted
     python examples/mnist_dit.py evaluate   # sweep on held-out training rows, test, grid
 
 Environment: CAUSALDIFF_MNIST_DIR (MNIST), MORPHO_PREDICTORS (the released predictors' folder,
-default /work/shared/data/morphomnist-deepscm/predictors), CAUSALDIFF_EXAMPLE_STEPS (3000),
+default /work/shared/data/morphomnist-deepscm/predictors), CAUSALDIFF_EXAMPLE_STEPS (2000),
 CAUSALDIFF_EXAMPLE_OUT (benchmarks/results/mnist_dit).
 """
 
@@ -36,25 +37,26 @@ from causaldiff.datasets import load_mnist
 from causaldiff.evaluation import save_grid
 from causaldiff.evaluation.axioms import other_class, with_inference
 
-STEPS = int(os.environ.get("CAUSALDIFF_EXAMPLE_STEPS", "3000"))
+STEPS = int(os.environ.get("CAUSALDIFF_EXAMPLE_STEPS", "2000"))
 OUT = Path(os.environ.get("CAUSALDIFF_EXAMPLE_OUT", "benchmarks/results/mnist_dit"))
 PREDICTORS = Path(os.environ.get("MORPHO_PREDICTORS", "/work/shared/data/morphomnist-deepscm/predictors"))
-HELD_OUT, SWEEP_ROWS, TEST_ROWS, K = 1000, 300, 1000, 25
-SWEEP = {"anchor_scale": (1.0, 2.0, 3.0, 5.0), "abduction_fraction": (0.6, 0.8, 1.0), "cfg_scale": (0.0, 1.0)}
+CROP = (slice(None), slice(None), slice(4, 24), slice(4, 24))
+HELD_OUT, SWEEP_ROWS, TEST_ROWS, K = 1000, 100, 500, 20
+SWEEP = {"anchor_scale": (3.0, 6.0), "abduction_fraction": (0.7, 1.0), "cfg_scale": (0.0, 2.0)}
 
 
 def image_mechanism() -> cd.DiffusionMechanism:
     return cd.DiffusionMechanism(
         guidance="conditional", cond_dropout=0.1,
         schedule=cd.ScheduleConfig(kind="cosine", num_train_timesteps=1000),
-        net=cd.DiTConfig(patch_size=4, hidden=128, depth=4, num_heads=4),
+        net=cd.DiTConfig(patch_size=2, hidden=96, depth=4, num_heads=4),
         sampler=cd.DDIMConfig(num_inference_steps=K),
-        train=cd.TrainConfig(steps=STEPS, batch_size=64, lr=6e-4, warmup_steps=200, lr_schedule="cosine",
+        train=cd.TrainConfig(steps=STEPS, batch_size=32, lr=1e-3, warmup_steps=100, lr_schedule="cosine",
                              checkpoint_every=200, checkpoint_dir=str(OUT / "checkpoints")))
 
 
 def train() -> None:
-    images, digits = load_mnist(split="train")
+    images, digits = mnist("train")
     scm = cd.SCM(nx.DiGraph([("digit", "image")]), {"digit": cd.CategoricalMechanism(), "image": image_mechanism()})
     t0 = time.perf_counter()
     scm.fit({"digit": digits[:-HELD_OUT], "image": images[:-HELD_OUT]})
@@ -62,12 +64,17 @@ def train() -> None:
     scm.save(OUT / "model")
 
 
+def mnist(split: str, **kw) -> tuple[torch.Tensor, torch.Tensor]:
+    images, digits = load_mnist(split=split, **kw)
+    return images[CROP].contiguous(), digits
+
+
 def digit_predictor():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.morphomnist.predictors import load_predictor
 
     model = load_predictor(PREDICTORS / "digit.safetensors", "digit")
-    return lambda x: model(F.pad(x, (2, 2, 2, 2), value=-1.0)).argmax(1)
+    return lambda x: model(F.pad(x, (6, 6, 6, 6), value=-1.0)).argmax(1)
 
 
 def effectiveness(scm: cd.SCM, rows: dict, targets: torch.Tensor, predict, **settings) -> float:
@@ -77,9 +84,9 @@ def effectiveness(scm: cd.SCM, rows: dict, targets: torch.Tensor, predict, **set
 
 def evaluate() -> None:
     scm, predict = cd.load(OUT / "model"), digit_predictor()
-    images, digits = load_mnist(split="train")
+    images, digits = mnist("train")
     held = {"digit": digits[-HELD_OUT:][:SWEEP_ROWS], "image": images[-HELD_OUT:][:SWEEP_ROWS]}
-    test_images, test_digits = load_mnist(split="test", n=TEST_ROWS, seed=0)
+    test_images, test_digits = mnist("test", n=TEST_ROWS, seed=0)
     test = {"digit": test_digits, "image": test_images}
     gen = torch.Generator().manual_seed(0)
     held_to, test_to = other_class(held["digit"], 10, gen), other_class(test_digits, 10, gen)
