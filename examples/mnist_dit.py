@@ -13,12 +13,14 @@ predictor (``benchmarks/morphomnist/predictors.py``, trained by others on Morpho
 image padded back to 32x32 (its accuracy on the cropped real test images is 0.989, 0.992 uncropped). The guidance weights and the abduction fraction are chosen on 1000
 held-out TRAINING rows (never trained on); the chosen setting is reported on test rows.
 
-    python examples/mnist_dit.py train      # resumes from CHECKPOINTS if interrupted
+    python examples/mnist_dit.py train      # resumes from OUT/checkpoints if interrupted
     python examples/mnist_dit.py evaluate   # sweep on held-out training rows, test, grid
+    python examples/mnist_dit.py            # both
 
 Environment: CAUSALDIFF_MNIST_DIR (MNIST), MORPHO_PREDICTORS (the released predictors' folder,
-default /work/shared/data/morphomnist-deepscm/predictors), CAUSALDIFF_EXAMPLE_STEPS (2000),
-CAUSALDIFF_EXAMPLE_OUT (benchmarks/results/mnist_dit).
+default /work/shared/data/morphomnist-deepscm/predictors; without it an MNIST classifier is trained
+here instead, and the results say so), CAUSALDIFF_EXAMPLE_STEPS (2000), CAUSALDIFF_EXAMPLE_OUT
+(benchmarks/results/mnist_dit), CAUSALDIFF_EXAMPLE_SMALL=1 (the tests' seconds-long setting).
 """
 
 import itertools
@@ -33,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 import causaldiff as cd
+from causaldiff import metrics as M
 from causaldiff.datasets import load_mnist
 from causaldiff.evaluation import save_grid
 from causaldiff.evaluation.axioms import other_class, with_inference
@@ -43,24 +46,30 @@ PREDICTORS = Path(os.environ.get("MORPHO_PREDICTORS", "/work/shared/data/morphom
 CROP = (slice(None), slice(None), slice(4, 24), slice(4, 24))
 HELD_OUT, SWEEP_ROWS, TEST_ROWS, K = 1000, 100, 500, 20
 SWEEP = {"anchor_scale": (3.0, 6.0), "abduction_fraction": (0.7, 1.0), "cfg_scale": (0.0, 2.0)}
+SMALL = os.environ.get("CAUSALDIFF_EXAMPLE_SMALL", "0") == "1"
+if SMALL:
+    HELD_OUT, SWEEP_ROWS, TEST_ROWS, K = 20, 10, 10, 4
+    SWEEP = {"anchor_scale": (3.0,), "abduction_fraction": (1.0,), "cfg_scale": (2.0,)}
 
 
 def image_mechanism() -> cd.DiffusionMechanism:
     return cd.DiffusionMechanism(
         guidance="conditional", cond_dropout=0.1,
         schedule=cd.ScheduleConfig(kind="cosine", num_train_timesteps=1000),
-        net=cd.DiTConfig(patch_size=2, hidden=96, depth=4, num_heads=4),
+        net=cd.DiTConfig(patch_size=2, hidden=16 if SMALL else 96, depth=1 if SMALL else 4, num_heads=4),
         sampler=cd.DDIMConfig(num_inference_steps=K),
-        train=cd.TrainConfig(steps=STEPS, batch_size=32, lr=1e-3, warmup_steps=100, lr_schedule="cosine",
-                             checkpoint_every=200, checkpoint_dir=str(OUT / "checkpoints")))
+        train=cd.TrainConfig(steps=min(STEPS, 20) if SMALL else STEPS, batch_size=32, lr=1e-3,
+                             warmup_steps=0 if SMALL else 100, lr_schedule="cosine",
+                             checkpoint_every=None if SMALL else 200,
+                             checkpoint_dir=None if SMALL else str(OUT / "checkpoints")))
 
 
 def train() -> None:
-    images, digits = mnist("train")
+    images, digits = mnist("train", **({"n": 300} if SMALL else {}))
     scm = cd.SCM(nx.DiGraph([("digit", "image")]), {"digit": cd.CategoricalMechanism(), "image": image_mechanism()})
     t0 = time.perf_counter()
     scm.fit({"digit": digits[:-HELD_OUT], "image": images[:-HELD_OUT]})
-    print(f"trained {STEPS} steps in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"trained {scm.mechanisms['image'].config.train.steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
     scm.save(OUT / "model")
 
 
@@ -69,12 +78,19 @@ def mnist(split: str, **kw) -> tuple[torch.Tensor, torch.Tensor]:
     return images[CROP].contiguous(), digits
 
 
-def digit_predictor():
+def digit_predictor() -> tuple[str, object]:
+    """The released Morpho-MNIST digit predictor, or (without its file) an MNIST classifier trained here."""
+    if not (PREDICTORS / "digit.safetensors").is_file():
+        images, digits = load_mnist(split="train", **({"n": 300} if SMALL else {}))
+        model = M.train_classifier(images, digits, config=M.ClassifierConfig(steps=20 if SMALL else 1000))
+        return "an MNIST classifier trained here (the released predictor was not found)", \
+            lambda x: M.predict(model, F.pad(x, (4, 4, 4, 4), value=-1.0))
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.morphomnist.predictors import load_predictor
 
     model = load_predictor(PREDICTORS / "digit.safetensors", "digit")
-    return lambda x: model(F.pad(x, (6, 6, 6, 6), value=-1.0)).argmax(1)
+    return ("the released Morpho-MNIST digit predictor (eval-mode BatchNorm)",
+            lambda x: model(F.pad(x, (6, 6, 6, 6), value=-1.0)).argmax(1))
 
 
 def effectiveness(scm: cd.SCM, rows: dict, targets: torch.Tensor, predict, **settings) -> float:
@@ -83,15 +99,15 @@ def effectiveness(scm: cd.SCM, rows: dict, targets: torch.Tensor, predict, **set
 
 
 def evaluate() -> None:
-    scm, predict = cd.load(OUT / "model"), digit_predictor()
-    images, digits = mnist("train")
+    (name, predict), scm = digit_predictor(), cd.load(OUT / "model")
+    images, digits = mnist("train", **({"n": 300} if SMALL else {}))
     held = {"digit": digits[-HELD_OUT:][:SWEEP_ROWS], "image": images[-HELD_OUT:][:SWEEP_ROWS]}
     test_images, test_digits = mnist("test", n=TEST_ROWS, seed=0)
     test = {"digit": test_digits, "image": test_images}
     gen = torch.Generator().manual_seed(0)
     held_to, test_to = other_class(held["digit"], 10, gen), other_class(test_digits, 10, gen)
     results = {"factual_accuracy_test": float((predict(test_images) == test_digits).double().mean()),
-               "classifier": "released Morpho-MNIST digit predictor (eval-mode BatchNorm)", "K": K, "sweep": []}
+               "classifier": name, "K": K, "sweep": []}
     with torch.no_grad():
         for values in itertools.product(*SWEEP.values()):
             setting = dict(zip(SWEEP, values))
@@ -116,4 +132,5 @@ def evaluate() -> None:
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    {"train": train, "evaluate": evaluate}[sys.argv[1] if len(sys.argv) > 1 else "train"]()
+    for step in {"train": [train], "evaluate": [evaluate]}.get(sys.argv[1] if len(sys.argv) > 1 else "", [train, evaluate]):
+        step()
