@@ -135,7 +135,8 @@ class LawReport:
         lines = [f"  {'ok  ' if r['ok'] else 'FAIL'} {r['law']:<22} {r['checks']:>4} checks  max error "
                  f"{r['max_error']:.3g} (tolerance {r['tolerance']:.3g}; node {r['node']!r}, {r['query']})"
                  for r in rows]
-        return "\n".join([head, *lines, *(f"  skipped {s}" for s in self.skipped), *(f"  note: {s}" for s in self.notes)])
+        return "\n".join([head, *lines, *(f"  skipped {s}" for s in self.skipped),
+                          *(f"  note: {s}" for s in self.notes)])
 
 
 def _ratio(m: Measurement) -> float:

@@ -24,7 +24,8 @@ SAMPLER = {"num_inference_steps": 4, "inversion_fixed_point_iters": 3}  # a rand
 def tiny_vae():
     torch.manual_seed(0)
     return diffusers.AutoencoderKL(in_channels=1, out_channels=1, latent_channels=2, block_out_channels=(8, 8),
-                                   down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                                   down_block_types=("DownEncoderBlock2D",) * 2,
+                                   up_block_types=("UpDecoderBlock2D",) * 2,
                                    layers_per_block=1, norm_num_groups=4, sample_size=SIZE)
 
 

@@ -75,7 +75,8 @@ class DiffusionMechanism(Mechanism):
         self._fast: dict[int, Any] = {}  # FastNet per network for this mechanism's inference setting
 
     @classmethod
-    def from_diffusers(cls, unet: Any, scheduler: Any = None, *, vae: Any = None, **settings: Any) -> "DiffusionMechanism":
+    def from_diffusers(cls, unet: Any, scheduler: Any = None, *, vae: Any = None,
+                       **settings: Any) -> "DiffusionMechanism":
         """An image node whose denoiser is a pretrained diffusers model (an object, a local
         ``save_pretrained`` directory or a local pipeline folder; never a download): an unconditional
         ``UNet2DModel`` steered by an anti-causal predictor that ``scm.fit`` trains while the UNet stays

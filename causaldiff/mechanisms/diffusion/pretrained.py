@@ -161,9 +161,10 @@ class PretrainedDiffusionMechanism(DiffusionMechanism):
         fixed = sorted(set(settings) & (set(_FIXED) - ({"cfg_scale"} if dit else set())))
         if fixed:
             raise ValueError(f"from_diffusers sets {fixed} itself (from the model and the scheduler)")
-        if not dit and (getattr(model.config, "num_class_embeds", None) or getattr(model.config, "class_embed_type", None)):
+        c = model.config
+        if not dit and (getattr(c, "num_class_embeds", None) or getattr(c, "class_embed_type", None)):
             raise ValueError("from_diffusers takes an unconditional UNet2DModel (no class embedding)")
-        if dit and not getattr(model.config, "num_embeds_ada_norm", None):
+        if dit and not getattr(c, "num_embeds_ada_norm", None):
             raise ValueError("from_diffusers takes a class-conditional DiT (num_embeds_ada_norm: its class count)")
         sched = scheduler if scheduler is not None else _default_scheduler(unet)
         schedule, prediction = import_schedule(scheduler_config(sched))
@@ -240,7 +241,8 @@ class PretrainedDiffusionMechanism(DiffusionMechanism):
 
     def __repr__(self) -> str:
         c, fitted = self.config, f"fitted {self.state.event_shape}" if self.state is not None else "unfitted"
-        guide = f"anchor w={c.anchor_scale}, cfg w={c.cfg_scale}" if c.guidance == "conditional" else f"s={c.guidance_scale}"
+        guide = f"anchor w={c.anchor_scale}, cfg w={c.cfg_scale}" if c.guidance == "conditional" \
+            else f"s={c.guidance_scale}"
         return (f"PretrainedDiffusionMechanism(diffusers {type(self.unet).__name__}, {self.denoiser.prediction_type}, "
                 f"{guide}{', latent' if self.autoencoder is not None else ''}, K={self.sampler.num_steps}, "
                 f"T={self.schedule.num_train_timesteps}, {'frozen' if self.frozen else 'fine-tuned'}, {fitted})")
