@@ -425,14 +425,53 @@ class DiTBlock(nn.Module):
         return x + g2[:, None] * self.mlp(_modulate(self.norm2(x), sh2, sc2))
 
 
+#: the parents' layout in a conditioning vector: ``(width, categorical)`` per parent, in order
+CondLayout = tuple[tuple[int, bool], ...]
+
+
+class ParentEmbedding(nn.Module):
+    """The parents' embedding ``y`` of DiT's ``c = emb(t) + y`` (Peebles & Xie 2023, Sec. 3.2), from a
+    conditioning vector ``[parent features, present flag]``: each categorical parent's one-hot picks
+    a row of its class table, whose last row is the learned null class taken by rows whose flag is 0
+    (classifier-free guidance's dropped rows, all zeros); continuous features go through an MLP
+    (zero on null rows)."""
+
+    def __init__(self, layout: CondLayout, hidden: int) -> None:
+        super().__init__()
+        self.layout, self.hidden = tuple((int(w), bool(cat)) for w, cat in layout), hidden
+        # a bias-free linear map of [one-hot, null] is a class table whose last row is the null class
+        self.tables = nn.ModuleList(nn.Linear(w + 1, hidden, bias=False) for w, cat in self.layout if cat)
+        cont = sum(w for w, cat in self.layout if not cat)
+        self.mlp = nn.Sequential(nn.Linear(cont, hidden), nn.SiLU(), nn.Linear(hidden, hidden)) if cont else None
+
+    @property
+    def width(self) -> int:
+        return sum(w for w, _ in self.layout) + 1
+
+    def forward(self, cond: Tensor) -> Tensor:
+        present = cond[:, -1:]
+        parts = cond[:, :-1].split([w for w, _ in self.layout], dim=1)
+        tables = iter(self.tables)
+        y = cond.new_zeros(cond.shape[0], self.hidden)
+        for part, (_, cat) in zip(parts, self.layout):
+            if cat:
+                y = y + next(tables)(torch.cat([part, 1.0 - present], dim=1))
+        if self.mlp is not None:
+            y = y + present * self.mlp(torch.cat([p for p, (_, cat) in zip(parts, self.layout) if not cat], 1))
+        return y
+
+
 class DiT(nn.Module):
     """``eps(x_t, t, cond)`` for images: patchify, transformer blocks conditioned by adaLN-Zero on
-    ``emb(t) + Linear(cond)``, final modulated linear layer, unpatchify."""
+    ``c = emb(t) + y`` (``y``: :class:`ParentEmbedding` when ``layout`` describes ``cond``, else
+    ``Linear(cond)``), final modulated linear layer, unpatchify."""
 
     def __init__(self, in_channels: int, image_size: tuple[int, int], cond_dim: int = 0,
                  patch_size: int = 2, hidden: int = 256, depth: int = 6, num_heads: int = 4,
-                 mlp_ratio: float = 4.0) -> None:
+                 mlp_ratio: float = 4.0, layout: CondLayout = ()) -> None:
         super().__init__()
+        if layout and sum(w for w, _ in layout) + 1 != cond_dim:
+            raise ValueError(f"DiT parent layout {layout} does not describe cond_dim={cond_dim} (features + flag)")
         h, w = image_size
         if h % patch_size or w % patch_size:
             raise ValueError(f"DiT image size {image_size} is not divisible by patch_size={patch_size}")
@@ -441,7 +480,8 @@ class DiT(nn.Module):
         self.c, self.p, self.grid = in_channels, patch_size, (h // patch_size, w // patch_size)
         self.patch = nn.Conv2d(in_channels, hidden, patch_size, stride=patch_size)
         self.register_buffer("pos", _sincos_2d(*self.grid, hidden)[None], persistent=False)
-        self.embed = _TimeCondEmbedding(hidden, hidden, cond_dim)
+        self.embed = _TimeCondEmbedding(hidden, hidden, 0 if layout else cond_dim)
+        self.parents = ParentEmbedding(layout, hidden) if layout else None
         self.blocks = nn.ModuleList(DiTBlock(hidden, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         self.ada = nn.Sequential(nn.SiLU(), _zero(nn.Linear(hidden, 2 * hidden)))
@@ -452,7 +492,9 @@ class DiT(nn.Module):
         gh, gw = self.grid
         if x.shape[1:] != (self.c, gh * self.p, gw * self.p):
             raise ValueError(f"DiT built for {(self.c, gh * self.p, gw * self.p)}, got {tuple(x.shape[1:])}")
-        c = self.embed(t, cond, x)
+        c = self.embed(t, None if self.parents else cond, x)
+        if self.parents is not None:
+            c = c + self.parents(_cond_or_zeros(cond, n, self.parents.width, x))
         tokens = self.patch(x).flatten(2).transpose(1, 2) + self.pos.to(x.dtype)
         for block in self.blocks:
             tokens = block(tokens, c)
@@ -471,8 +513,9 @@ def _image_channels(what: str, event_shape: tuple[int, ...]) -> int:
 
 
 def build_denoiser(config: MLPConfig | UNetConfig | DiTConfig, event_shape: tuple[int, ...],
-                   cond_dim: int, num_train_timesteps: int) -> nn.Module:
-    """Instantiate the denoiser described by ``config`` for one node's event shape."""
+                   cond_dim: int, num_train_timesteps: int, layout: CondLayout = ()) -> nn.Module:
+    """Instantiate the denoiser described by ``config`` for one node's event shape; ``layout``
+    describes the conditioning vector to a DiT (its class embeddings and MLP)."""
     c = config
     if isinstance(c, MLPConfig):
         return MLPDenoiser(event_shape, cond_dim, c.hidden, c.num_layers, c.time_embedding, num_train_timesteps)
@@ -481,7 +524,7 @@ def build_denoiser(config: MLPConfig | UNetConfig | DiTConfig, event_shape: tupl
         return UNet(channels, cond_dim, c.base_channels, c.channel_mult, c.num_res_blocks, c.attention_levels,
                     c.mid_attention, c.num_heads, c.num_groups, c.dropout)
     return DiT(channels, (event_shape[1], event_shape[2]), cond_dim, c.patch_size, c.hidden, c.depth,
-               c.num_heads, c.mlp_ratio)
+               c.num_heads, c.mlp_ratio, layout)
 
 
 def build_predictor(config: MLPPredictorConfig | ImagePredictorConfig, event_shape: tuple[int, ...],

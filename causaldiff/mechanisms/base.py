@@ -251,6 +251,11 @@ class Conditional:
     def value_dtype(self) -> torch.dtype | None:
         return self.mechanism.value_dtype(self.parents, self.n)
 
+    def tolerance_floor(self, x: Tensor) -> float:
+        """The error below which no query can give back rows ``x`` of the node (a latent node's
+        autoencoder reconstruction error); the law checker adds it to the node's tolerance."""
+        return 0.0
+
     def check(self, x: Tensor, what: str) -> None:
         """Rows ``x`` of the node have its shape and lie in its support (refused naming the node)."""
         node, shape = self.mechanism.node, self.event_shape()

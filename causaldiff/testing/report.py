@@ -76,6 +76,8 @@ class LawReport:
     skipped: list[str] = field(default_factory=list)
     #: the SCM's nodes in topological order (failures are named in this order)
     order: tuple[str, ...] = ()
+    #: what the reader should know about the tolerances (e.g. a latent node's floor)
+    notes: list[str] = field(default_factory=list)
 
     def add(self, ms: Iterable[Measurement]) -> "LawReport":
         self.measurements.extend(ms)
@@ -133,7 +135,8 @@ class LawReport:
         lines = [f"  {'ok  ' if r['ok'] else 'FAIL'} {r['law']:<22} {r['checks']:>4} checks  max error "
                  f"{r['max_error']:.3g} (tolerance {r['tolerance']:.3g}; node {r['node']!r}, {r['query']})"
                  for r in rows]
-        return "\n".join([head, *lines, *(f"  skipped {s}" for s in self.skipped)])
+        return "\n".join([head, *lines, *(f"  skipped {s}" for s in self.skipped),
+                          *(f"  note: {s}" for s in self.notes)])
 
 
 def _ratio(m: Measurement) -> float:

@@ -22,7 +22,7 @@ from ..mechanisms.base import Abduction
 from ..scm import SCM
 from . import laws as measure
 from .report import LAWS, LawReport
-from .tolerances import Tolerances, abductions, node_tolerances
+from .tolerances import Tolerances, abductions, floors, node_tolerances
 
 
 
@@ -98,6 +98,9 @@ class _Run:
             v in carried and not carried[v].cuts_edges and not carried[v].invertible)}
         self.stochastic = {v for v, k in kinds.items() if k is Abduction.STOCHASTIC}
         self.report = LawReport(order=tuple(scm.nodes))
+        self.report.notes += [f"node {v!r}: its tolerance includes a floor of {f:.3g}, its autoencoder's "
+                              "reconstruction error on these rows (a latent node gives back no image closer than that)"
+                              for v, f in floors(scm, data).items() if f > 0]
         if self.stochastic and self.selected & {"reversibility", "batch invariance"}:
             self.report.skipped.append(
                 f"reversibility and batch invariance: node(s) {sorted(self.stochastic)} are abducted stochastically; "

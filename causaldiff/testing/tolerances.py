@@ -4,7 +4,9 @@
   precision, ``sqrt(eps)`` of the node's dtype (1.5e-8 in float64, 3.5e-4 in float32) unless
   :attr:`Tolerances.exact` is given;
 * ``APPROXIMATE`` (DDIM inversion): :attr:`Tolerances.approximate`, 1e-2 by default;
-* a node named in :attr:`Tolerances.nodes` gets that value instead.
+* a node named in :attr:`Tolerances.nodes` gets that value instead;
+* plus the node's tolerance floor on the rows (:func:`floors`): a latent image node cannot give
+  back its rows closer than its autoencoder reconstructs them.
 
 Errors flow downstream, so a comparison at node ``v`` uses the largest tolerance of ``v`` and its
 ancestors (:func:`node_tolerances`).
@@ -47,12 +49,19 @@ def abductions(scm: SCM, data: Mapping[str, Tensor]) -> dict[str, Abduction]:
     return {v: scm.mechanisms[v].given({p: data[p] for p in scm.parents(v)}, n).abduction for v in scm.nodes}
 
 
+def floors(scm: SCM, data: Mapping[str, Tensor]) -> dict[str, float]:
+    """Each node's declared tolerance floor on its rows in ``data`` (``Conditional.tolerance_floor``)."""
+    n = next(iter(data.values())).shape[0]
+    return {v: scm.mechanisms[v].given({p: data[p] for p in scm.parents(v)}, n).tolerance_floor(data[v])
+            for v in scm.nodes}
+
+
 def node_tolerances(scm: SCM, data: Mapping[str, Tensor], tolerances: Tolerances) -> dict[str, float]:
     """The tolerance of a comparison at each node: the largest own tolerance of the node and its ancestors."""
     unknown = sorted(set(tolerances.nodes) - set(scm.nodes))
     if unknown:
         raise ValueError(f"tolerances given for unknown node(s) {unknown}; nodes are {list(scm.nodes)}")
-    kinds = abductions(scm, data)
+    kinds, floor = abductions(scm, data), floors(scm, data)
     own = {}
     for v in scm.nodes:
         if v in tolerances.nodes:
@@ -61,7 +70,8 @@ def node_tolerances(scm: SCM, data: Mapping[str, Tensor], tolerances: Tolerances
             own[v] = tolerances.approximate
         else:
             own[v] = tolerances.exact if tolerances.exact is not None else float_precision(data[v].dtype)
+        own[v] += floor[v] if v not in tolerances.nodes else 0.0
     return {v: max(own[w] for w in nx.ancestors(scm.graph, v) | {v}) for v in scm.nodes}
 
 
-__all__ = ["Tolerances", "float_precision", "abductions", "node_tolerances"]
+__all__ = ["Tolerances", "float_precision", "abductions", "floors", "node_tolerances"]

@@ -9,7 +9,7 @@ from torch import nn
 
 from causaldiff.diffusion.nets import (DenoiserConfig, DiT, DiTConfig, ImagePredictor,
                                        ImagePredictorConfig, MLPConfig, MLPDenoiser, MLPPredictor,
-                                       MLPPredictorConfig, UNet, UNetConfig, build_denoiser,
+                                       MLPPredictorConfig, ParentEmbedding, UNet, UNetConfig, build_denoiser,
                                        build_predictor)
 
 
@@ -55,6 +55,28 @@ def test_dit_patches_and_adaln_conditioning():
         DiT(1, (9, 8), patch_size=2)
     with pytest.raises(ValueError, match="built for"):
         net(torch.randn(1, 3, 8, 8), torch.zeros(1, dtype=torch.long))
+
+
+def test_parent_embedding_class_tables_null_class_and_continuous_mlp():
+    torch.manual_seed(0)
+    emb = ParentEmbedding(((3, True), (2, False), (2, True)), hidden=5)  # class a, 2 floats, class b
+    table_a, table_b = (t.weight.T for t in emb.tables)  # (classes + 1, hidden); the last row: null
+    cond = torch.tensor([[0.0, 1.0, 0.0, 0.5, -1.0, 1.0, 0.0, 1.0],
+                         [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])  # [a one-hot, floats, b one-hot, present]
+    y = emb(cond)
+    want = table_a[1] + table_b[0] + emb.mlp(cond[:1, 3:5])[0]
+    assert torch.allclose(y[0], want, atol=1e-6)
+    assert torch.allclose(y[1], table_a[3] + table_b[2], atol=1e-6)  # dropped row: null classes, no MLP term
+
+
+def test_conditional_dit_uses_the_parent_embedding_and_checks_the_layout():
+    net = _randomise(DiT(1, (4, 4), cond_dim=4, patch_size=2, hidden=16, depth=1, num_heads=2, layout=((3, True),)))
+    x, t = torch.randn(2, 1, 4, 4), torch.tensor([3, 700])
+    one_hot = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    assert net.parents is not None and not torch.allclose(net(x, t, one_hot), net(x, t, one_hot[:, [1, 2, 0, 3]]))
+    assert torch.equal(net(x, t, None), net(x, t, torch.zeros(2, 4)))  # None: the null class
+    with pytest.raises(ValueError, match="does not describe cond_dim=5"):
+        DiT(1, (4, 4), cond_dim=5, layout=((3, True),))
 
 
 def test_mlp_denoiser_any_event_shape_and_cond_checks():

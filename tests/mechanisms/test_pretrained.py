@@ -127,6 +127,17 @@ def test_counterfactuals_run_and_save_load_round_trips(fitted, tmp_path):
     assert torch.equal(again.counterfactual(rows, do={"y": 1 - rows["y"]})["img"], cf["img"])
 
 
+def test_a_pipeline_folder_is_read_with_its_scheduler(unet_dir, tmp_path):
+    scheduler = diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2", num_train_timesteps=100)
+    diffusers.DDPMPipeline(unet=tiny_unet(), scheduler=scheduler).save_pretrained(str(tmp_path / "pipe"))
+    assert (tmp_path / "pipe" / "model_index.json").is_file()
+    from_pipeline = DiffusionMechanism.from_diffusers(tmp_path / "pipe")
+    from_parts = DiffusionMechanism.from_diffusers(unet_dir)
+    assert torch.equal(from_pipeline.schedule.alphas_cumprod, from_parts.schedule.alphas_cumprod)
+    assert all(torch.equal(a, b) for a, b in zip(from_pipeline.unet.state_dict().values(),
+                                                 from_parts.unet.state_dict().values()))
+
+
 def test_unet_exported_with_save_pretrained_reloads(fitted, tmp_path):
     m = fitted[0].mechanisms["img"]
     m.save_pretrained(tmp_path / "export")

@@ -16,7 +16,7 @@ from causaldiff.diffusion.schedule import ScheduleConfig
 from causaldiff.errors import SerializationError
 from causaldiff.limits import MAX_TIMESTEPS
 from causaldiff.mechanisms import DiffusionMechanism
-from causaldiff.mechanisms.diffusion.pretrained import WEIGHTS, check_unet_config
+from causaldiff.mechanisms.diffusion.diffusers_files import WEIGHTS, check_config
 
 diffusers = pytest.importorskip("diffusers", reason="needs the optional extra causaldiff[diffusers]")
 
@@ -112,7 +112,7 @@ def test_an_unreadable_config_is_one_serialization_error(copy, text):
 def test_a_huge_config_is_counted_without_allocating():
     config = dict(tiny_unet().config) | {"block_out_channels": [60000, 60000], "norm_num_groups": 4}
     with pytest.raises(SerializationError, match=r"UNet2DModel of [\d,]+ parameters"):
-        check_unet_config(config, "here")
+        check_config(config, "here")
 
 
 @pytest.mark.parametrize("scheduler, field", [

@@ -295,13 +295,13 @@ def pretrained_model(tmp_path):
 
 @pytest.mark.parametrize("edit, match", [
     ({"block_out_channels": [100_000, 100_000], "norm_num_groups": 4},
-     r"node 'img': saved pretrained UNet config: block_out_channels=\[100000, 100000\] must be a positive integer"),
+     r"node 'img': saved pretrained denoiser config: block_out_channels=\[100000, 100000\] must be a positive integer"),
     ({"in_channels": 3}, r"node 'img': saved denoiser: weight 'unet.conv_in.weight' has shape \(8, 1, 3, 3\), its config builds \(8, 3, 3, 3\)"),
     ({"down_block_types": ["NoSuchBlock2D", "DownBlock2D"]},
-     r"node 'img': saved pretrained UNet config: not a valid UNet2DModel config \(ValueError: NoSuchBlock2D"),
+     r"node 'img': saved pretrained denoiser config: not a valid UNet2DModel config \(ValueError: NoSuchBlock2D"),
     ({"block_out_channels": [60_000, 60_000], "norm_num_groups": 4},
-     r"node 'img': saved pretrained UNet config: a UNet2DModel of [\d,]+ parameters is more than MAX_PARAMETERS"),
-    ({"in_channels": -3}, r"node 'img': saved pretrained UNet config: in_channels=-3"),
+     r"node 'img': saved pretrained denoiser config: a UNet2DModel of [\d,]+ parameters is more than MAX_PARAMETERS"),
+    ({"in_channels": -3}, r"node 'img': saved pretrained denoiser config: in_channels=-3"),
 ], ids=["huge-channels-never-allocated", "other-channels", "unknown-block", "too-many-parameters",
                             "negative-channels"])
 def test_a_bad_pretrained_unet_config_is_refused_before_allocating(pretrained_model, edit, match):

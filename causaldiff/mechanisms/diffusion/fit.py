@@ -29,8 +29,9 @@ def check_rows(x: Tensor, node: str) -> None:
 
 
 def record_state(config: DiffusionConfig, x: Tensor, parents: Parents, parent_order: tuple[str, ...], *,
-                 node: str, device: torch.device) -> DiffusionState:
-    """The event shape, parent codec, value statistics (float32 on ``device``) and networks."""
+                 node: str, device: torch.device, event_shape: tuple[int, ...] | None = None) -> DiffusionState:
+    """The event shape, parent codec, value statistics (float32 on ``device``) and networks; with
+    ``event_shape`` (a latent node's images), ``x`` are the node's latents."""
     n, event = x.shape[0], tuple(x.shape[1:])
     codec = ParentCodec.fit(parents, parent_order, n, node=node, standardize=True, device=device)
     try:
@@ -47,14 +48,15 @@ def record_state(config: DiffusionConfig, x: Tensor, parents: Parents, parent_or
     if standardize:
         flat = x.to(device=device, dtype=torch.float32).reshape(n, *(event or (1,)))
         stats["x_mean"], stats["x_std"] = flat.mean(0), flat.std(0).clamp_min(1e-6)
-    return DiffusionState(event, codec, net, predictor, stats)
+    latent = None if event_shape is None else event
+    return DiffusionState(event if latent is None else tuple(event_shape), codec, net, predictor, stats, latent)
 
 
 def build_networks(config: DiffusionConfig, state: DiffusionState,
                    device: torch.device) -> tuple[nn.Module, nn.Module | None]:
     """Fresh denoiser (and predictor, for anti-causal guidance with parents) on ``device``."""
     T = config.schedule.num_train_timesteps
-    net = build_denoiser(state.net, state.net_shape, state.cond_dim(config), T).to(device)
+    net = build_denoiser(state.net, state.net_shape, state.cond_dim(config), T, state.cond_layout(config)).to(device)
     predictor = None
     if config.guidance == "anticausal" and state.parent_codec.parents:
         predictor = build_predictor(state.predictor, state.net_shape, state.predictor_out_dim(config), T)

@@ -1,7 +1,8 @@
 """Saving and loading a diffusion mechanism: a JSON config (format 2: hyperparameters and the
 fitted state apart) plus flat tensors (``stats.*``, ``denoiser.*``, ``predictor.*``); no code.
 A pretrained diffusers UNet adds its diffusers config under ``"pretrained"`` (what
-``save_pretrained`` writes as config.json) and its weights as ``denoiser.unet.*``.
+``save_pretrained`` writes as config.json) and its weights as ``denoiser.unet.*``; a latent node's
+autoencoder its diffusers config under ``"autoencoder"`` and its weights as ``autoencoder.*``.
 
 Format 1 (the state inside the config) is still read."""
 
@@ -20,6 +21,7 @@ from ..codecs import ParentCodec
 from ..saved import check_state, check_statistics
 from .config import DiffusionConfig
 from .fit import build_networks
+from .latent import Autoencoder
 from .state import DiffusionState
 
 
@@ -36,15 +38,18 @@ def saved_config(m: Mechanism) -> dict[str, Any]:
     s = m.state
     state = None if s is None else {
         "event_shape": list(s.event_shape), "parent_codec": s.parent_codec.get_config(),
-        "net": _NET.dump_python(s.net, mode="json"), "predictor": _PREDICTOR.dump_python(s.predictor, mode="json")}
+        "net": _NET.dump_python(s.net, mode="json"), "predictor": _PREDICTOR.dump_python(s.predictor, mode="json"),
+        "latent_shape": None if s.latent_shape is None else list(s.latent_shape)}
+    latent = {} if m.autoencoder is None else {"autoencoder": m.autoencoder.get_config()}
     return {"format": FORMAT, "config": m.config.model_dump(mode="json"), "state": state,
-            "parents": list(m.fitted_parents) if m.fitted_parents is not None else None}
+            "parents": list(m.fitted_parents) if m.fitted_parents is not None else None, **latent}
 
 
 def saved_tensors(m: Mechanism) -> dict[str, Tensor]:
+    out = {} if m.autoencoder is None else {f"autoencoder.{k}": v for k, v in m.autoencoder.state_dict().items()}
     if m.state is None:
-        return {}
-    out = {f"stats.{k}": v for k, v in m.state.stats.items()}
+        return out
+    out.update({f"stats.{k}": v for k, v in m.state.stats.items()})
     out.update({f"stats.parent.{k}": v for k, v in m.state.parent_codec.state_tensors().items()})
     for prefix, net in (("denoiser", m.denoiser), ("predictor", m.predictor)):
         if net is not None:
@@ -63,7 +68,8 @@ def _upgrade(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def groups_of(tensors: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
-    groups: dict[str, dict[str, Tensor]] = {"stats": {}, "parent": {}, "denoiser": {}, "predictor": {}}
+    groups: dict[str, dict[str, Tensor]] = {"stats": {}, "parent": {}, "denoiser": {}, "predictor": {},
+                                            "autoencoder": {}}
     for k, v in tensors.items():
         head, _, rest = k.partition(".")
         if head == "stats" and rest.startswith("parent."):
@@ -78,10 +84,11 @@ def state_of(raw: dict[str, Any], groups: dict[str, dict[str, Tensor]], config: 
     try:
         net, predictor = _NET.validate_python(raw["net"]), _PREDICTOR.validate_python(raw["predictor"])
         event = tuple(int(d) for d in raw["event_shape"])
+        latent = None if raw.get("latent_shape") is None else tuple(int(d) for d in raw["latent_shape"])
     except (KeyError, TypeError, ValueError, ValidationError) as e:
         raise SerializationError(f"not a saved DiffusionMechanism state: {e}") from e
     codec = ParentCodec.from_saved(raw["parent_codec"], {k: v.float() for k, v in groups["parent"].items()})
-    state = DiffusionState(event, codec, net, predictor, {})
+    state = DiffusionState(event, codec, net, predictor, {}, latent)
     standardize = config.standardize if config.standardize is not None else not state.is_image
     shapes = {"x_mean": state.net_shape, "x_std": state.net_shape} if standardize else {}
     check_statistics(groups["stats"], shapes, "saved DiffusionMechanism", positive=("x_std",))
@@ -99,13 +106,13 @@ def load(cls: type[Mechanism], config: dict[str, Any], tensors: dict[str, Tensor
         cfg = DiffusionConfig.model_validate(config["config"])
     except (KeyError, TypeError, ValidationError) as e:
         raise SerializationError(f"not a saved DiffusionMechanism config: {e}") from e
-    m = cls(cfg)
-    if config.get("state") is None:
-        if tensors:
-            raise SerializationError("an unfitted DiffusionMechanism was saved with weights")
-        return m
     groups = groups_of(tensors)
     device = next(iter(tensors.values())).device if tensors else torch.device("cpu")
+    m = cls(cfg, autoencoder=load_autoencoder(config, groups["autoencoder"], device))
+    if config.get("state") is None:
+        if any(groups[k] for k in groups if k != "autoencoder"):
+            raise SerializationError("an unfitted DiffusionMechanism was saved with weights")
+        return m
     m.state, m._device = state_of(config["state"], groups, cfg), device
     check_networks(cfg, m.state, groups)
     net, predictor = build_networks(cfg, m.state, torch.device("cpu"))
@@ -126,6 +133,19 @@ def check_networks(cfg: DiffusionConfig, state: DiffusionState, groups: dict[str
     for net, what in zip(nets, ("denoiser", "predictor")):
         if net is not None:
             check_state(lambda: net, groups[what], f"saved {what}")
+
+
+def load_autoencoder(config: dict[str, Any], tensors: dict[str, Tensor], device: torch.device) -> Autoencoder | None:
+    """A latent node's saved autoencoder (config checked, weights checked on meta, then loaded), or None."""
+    raw = config.get("autoencoder")
+    if raw is None:
+        if tensors:
+            raise SerializationError("saved autoencoder weights for a node without an autoencoder")
+        return None
+    if not isinstance(raw, dict):
+        raise SerializationError(f"saved autoencoder config is not a config (a {type(raw).__name__})")
+    check_state(lambda: Autoencoder.saved(raw), tensors, "saved autoencoder")
+    return load_net(Autoencoder.saved(raw), tensors, "autoencoder", device)
 
 
 def load_net(net: nn.Module, state: dict[str, Tensor], what: str, device: torch.device) -> nn.Module:

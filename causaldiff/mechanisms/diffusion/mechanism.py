@@ -11,7 +11,8 @@
   ``log p_phi(pa | x_t, t)`` (``guidance="anticausal"``, Diff-SCM, Sanchez & Tsaftaris 2022).
 
 Works for scalar ``(n,)``, vector ``(n, d)`` and image ``(n, C, H, W)`` nodes; tabular values and
-continuous parents are standardised, categorical (``torch.long``) parents one-hot encoded.
+continuous parents are standardised, categorical (``torch.long``) parents one-hot encoded. An image
+node may declare an ``autoencoder``: then the diffusion runs in its latent space (:mod:`.latent`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..moves import Move
 from .io import VARIANTS, load, saved_config, saved_tensors
 from .config import DiffusionConfig
 from .fit import check_rows, fit_networks, record_state
+from .latent import Autoencoder
 from .state import DiffusionState
 
 
@@ -42,8 +44,9 @@ class DiffusionMechanism(Mechanism):
     """A learnable node whose structural equation is a (guided) DDIM sampler.
 
     ``config`` holds the hyperparameters; ``state`` what fit recorded (``None`` until fitted);
-    ``denoiser`` / ``predictor`` the trained (EMA) networks. Change inference settings with
-    :meth:`with_inference`, which shares the networks.
+    ``denoiser`` / ``predictor`` the trained (EMA) networks; ``autoencoder`` (a diffusers
+    ``AutoencoderKL`` or its local folder, frozen) makes it a latent node. Change inference
+    settings with :meth:`with_inference`, which shares the networks.
 
     >>> DiffusionMechanism(guidance="anticausal", guidance_scale=2.0,
     ...                    train=TrainConfig(steps=3000, lr=1e-3))  # doctest: +SKIP
@@ -56,8 +59,10 @@ class DiffusionMechanism(Mechanism):
     def quick(cls, config: DiffusionConfig) -> DiffusionConfig:
         return config.quick()
 
-    def __init__(self, config: DiffusionConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, config: DiffusionConfig | None = None, *, autoencoder: Any = None, **overrides: Any) -> None:
         super().__init__()
+        self.autoencoder = autoencoder if autoencoder is None or isinstance(autoencoder, Autoencoder) \
+            else Autoencoder(autoencoder)
         if config is not None and overrides:
             config = DiffusionConfig.model_validate({**config.model_dump(), **overrides})
         self.config = config if config is not None else DiffusionConfig(**overrides)
@@ -70,13 +75,16 @@ class DiffusionMechanism(Mechanism):
         self._fast: dict[int, Any] = {}  # FastNet per network for this mechanism's inference setting
 
     @classmethod
-    def from_diffusers(cls, unet: Any, scheduler: Any = None, **settings: Any) -> "DiffusionMechanism":
-        """An image node whose denoiser is a pretrained diffusers ``UNet2DModel`` (an object or a local
-        ``save_pretrained`` directory; never a download), steered by an anti-causal predictor that
-        ``scm.fit`` trains while the UNet stays frozen (``frozen=False`` fine-tunes it). ``scheduler``:
-        a diffusers scheduler, its config or a local ``scheduler_config.json``; ``settings``: other
-        :class:`DiffusionConfig` fields. See :mod:`causaldiff.mechanisms.diffusion.pretrained`."""
-        return VARIANTS["pretrained"].build(unet, scheduler, **settings)
+    def from_diffusers(cls, unet: Any, scheduler: Any = None, *, vae: Any = None,
+                       **settings: Any) -> "DiffusionMechanism":
+        """An image node whose denoiser is a pretrained diffusers model (an object, a local
+        ``save_pretrained`` directory or a local pipeline folder; never a download): an unconditional
+        ``UNet2DModel`` steered by an anti-causal predictor that ``scm.fit`` trains while the UNet stays
+        frozen (``frozen=False`` fine-tunes it), or a class-conditional DiT whose class is the node's one
+        categorical parent. ``scheduler``: a diffusers scheduler, its config or a local
+        ``scheduler_config.json``; ``vae``: an ``AutoencoderKL`` (or its folder) making a latent node;
+        ``settings``: other :class:`DiffusionConfig` fields. See :mod:`causaldiff.mechanisms.diffusion.pretrained`."""
+        return VARIANTS["pretrained"].build(unet, scheduler, vae=vae, **settings)
 
     # ----------------------------------------------------------------------------- inference settings
     def with_inference(self, *, guidance_scale: float | dict[str, float] | None = None,
@@ -111,7 +119,7 @@ class DiffusionMechanism(Mechanism):
                              f"{e.errors()[0]['msg']}") from None
         except ValueError as e:
             raise ValueError(f"node {self.node!r}: invalid inference setting (guidance_scale): {e}") from None
-        new = type(self)(config)
+        new = type(self)(config, autoencoder=self.autoencoder)
         new.state, new.denoiser, new.predictor = self.state, self.denoiser, self.predictor
         new._device, new.fitted_parents, new.node = self._device, self.fitted_parents, self.node
         return new
@@ -126,8 +134,8 @@ class DiffusionMechanism(Mechanism):
             raise NotFittedError(f"node {self.node!r}: DiffusionMechanism is not fitted; call scm.fit(data)")
         return self.state
 
-    def _check_x(self, x: Tensor, what: str) -> None:
-        shape = self.state.event_shape if self.state is not None else None
+    def _check_x(self, x: Tensor, what: str, noise: bool = False) -> None:
+        shape = None if self.state is None else self.state.noise_shape if noise else self.state.event_shape
         if not isinstance(x, Tensor) or not x.is_floating_point():
             raise DataError(f"node {self.node!r}: {what} must be a floating tensor")
         if x.dim() < 1 or (shape is not None and tuple(x.shape[1:]) != tuple(shape)):
@@ -172,7 +180,7 @@ class DiffusionMechanism(Mechanism):
             eps, cond = self._eps(parents, n, guided=True)
             with torch.no_grad():
                 u = self.sampler.generate(eps, u, cond, stop=k, generator=generator).sample
-        return u.reshape(n, *state.event_shape)
+        return u.reshape(n, *state.noise_shape)
 
     def forward(self, noise: Tensor, parents: Parents) -> Tensor:
         """DDIM generation from ``noise`` (the abduction state) toward ``parents``."""
@@ -193,13 +201,14 @@ class DiffusionMechanism(Mechanism):
 
     def _generate(self, noise: Tensor, eps: Any, cond: Any) -> Tensor:
         state = self._fitted()
-        self._check_x(noise, "the noise")
+        self._check_x(noise, "the noise", noise=True)
         n = noise.shape[0]
         z = noise.to(device=self.device, dtype=torch.float32).reshape(n, *state.net_shape)
         with torch.no_grad():
             out = self.sampler.generate(eps, z, cond, start=self.config.abduction_steps).sample
         self._check_finite(out, "DDIM generation")
-        return state.from_internal(out)
+        out = state.from_internal(out)
+        return out if self.autoencoder is None else self.autoencoder.decode(out)
 
     def given(self, parents: Parents, n: int) -> Conditional:
         return DiffusionConditional(self, parents, n)
@@ -211,10 +220,20 @@ class DiffusionMechanism(Mechanism):
         n = x.shape[0]
         eps, cond = self._eps(parents, n, guided=self.config.guide_abduction)
         with torch.no_grad():
-            u = self.sampler.invert(eps, state.to_internal(x, self.device), cond,
+            u = self.sampler.invert(eps, state.to_internal(self._encoded(x, self.device), self.device), cond,
                                     stop=self.config.abduction_steps).sample
         self._check_finite(u, "DDIM inversion (abduction)")
-        return u.reshape(n, *state.event_shape)
+        return u.reshape(n, *state.noise_shape)
+
+    def _encoded(self, x: Tensor, device: torch.device) -> Tensor:
+        """The rows themselves, or a latent node's latents (the encoder's mean), on ``device``."""
+        if self.autoencoder is None:
+            return x
+        try:
+            self.autoencoder.latent_shape(tuple(x.shape[1:]))
+        except ValueError as e:
+            raise DataError(f"node {self.node!r}: {e}") from None
+        return self.autoencoder.to(device).encode(x.to(device))
 
     def _check_finite(self, z: Tensor, what: str) -> None:
         """A DDIM loop whose guidance gradient grew without bound leaves non-finite rows: refused,
@@ -233,8 +252,10 @@ class DiffusionMechanism(Mechanism):
         parent predictor); nothing is changed if the rows are refused."""
         check_rows(x, self.node)
         device = torch.device(self._device or x.device)
-        state = record_state(self.config, x, parents, tuple(parent_order), node=self.node, device=device)
-        nets = fit_networks(self.config, state, self.schedule, x, parents, device=device, node=self.node, desc=desc)
+        z = self._encoded(x, device)
+        state = record_state(self.config, z, parents, tuple(parent_order), node=self.node, device=device,
+                             event_shape=None if self.autoencoder is None else tuple(x.shape[1:]))
+        nets = fit_networks(self.config, state, self.schedule, z, parents, device=device, node=self.node, desc=desc)
         self.state, self._device, (self.denoiser, self.predictor) = state, device, nets
         self.fitted_parents = tuple(parent_order)
 
@@ -248,6 +269,7 @@ class DiffusionMechanism(Mechanism):
     def stage_to(self, move: Move) -> None:
         move.module(self.denoiser)
         move.module(self.predictor)
+        move.module(self.autoencoder)
         state = self.state.to(move.device) if self.state is not None else None
         move.set(self, _device=move.device, state=state)
 
@@ -270,6 +292,7 @@ class DiffusionMechanism(Mechanism):
         extra = f", s={c.guidance_scale}" if c.guidance == "anticausal" else (
             f", w={c.cfg_scale}" if c.cfg_scale else "")
         extra += f", anchor w={c.anchor_scale}" if c.anchor_scale != 1.0 else ""
+        extra += ", latent" if self.autoencoder is not None else ""
         return (f"DiffusionMechanism({kind}, {c.guidance}{extra}, K={self.sampler.num_steps}, "
                 f"T={self.schedule.num_train_timesteps}, {state})")
 
@@ -277,6 +300,11 @@ class DiffusionMechanism(Mechanism):
 class DiffusionConditional(Conditional):
     """A diffusion node given its parents: a counterfactual step inverts the factual rows under these
     parents, then generates under the new ones, with anchored guidance when ``anchor_scale != 1``."""
+
+    def tolerance_floor(self, x: Tensor) -> float:
+        """A latent node's autoencoder reconstruction error on ``x``: no query comes closer (0: pixel node)."""
+        m: DiffusionMechanism = self.mechanism  # type: ignore[assignment]
+        return 0.0 if m.autoencoder is None else m.autoencoder.to(m.device).floor(x.to(m.device))
 
     def counterfactual(self, x: Tensor, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
         m: DiffusionMechanism = self.mechanism  # type: ignore[assignment]
