@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from .errors import AbductionError, InterventionError
+from .validation import all_finite
 
 
 class _Kind:
@@ -168,24 +169,20 @@ def as_intervention(node: str, value: Any) -> Intervention:
     """Normalise what a user passes to ``do`` for ``node``: validated (real, finite, not empty)
     and snapshotted (tensors cloned, arrays copied), so changing the caller's value afterwards
     does not change the intervention."""
-    if is_intervention(value):
-        iv = value
-    elif isinstance(value, (Tensor, Number, list, tuple)) or hasattr(value, "__array__"):
-        iv = Hard(value)  # a list or tuple: one value per row (or one row's values)
-    elif callable(value):
-        iv = Transform(value)
-    else:
+    if isinstance(value, (Tensor, Number, list, tuple)) or hasattr(value, "__array__"):
+        return Hard(_checked_copy(node, value))  # a list or tuple: one value per row (or one row's values)
+    if not is_intervention(value):
+        if callable(value):
+            return Transform(value)
         raise InterventionError(
             f"node {node!r}: cannot intervene with {type(value).__name__}; use a number, a tensor, "
             "a list, cd.Shift(delta) or a callable of the factual value")
-    if isinstance(iv, Transform):
-        if not callable(iv.fn):
-            raise InterventionError(f"node {node!r}: Transform needs a callable, got {type(iv.fn).__name__}")
-        return iv
-    if not isinstance(iv, (Hard, Shift)):
-        return iv  # a registered kind of its own: validated by its registration
-    name = "value" if isinstance(iv, Hard) else "delta"
-    return dataclasses.replace(iv, **{name: _checked_copy(node, getattr(iv, name))})
+    if isinstance(value, Transform) and not callable(value.fn):
+        raise InterventionError(f"node {node!r}: Transform needs a callable, got {type(value.fn).__name__}")
+    if not isinstance(value, (Hard, Shift)):
+        return value  # a Transform, or a registered kind of its own: validated by its registration
+    name = "value" if isinstance(value, Hard) else "delta"
+    return dataclasses.replace(value, **{name: _checked_copy(node, getattr(value, name))})
 
 
 def _checked_copy(node: str, value: Any) -> Any:
@@ -213,7 +210,7 @@ def _checked_copy(node: str, value: Any) -> Any:
         raise InterventionError(f"node {node!r}: intervention value is on the meta device (it holds no values)")
     if t.numel() == 0:
         raise InterventionError(f"node {node!r}: intervention value is empty")
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    if t.is_floating_point() and not all_finite(t):
         raise InterventionError(f"node {node!r}: intervention value contains NaN or Inf")
     return t
 

@@ -109,8 +109,8 @@ class _CallableConditional(DistributionConditional):
         if not isinstance(d, LOC_SCALE):
             return super().counterfactual(x, parents, generator)
         check_event_shape(self.mechanism.node, x, d.batch_shape[1:] + d.event_shape, "the factual rows")
-        n, loc, scale = self.n, d.loc, d.scale
-        return loc[n:] + scale[n:] * ((x - loc[:n]) / scale[:n])  # the support is the reals: rows are checked finite before queries
+        (loc, loc_cf), (scale, scale_cf) = d.loc.chunk(2), d.scale.chunk(2)
+        return loc_cf + scale_cf * ((x - loc) / scale)  # the support is the reals: rows are checked finite before queries
 
 
 # --------------------------------------------------------------------------------- the mechanism
