@@ -7,7 +7,6 @@ atomically (a sibling temporary file, then ``os.replace``).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import networkx as nx
 from torch import Tensor
 
 from ..optional import optional_import
+from .report import write_atomic
 
 
 def pyplot() -> Any:
@@ -26,20 +26,10 @@ def pyplot() -> Any:
 
 def save_figure(fig: Any, path: str | os.PathLike, **savefig: Any) -> Path:
     """``fig.savefig(path, **savefig)`` as a PNG, atomically (parents created); the figure is closed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", **savefig)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return write_atomic(path, lambda f: fig.savefig(f, format="png", **savefig), binary=True)
     finally:
         pyplot().close(fig)
-    return path
 
 
 def save_grid(rows: Sequence[Tensor], labels: Sequence[str], out: str | os.PathLike, title: str = "") -> Path:

@@ -67,6 +67,17 @@ class NormalConfig(BaseModel):
     scale: float = Field(1.0, gt=0.0)
 
 
+def named_callable(fn: Callable[[dict[str, Tensor]], Any], names: Any, name: str | None = None) -> Callable[..., Any]:
+    """``fn(parents_dict)`` as a callable whose keyword signature names the parents ``names`` (how an
+    SCM binds a callable to a node's parents), called ``name`` (default: ``fn``'s)."""
+    def bound(**kwargs: Tensor) -> Any:
+        return fn(kwargs)
+    bound.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names])
+    bound.__name__ = name or getattr(fn, "__name__", "mechanism")
+    return bound
+
+
 # --------------------------------------------------------------------------------- moving dists
 def _move(d: tdist.Distribution, move: Move) -> tdist.Distribution:
     """A raw distribution rebuilt with its parameters on ``move.device`` (transforms that are

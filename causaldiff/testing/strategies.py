@@ -11,7 +11,6 @@ when a strategy is built, not when this module is::
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..interventions import Hard, Shift, Transform
+from ..mechanisms.pyro import named_callable
 from ..scm import SCM
 from ..optional import optional_import
 from .suite import halve, is_discrete
@@ -60,16 +60,6 @@ def dags(draw: Any, min_nodes: int = 1, max_nodes: int = 6, edge_probability: fl
             if draw(st.floats(0, 1)) < p:
                 g.add_edge(f"v{i}", f"v{j}")
     return g
-
-
-def named_callable(fn: Any, names: list[str]) -> Any:
-    """Give ``fn(**kwargs)`` an explicit keyword signature with ``names`` (as SCM validation wants)."""
-    def bound(**kwargs: Tensor) -> Any:
-        return fn(kwargs)
-    bound.__signature__ = inspect.Signature(
-        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names])
-    bound.__name__ = getattr(fn, "__name__", "mechanism")
-    return bound
 
 
 def _link(name: str, v: Tensor) -> Tensor:
