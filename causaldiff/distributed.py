@@ -2,17 +2,14 @@
 
     with causaldiff.distributed.launch() as run:     # under torchrun --nproc-per-node N
         scm.fit(rows)                                 # every network: DDP over the N ranks
-        cf = scm.counterfactual(rows, do={"x": 1.0}, seed=0)  # rows split, then gathered: every
-        if run.is_main:                               # rank holds the whole result, bit-identical
-            save(cf)                                  # to one process's
+        cf = scm.counterfactual(rows, do={"x": 1.0}, seed=0)  # split, gathered: bit-identical
+        if run.is_main:
+            save(cf)
 
-:func:`launch` joins the process group torchrun describes (:func:`~causaldiff.training.init_process_group`),
-makes :class:`~causaldiff.training.DDPStrategy` the strategy of every training
-(:func:`~causaldiff.training.use_strategy`), shards every query
-(:func:`~causaldiff.sharding.sharded_queries`) and turns the progress bars of ranks other than 0
-off. ``launch(gather=False)`` leaves each rank its own rows, which :func:`save_shards` writes with
-a manifest (results larger than one process's memory). :func:`fit_per_node` is the other
-parallelism of training: each learnable node trained whole on one rank, then broadcast.
+:func:`launch` joins the process group, trains with :class:`~causaldiff.training.DDPStrategy`,
+shards every query (:func:`~causaldiff.sharding.sharded_queries`; ``gather=False``: each rank keeps
+its rows, for :func:`save_shards`) and silences the progress bars of ranks but 0.
+:func:`fit_per_node`: each learnable node trained whole on one rank, then broadcast.
 """
 
 from __future__ import annotations

@@ -1,17 +1,14 @@
-"""Interventions: kinds of intervention behind two generic functions, :func:`intervene` and
-:func:`natural_value` (``functools.singledispatch`` on the kind, as ChiRho's ``intervene``).
+"""Interventions: kinds behind two generic functions, :func:`intervene` and :func:`natural_value`
+(``functools.singledispatch``, as ChiRho's ``intervene``).
 
-* :class:`Hard` sets a node to a value (a scalar, a per-row tensor, or one value of the
-  node's shape). Graph surgery: the node loses its incoming edges.
+* :class:`Hard` sets a node to a value (scalar, per-row tensor, or one value of the node's shape):
+  graph surgery. Plain values passed to ``do`` become :class:`Hard`.
 * :class:`Shift` adds ``delta`` to the value the node would have taken (soft: edges kept).
-* :class:`Transform` replaces the node's would-be value ``v`` by ``fn(v)`` (soft: edges kept).
+* :class:`Transform` replaces the would-be value ``v`` by ``fn(v)`` (soft); plain callables become one.
 
-Plain values passed to ``do`` become :class:`Hard`, plain callables :class:`Transform`. A kind is a
-frozen dataclass declaring ``cuts_edges`` (graph surgery or not) and ``label`` as class keywords,
-with one registration of :func:`intervene` (the node's value under the intervention, from its natural
-value) and, when the kind can be seen through, one of :func:`natural_value` (the natural value behind
-an observed one, used by abduction on an SCM that already carries the intervention: exact for
-:class:`Shift`; kinds without one, like :class:`Transform`, are refused by name).
+A kind is a frozen dataclass declaring ``cuts_edges`` and ``label`` as class keywords, with one
+registration of :func:`intervene` and, when it can be seen through (:class:`Shift`), one of
+:func:`natural_value` (abduction on an SCM already carrying it; other kinds are refused by name).
 """
 
 from __future__ import annotations

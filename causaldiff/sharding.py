@@ -1,17 +1,12 @@
 """Sharded queries: the rows of one query split between the processes of a torch.distributed run.
 
-Inside :func:`sharded_queries`, every query (``sample``, ``interventional_samples``, ``predict``,
-``abduct``, ``counterfactual``) computes only this rank's contiguous range of rows
-(:func:`row_span`) and the ranges are gathered back (``all_gather``, shards padded to the longest),
-so every rank returns the whole result. Randomness is drawn per global row block
-(:mod:`causaldiff.rng`), and the ranks split the rows in whole units (:func:`shard_unit`): the
-query's chunks when it has a ``batch_size``, else whole RNG blocks when it draws, else single rows
-(exact abduction counterfactuals). So at any world size the result is bit-identical to one
-process's: always when the mechanisms' arithmetic is row-wise (Pyro distributions, codecs), and
-for every mechanism, networks included, when the query is given a ``batch_size`` (each chunk is
-then computed with the shapes one process computes it with; without one, a network's rows agree
-to float rounding, since BLAS chooses its kernels by the number of rows). An unseeded query draws
-its seed on rank 0 and broadcasts it. An error on one rank is raised on every rank.
+Inside :func:`sharded_queries` every query computes this rank's contiguous rows (:func:`row_span`),
+then all-gathers them (shards padded to the longest), so every rank returns the whole result. The
+ranks split in whole units (:func:`shard_unit`: the chunks of a ``batch_size``, else RNG blocks when
+it draws, else rows), so the result is bit-identical to one process's: always for row-wise
+arithmetic (Pyro distributions, codecs), and for networks given a ``batch_size`` (otherwise BLAS
+kernels chosen by row count make them agree to rounding). An unseeded query's seed is drawn on
+rank 0; an error on one rank is raised on every rank.
 """
 
 from __future__ import annotations

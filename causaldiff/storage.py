@@ -1,14 +1,11 @@
 """Atomic directories: a saved model appears whole or not at all.
 
-:func:`atomic_directory` yields a sibling temporary directory (``.<name>.tmp-<pid>-<random>``);
-when the block ends, every file in it and the directory itself are fsynced and it is renamed
-into place. An existing model is replaced by one atomic exchange (``renameat2(RENAME_EXCHANGE)``
-on Linux), or, where the file system lacks it, by renaming the old one aside
-(``.<name>.old-<pid>-<random>``), the new one in, then removing the old one. At every point of
-a crash ``path`` holds the old model or the new one, or (only between the two renames of the
-fallback) is missing while the old one lies aside, where :func:`saved_location` finds it. A
-leftover temporary is never read as a model, and the next save removes it. Every storage
-failure (disk full, read-only folder, a path that is a file, permissions) is a
+:func:`atomic_directory` yields a sibling temporary directory, then fsyncs it and renames it into
+place; an existing model is replaced by one atomic exchange (``renameat2(RENAME_EXCHANGE)``), or
+where the file system lacks it by renaming the old one aside, the new one in, then removing the old.
+At every point of a crash ``path`` holds the old or the new model, or (between the two renames)
+the old one lies aside, where :func:`saved_location` finds it. Leftover temporaries are never read
+and removed by the next save. Every storage failure is a
 :class:`~causaldiff.errors.SerializationError` naming the path.
 """
 

@@ -1,18 +1,10 @@
-"""MNIST from the four standard IDX files (``.gz`` or raw), checksum-verified.
+"""MNIST from the four standard IDX files (``.gz`` or raw), checksum-verified: :class:`MNIST`, the
+registered data set ``"mnist"`` (``digit -> image``, no ground truth).
 
-Where the files are looked for, first match wins:
-
-1. the ``root`` argument;
-2. the environment variable ``CAUSALDIFF_MNIST_DIR``;
-3. ``../shared/data/mnist`` relative to the current directory, then relative to the repository
-   that holds this package;
-4. ``~/.cache/causaldiff/mnist`` (where ``download=True`` puts the files).
-
-In each folder the files may also sit in ``MNIST/raw/`` (torchvision's layout). Nothing is
-downloaded unless ``download=True`` is passed, and then only through torchvision.
-
-:class:`MNIST` is the registered data set ``"mnist"``: a data set *without* ground truth whose
-rows are ``digit -> image``.
+The files are looked for (first match wins, each folder also in torchvision's ``MNIST/raw/``) in the
+``root`` argument, ``$CAUSALDIFF_MNIST_DIR``, ``../shared/data/mnist`` from the current directory
+then from the repository holding this package, and ``~/.cache/causaldiff/mnist``, where only
+``download=True`` puts them (through torchvision).
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """Synthetic tabular SCMs with known noise: the DCM benchmark (Chao et al., TMLR 2024).
 
 Eight SCMs (chain, triangle, diamond, Y; each "nonlinear" with additive noise and "nonadditive"),
-written exactly as in ``BENCHMARKS.md`` section 2, with exogenous noise ``u_i ~ N(0, 1)`` and
-roots ``x = u``, plus the DCM ladder (:mod:`.ladder`). Each is the registered data set
-``"tabular"``: ``TabularSCM(name="chain-nonlinear")``, ``TabularSCM(name="ladder-nonadditive",
-mechanism_seed=seed)``. Because the true noise is known, ground truth for every rung is the SCM:
-
-* observational rows:      ``scm.sample(n, g)`` (a :class:`Draw`: values and their noise)
-* interventional samples:  ``scm.sample(n, g, do={...})`` (fresh noise)
-* counterfactuals:         ``scm.counterfactual(draw, do={...})`` = ``scm.simulate(draw.exogenous, do)``
+as in ``BENCHMARKS.md`` section 2, with noise ``u_i ~ N(0, 1)`` and roots ``x = u``, plus the DCM
+ladder (:mod:`.ladder`): the registered data set ``"tabular"`` (``TabularSCM(name="chain-nonlinear")``).
+Ground truth of every rung: ``scm.sample(n, g)`` (a :class:`Draw`: values and noise), with
+``do={...}`` interventional, and ``scm.counterfactual(draw, do)`` = ``scm.simulate(draw.exogenous, do)``.
 """
 
 from __future__ import annotations

@@ -1,16 +1,14 @@
 """DDIM generation and inversion (Song, Meng & Ermon 2020, "Denoising Diffusion Implicit Models").
 
-One timestep table drives both directions. With ``K`` inference steps the table holds training
-timesteps ``tau_1 < ... < tau_K``; *state* ``i`` is ``x_{tau_i}`` and state ``0`` is the clean
-sample (``alpha_bar = 1``). A generation step goes from state ``i`` to ``i - 1``; an inversion
-step from ``i - 1`` to ``i``. The denoiser is any callable ``eps(x_t, t, cond)`` with ``t`` a
-``(n,)`` long tensor, so analytic oracles plug in as well as networks.
+One timestep table ``tau_1 < ... < tau_K`` drives both directions: state ``i`` is ``x_{tau_i}``,
+state ``0`` the clean sample (``alpha_bar = 1``); generation goes from ``i`` to ``i - 1``, inversion
+from ``i - 1`` to ``i``. The denoiser is any callable ``eps(x_t, t, cond)`` (``t``: ``(n,)`` long), so
+analytic oracles plug in as well as networks.
 
-Inversion is never clipped. Plain DDIM inversion (``fixed_point_iters=0``) evaluates ``eps`` at
-the source point, which is exact only in the limit of small steps. With ``fixed_point_iters=m``
-each inverse step is refined by ``m`` fixed-point iterations on the implicit equation "the DDIM
-step from ``x_{tau_i}`` lands on ``x_{tau_{i-1}}``" (as in AIDI, Pan et al. 2023), so
-generation after inversion reproduces the input to the solver's tolerance.
+Inversion is never clipped. Plain inversion (``fixed_point_iters=0``) evaluates ``eps`` at the source
+point, exact only for small steps; ``fixed_point_iters=m`` refines each inverse step by ``m``
+fixed-point iterations on "the DDIM step from ``x_{tau_i}`` lands on ``x_{tau_{i-1}}``" (AIDI, Pan et
+al. 2023), so generation after inversion reproduces the input to the solver's tolerance.
 """
 
 from __future__ import annotations

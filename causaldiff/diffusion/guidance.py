@@ -1,16 +1,13 @@
 """Guidance of the DDIM denoiser toward given parent values.
 
-* Anti-causal (classifier) guidance, Diff-SCM (Sanchez & Tsaftaris 2022, Algorithm 1; Dhariwal &
-  Nichol 2021, eq. 14): ``eps_hat = eps_theta(x_t, t) - sqrt(1 - alpha_bar_t) * grad_x sum_p s_p
-  log p_phi(pa_p | x_t, t)``. One predictor with one output head per parent, so a step costs one
-  denoiser forward and one predictor forward + backward whatever the number of parents.
-* Classifier-free guidance (Ho & Salimans 2022, eq. 6) for a conditional denoiser trained with
-  parent dropout: ``eps_hat = (1 + w) eps(x_t, t, c) - w eps(x_t, t, null)``, both halves in one
-  batched forward.
-* Anchored guidance of a counterfactual: the same difference of conditional predictions, taken
-  between the counterfactual parents and the factual ones the image was inverted under,
-  ``eps_hat = eps(x_t, t, pa) + w [eps(x_t, t, pa*) - eps(x_t, t, pa)]``, so that a null
-  intervention decodes with exactly the predictions it was inverted with.
+* Anti-causal guidance, Diff-SCM (Sanchez & Tsaftaris 2022, Algorithm 1; Dhariwal & Nichol 2021,
+  eq. 14): ``eps_hat = eps_theta(x_t, t) - sqrt(1 - alpha_bar_t) * grad_x sum_p s_p log p_phi(pa_p | x_t, t)``,
+  one predictor with a head per parent (one forward + backward per step).
+* Classifier-free guidance (Ho & Salimans 2022, eq. 6): ``eps_hat = (1 + w) eps(x_t, t, c) - w
+  eps(x_t, t, null)``, both halves in one batched forward.
+* Anchored guidance of a counterfactual: ``eps_hat = eps(x_t, t, pa) + w [eps(x_t, t, pa*) - eps(x_t,
+  t, pa)]`` between the counterfactual parents and the factual ones the image was inverted under, so
+  a null intervention decodes with exactly the predictions it was inverted with.
 """
 
 from __future__ import annotations

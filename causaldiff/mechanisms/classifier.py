@@ -1,10 +1,7 @@
-"""A learnable categorical node with parents (binary included): ``x ~ Categorical(softmax(f(pa)))``.
-
-``f`` is a small MLP (``hidden=()``: multinomial logistic regression) over the parents encoded by
-the shared :class:`~.codecs.ParentCodec` (one-hot categorical parents, standardised continuous
-ones), fitted by cross-entropy with the training loop. The noise is the Gumbel-max SCM's
-(Oberst & Sontag 2019), ``x = argmax(f(pa) + g)``, ``g ~ Gumbel(0, 1)`` per class, as for the
-categorical root; abduction draws ``g`` from its posterior given the observed class.
+"""A learnable categorical node with parents: ``x ~ Categorical(softmax(f(pa)))``, ``f`` a small MLP
+(``hidden=()``: multinomial logistic regression) over the :class:`~.codecs.ParentCodec` encoding,
+fitted by cross-entropy. Noise: the Gumbel-max SCM (Oberst & Sontag 2019), ``x = argmax(f(pa) + g)``;
+abduction draws ``g`` from its posterior given the observed class.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """Pyro mechanisms: a raw distribution on a root, or a callable ``(**parents) -> Distribution``.
 
-The exogenous noise of a node depends on the family of the distribution it yields:
-
-* location-scale families (Normal, Laplace, Logistic, StudentT with fixed df, Cauchy, Gumbel,
-  MultivariateNormal): ``x = loc + scale * u`` with ``u`` from the standard member; exact.
-* ``TransformedDistribution`` (flows, conditional flows once conditioned, LogNormal, ...):
-  ``x = T(base(u))``; exact when every transform is bijective (``u = base^{-1}(T^{-1}(x))``).
-* other continuous univariate families with ``cdf`` and ``icdf``: ``u ~ U(0, 1)``,
-  ``x = icdf(u)``; exact.
-* Categorical and Bernoulli: the Gumbel-max SCM (Oberst & Sontag 2019),
-  ``x = argmax_k(logits_k + g_k)``; abduction samples ``g`` from its posterior given ``x``
-  (top-down truncated Gumbels), so it is stochastic.
+The noise follows the family: location-scale (Normal, Laplace, Logistic, StudentT, Cauchy, Gumbel,
+MultivariateNormal) ``x = loc + scale * u``; ``TransformedDistribution`` ``x = T(base(u))``, exact when
+every transform is bijective; other continuous univariate families ``x = icdf(u)``, ``u ~ U(0, 1)``;
+Categorical and Bernoulli the Gumbel-max SCM (Oberst & Sontag 2019), ``x = argmax_k(logits_k +
+g_k)``, abducted by a posterior draw of ``g`` (stochastic).
 """
 
 from __future__ import annotations

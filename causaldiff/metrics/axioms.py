@@ -1,15 +1,7 @@
-"""Axiomatic soundness of counterfactual image models (Monteiro et al., ICLR 2023).
-
-A counterfactual function maps factual rows and an intervention to counterfactual rows, exactly
-like ``scm.counterfactual(rows, do=...)``: ``fn(rows: dict[str, Tensor], do: dict) -> dict``.
-
-* composition: the null intervention (every listed parent set to its own factual value) must
-  leave the image unchanged, even after ``m`` cycles: ``L1(x, f^m(x, do(pa = pa)))``;
-* reversibility: ``do(k)`` then back to the factual values must return the factual image:
-  ``L1(x, f(f(x, do(k)), do(pa = pa_factual)))``;
-* effectiveness lives in :mod:`causaldiff.metrics.classifier` (it needs a classifier).
-
-Each returns per-row L1 distances ``(n,)`` (mean absolute pixel difference).
+"""Axiomatic soundness of counterfactual image models (Monteiro et al., ICLR 2023), for a function
+``fn(rows, do) -> rows`` like ``scm.counterfactual``; each returns per-row mean absolute pixel
+differences ``(n,)``. Composition: ``L1(x, f^m(x, do(pa = pa)))``; reversibility:
+``L1(x, f(f(x, do(k)), do(pa = pa_factual)))``; effectiveness: :mod:`causaldiff.metrics.classifier`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Squared maximum mean discrepancy with an RBF kernel, as the DCM protocol defines it.
 
-``MMD^2_b(X, Y) = mean k(X, X) + mean k(Y, Y) - 2 mean k(X, Y)``: the biased V-statistic of
-Gretton et al. (JMLR 2012, Eq. 5), diagonals included, with ``k(a, b) = exp(-gamma ||a - b||^2)``
-and, by default, ``gamma = 1 / median`` of the positive pairwise squared distances *between* the
-two sets (the cross distances ``||x_i - y_j||^2``; ``BENCHMARKS.md`` section 2, the interventional
-metric of Chao et al., TMLR 2024). This is the one MMD of the package; the published tabular
-figures (``benchmarks/results/tabular_dcm_*.md``) were computed with it.
+``MMD^2_b(X, Y) = mean k(X, X) + mean k(Y, Y) - 2 mean k(X, Y)`` (Gretton et al., JMLR 2012, Eq. 5,
+diagonals included), ``k(a, b) = exp(-gamma ||a - b||^2)``, by default ``gamma = 1 / median`` of the
+positive squared distances *between* the two sets (``BENCHMARKS.md`` section 2). The one MMD of the
+package; the published tabular figures were computed with it.
 """
 
 from __future__ import annotations

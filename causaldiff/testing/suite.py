@@ -1,11 +1,10 @@
 """``check_counterfactual_laws(scm)``: every law, on rows of the model, with hard and soft interventions.
 
-For each node ``v`` the suite intervenes with another row's value (hard, in support), ``Shift(shift)``
-(continuous nodes) and a callable (``0.5 v + 0.25`` on continuous nodes, the rows reversed on discrete
-ones), plus any interventions the caller gives; the laws of :mod:`.laws` are measured on each and
-gathered in one :class:`LawReport`, which the suite raises (as :class:`LawViolation`) if a law fails.
-Laws that need a deterministic abduction (reversibility, batch invariance) are measured on the nodes
-whose counterfactual recomputes no stochastically abducted node (Gumbel-max) upstream; queries that would abduct a node that cannot be abducted are skipped and listed.
+Each node is intervened on with another row's value (hard), ``Shift(shift)`` and ``0.5 v + 0.25``
+(continuous nodes) or the rows reversed (discrete ones), plus the caller's interventions; the laws
+of :mod:`.laws` are gathered in one :class:`LawReport`, raised as :class:`LawViolation` if one fails.
+Reversibility and batch invariance are measured where no stochastically abducted node lies
+upstream; queries through a node that cannot be abducted are skipped and listed.
 """
 
 from __future__ import annotations

@@ -1,14 +1,12 @@
 """THE training loop of every model causaldiff trains (denoisers, anti-causal predictors,
 additive-noise MLPs, the metric models).
 
-AdamW on minibatches of row indices drawn uniformly with replacement (or by a ``sample_batch``
-hook), an LR schedule (linear warm-up, then constant or cosine: :func:`lr_factor`, or any torch
-scheduler), gradient clipping, an EMA of the weights, bf16 autocast on CUDA only, a progress bar,
-a loss history and checkpoints. Every random draw comes from one ``torch.Generator`` (indices,
-and whatever ``loss_fn`` draws from it), so a run is repeatable and never touches torch's global RNG;
-a model that draws from the global RNG itself (active dropout, or ``global_rng=True``) trains in a
-fork of it seeded from the config (other threads' global draws during that fit share the fork). Everything that
-differs between one process and several goes through a :class:`~.strategy.Strategy`.
+AdamW on minibatches of row indices drawn with replacement (or by a ``sample_batch`` hook), an LR
+schedule (:func:`lr_factor`, or any torch scheduler), gradient clipping, an EMA, bf16 autocast on
+CUDA, a progress bar, a loss history and checkpoints. Every draw comes from one ``torch.Generator``,
+so a run is repeatable and leaves torch's global RNG alone; a model drawing from the global RNG
+itself (dropout, ``global_rng=True``) trains in a fork of it seeded from the config. What differs
+between one process and several goes through a :class:`~.strategy.Strategy`.
 """
 
 from __future__ import annotations
