@@ -188,7 +188,7 @@ def check_observed(conds: Conditionals, rows: Mapping[str, Tensor], nodes: Any, 
 
 def check_carried(structure: Structure, nodes: Any) -> None:
     """Refuse before any work to abduct through an intervention the SCM carries with no inverse."""
-    for node in nodes:
+    for node in nodes if structure.interventions else ():
         iv = structure.interventions.get(node)
         if iv is not None and not invertible(iv):
             natural_value(iv, node, torch.empty(0))  # raises, naming the node and the intervention
@@ -328,11 +328,12 @@ def counterfactual_node(plan: Plan, factual: Conditionals, conds: Conditionals, 
     toward its new parents (Pearl's steps 1 and 3), then the intervention in force on it."""
     x, fcond = _natural_rows(factual.structure, rows, node), factual(node)
     new = {p: conds.values[p] for p in plan.target.parents[node]}
-    if streams is not None and streams.single is None and fcond.abduction is Abduction.STOCHASTIC:
+    gen = _generator(streams)
+    if gen is None and streams is not None and fcond.abduction is Abduction.STOCHASTIC:
         natural = streams.draw(lambda sl, m, g: factual.block(node, sl, m).counterfactual(
             x[sl], {p: v[sl] for p, v in new.items()}, g))
     else:
-        natural = fcond.counterfactual(x, new, _generator(streams))
+        natural = fcond.counterfactual(x, new, gen)
     iv = plan.target.interventions.get(node)
     return natural if iv is None else _intervened(plan.target, conds, node, iv, natural, factual.n)
 
