@@ -17,7 +17,9 @@ import errno
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 from .errors import SerializationError
@@ -191,6 +193,28 @@ def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
+def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], binary: bool = False,
+                 mode: int | None = 0o644) -> Path:
+    """``write(file)`` into a sibling temporary file, fsynced, then renamed to ``path`` (parents
+    created; ``mode``: its permissions, None: the temporary's 0600): a killed run never leaves half
+    a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def saved_location(path: str | os.PathLike) -> Path:
     """Where the model saved at ``path`` is: ``path``, or, if a save crashed between renaming the
     old model aside and the new one in, the old model set aside (the newest one)."""
@@ -209,4 +233,4 @@ def read_bytes(path: Path) -> bytes:
         raise storage_error(path, "read", e) from None
 
 
-__all__ = ["atomic_directory", "existing_ancestor", "read_bytes", "saved_location", "storage_error", "write_file"]
+__all__ = ["atomic_directory", "existing_ancestor", "read_bytes", "saved_location", "storage_error", "write_atomic", "write_file"]

@@ -16,7 +16,7 @@ import networkx as nx
 from torch import Tensor
 
 from ..optional import optional_import
-from .report import write_atomic
+from ..storage import write_atomic
 
 
 def pyplot() -> Any:

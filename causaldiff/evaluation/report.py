@@ -3,8 +3,8 @@
 * :func:`environment`: where a figure was measured (device and its name, torch, threads, commit);
 * :class:`Timer`: wall-clock seconds per named phase (CUDA synchronised);
 * :func:`batched`: a function of rows run over consecutive chunks, outputs concatenated;
-* :func:`write_atomic` (and :func:`write_json`, :func:`write_text`, :func:`write_results`): a sibling
-  temporary file, then ``os.replace``, so a killed run never leaves half a results file.
+* :func:`write_json`, :func:`write_text`, :func:`write_results`: atomic writes
+  (:func:`causaldiff.storage.write_atomic`), so a killed run never leaves half a results file.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from torch import Tensor
 
 from ..progress import progress
 from ..rng import RNG_SCHEME
+from ..storage import write_atomic
 
 
 def now() -> str:
@@ -127,25 +127,6 @@ def batched(fn: Callable[..., Mapping[str, Tensor]], batch_size: int, *tensors: 
     return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], binary: bool = False) -> Path:
-    """``write(file)`` into a sibling temporary file, fsynced, then renamed to ``path`` (parents
-    created): a killed run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (parents created)."""
     return write_atomic(path, lambda f: f.write(text))
@@ -169,5 +150,5 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["now", "device_name", "git_commit", "environment", "Timer", "batched", "write_atomic", "write_text",
+__all__ = ["now", "device_name", "git_commit", "environment", "Timer", "batched", "write_text",
            "write_json", "write_results", "markdown_table"]
