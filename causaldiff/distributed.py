@@ -125,11 +125,9 @@ def assign_nodes(nodes: Sequence[str], world_size: int) -> dict[str, int]:
 
 
 def fit_per_node(scm: Any, data: Mapping[str, Any], wait: float = 86400.0) -> Any:
-    """Fit the SCM's learnable nodes with one node per rank (:func:`assign_nodes`), each trained
-    whole on its rank by a single process, then broadcast from it: returns the SCM with every node
-    fitted (the same weights one process fitting them all gets), on every rank. An error fitting a
-    node is raised on every rank. ``wait``: seconds a rank done with its nodes waits for the others
-    (a gloo group of its own, so the run's shorter collective timeout does not apply)."""
+    """The SCM with every learnable node fitted, on every rank: each node trained whole on one rank
+    (:func:`assign_nodes`), then broadcast (the weights one process gets); an error on any rank is
+    raised on all. ``wait``: seconds a rank done waits for the others (its own gloo group)."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=wait)) if world > 1 else None
     nodes = [v for v in scm.nodes if scm.mechanisms[v].learnable and v not in scm.interventions]

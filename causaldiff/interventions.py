@@ -214,11 +214,8 @@ def _checked_copy(node: str, value: Any) -> Any:
 
 def broadcast_value(node: str, value: Any, n: int, event_shape: tuple[int, ...] | None,
                     dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Broadcast a hard value or shift to ``(n, *event_shape)`` of the node's ``dtype`` (a float
-    on an integer node must be integral: ``1.0`` becomes ``1``, ``1.5`` is refused).
-
-    Accepted shapes: ``()``, ``event_shape`` (one value for every row), ``(n, *event_shape)``.
-    """
+    """A hard value or shift of shape ``()``, ``event_shape`` or ``(n, *event_shape)`` broadcast to
+    ``(n, *event_shape)`` of ``dtype`` (on an integer node ``1.0`` becomes ``1``, ``1.5`` is refused)."""
     integral = not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
     if isinstance(value, Number) and not isinstance(value, Tensor):  # no float32 round trip
         t = torch.tensor(value, dtype=torch.float64 if integral and not isinstance(value, numbers.Integral)

@@ -25,12 +25,9 @@ T = TypeVar("T", bound=type)
 
 
 class Registry(Generic[T]):
-    """Name -> class for one kind of extension.
-
-    ``register(name)`` is a class decorator; it checks the contract every registered class must
-    meet (a frozen ``Config`` with ``extra="forbid"`` and a ``quick`` classmethod) and refuses a
-    name already taken by another class.
-    """
+    """Name -> class for one kind of extension; ``register(name)``, a class decorator, checks the
+    contract (a frozen ``Config`` with ``extra="forbid"``, a ``quick`` classmethod) and refuses a
+    name another class holds."""
 
     def __init__(self, kind: str, group: str | None = None) -> None:
         self.kind = kind

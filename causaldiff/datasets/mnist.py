@@ -149,13 +149,9 @@ def _download(split: str) -> Path:
 def load_mnist(root: str | os.PathLike | None = None, split: str = "train", n: int | None = None,
                *, seed: int | None = None, verify_checksums: bool = True,
                download: bool = False) -> tuple[Tensor, Tensor]:
-    """Load an MNIST split as ``(images, labels)``.
-
-    ``images``: float32 ``(N, 1, 28, 28)`` in ``[-1, 1]``; ``labels``: long ``(N,)``.
-    ``n`` keeps a subset: the first ``n`` rows, or ``n`` rows drawn without replacement with
-    ``seed`` when a seed is given. ``download=True`` fetches the files with torchvision into
-    ``~/.cache/causaldiff/mnist`` when they are found nowhere else (needs internet access).
-    """
+    """An MNIST split as ``(images, labels)``: float32 ``(N, 1, 28, 28)`` in ``[-1, 1]``, long ``(N,)``;
+    ``n`` keeps the first ``n`` rows (or, with ``seed``, ``n`` drawn without replacement);
+    ``download=True`` fetches missing files with torchvision into ``~/.cache/causaldiff/mnist``."""
     if split not in FILES:
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     if n is not None and (not isinstance(n, int) or not 1 <= n <= SIZES[split]):

@@ -194,12 +194,9 @@ class DDIMSampler:
     def invert(self, denoiser: Denoiser, x: Tensor, cond: Any = None, *, start: int = 0,
                stop: int | None = None, fixed_point_iters: int | None = None,
                return_trajectory: bool = False) -> DDIMOutput:
-        """Run inversion steps from state ``start`` (default 0: data) up to ``stop`` (default ``K``).
-
-        Each step first evaluates ``eps`` at the source point with the destination timestep, then
-        refines ``fixed_point_iters`` times with ``eps`` evaluated at the current estimate of the
-        destination, so that :meth:`step` maps the result back onto the source.
-        """
+        """Inversion steps from state ``start`` (default 0: data) up to ``stop`` (default ``K``): ``eps``
+        at the source with the destination timestep, then ``fixed_point_iters`` refinements at the
+        current estimate of the destination, so that :meth:`step` maps the result back onto the source."""
         stop = self.num_steps if stop is None else stop
         iters = self.config.inversion_fixed_point_iters if fixed_point_iters is None else fixed_point_iters
         self._check_state("start", start)

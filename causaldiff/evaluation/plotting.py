@@ -252,12 +252,9 @@ def plot_sweep(sweeps: Mapping[Any, Mapping[float, Mapping[str, Any]]], path: st
                keys: Sequence[str], title: str = "",
                references: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
                higher_is_better: Sequence[str] = ("effectiveness",)) -> Path:
-    """Metrics against the guidance scale, one panel per key and one line per abduction fraction
-    (``{fraction: {scale: row}}``; fraction None: an unlabelled line), like Diff-SCM's CLD figure.
-
-    ``references[key]``: lines to compare with, each ``{"x": [...], "y": [...], "fmt": ..., **kw}``
-    (points) or ``{"y": v, **kw}`` (a horizontal line).
-    """
+    """Metrics against the guidance scale (Diff-SCM's CLD figure): a panel per key, a line per
+    abduction fraction of ``{fraction: {scale: row}}`` (None: unlabelled); ``references[key]``: lines
+    ``{"x": [...], "y": [...], "fmt": ..., **kw}`` or horizontal ``{"y": v, **kw}``."""
     plt = pyplot()
     references = references or {}
     fig, axes = plt.subplots(1, len(keys), figsize=(3.5 * len(keys), 3.3), squeeze=False)

@@ -321,12 +321,8 @@ class ParentSpec(BaseModel):
 
 
 class ParentCodec:
-    """Parents -> network input, in the order recorded at fit (shared by the learnable mechanisms).
-
-    ``encode`` returns the features ``(n, width)`` (one-hot categorical columns, flattened and,
-    if ``standardize``, standardised continuous ones) and each parent's target for an anti-causal
-    predictor (the class index, or the encoded continuous value).
-    """
+    """Parents -> network input in the order recorded at fit: ``encode`` gives the features ``(n,
+    width)`` and each parent's target for an anti-causal predictor (class index or encoded value)."""
 
     def __init__(self, parents: tuple[ParentSpec, ...], *, standardize: bool = False,
                  stats: dict[str, Tensor] | None = None) -> None:

@@ -151,11 +151,7 @@ class _RootConditional(DistributionConditional):
 
 @MECHANISMS.register("pyro")
 class PyroMechanism(ConditionalMethods, Mechanism):
-    """A node bound to a Pyro distribution (root) or a callable of its parents returning one.
-
-    The SCM binds it with :meth:`check_binding`, which checks that a callable's parameter names
-    equal the node's parents (and that a raw distribution has none).
-    """
+    """A node bound to a Pyro distribution (root) or a callable of its parents (by name) returning one."""
 
     Config = PyroConfig
 

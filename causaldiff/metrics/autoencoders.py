@@ -63,12 +63,9 @@ class GroupedConvAutoencoder(nn.Module):
 
 @dataclass
 class AutoencoderSet:
-    """Trained autoencoders for IM1/IM2.
-
-    ``class_ae``: ``(n, 1, H, W) -> (n, C, H, W)``, channel ``c`` the reconstruction by the
-    class-``c`` autoencoder; ``global_ae``: ``(n, 1, H, W) -> (n, 1, H, W)``; both on ``[0, 1]``
-    images. ``value_range`` is the pixel range of the images the metrics receive.
-    """
+    """Trained autoencoders for IM1/IM2 on ``[0, 1]`` images: ``class_ae`` ``(n, 1, H, W) -> (n, C, H,
+    W)`` (channel ``c``: class ``c``'s), ``global_ae`` ``-> (n, 1, H, W)``; ``value_range``: the pixel
+    range of the images the metrics receive."""
 
     class_ae: nn.Module
     global_ae: nn.Module
@@ -102,12 +99,8 @@ def train_autoencoders(images: Tensor, labels: Tensor, *, num_classes: int | Non
                        config: AutoencoderConfig | None = None,
                        device: torch.device | str | None = None, seed: int | None = None,
                        value_range: tuple[float, float] = (-1.0, 1.0)) -> AutoencoderSet:
-    """Train the per-class and the global autoencoders (MSE on ``[0, 1]`` images).
-
-    Each step draws ``batch_size`` images of every class for the class autoencoders and
-    ``batch_size`` images of any class for the global one. The class autoencoders are seeded
-    with ``seed`` (default ``config.seed``), the global one with ``seed + 1``.
-    """
+    """The per-class and global autoencoders, by MSE on ``[0, 1]`` images (each step ``batch_size``
+    images of every class, and of any class), seeded ``seed`` (default ``config.seed``) and ``seed + 1``."""
     config = with_seed(config or AutoencoderConfig(), seed)
     factor = 2 ** max(config.class_downsamples, config.global_downsamples)
     check_images(images, "train_autoencoders", multiple_of=factor)

@@ -162,11 +162,8 @@ def cld_from_posteriors(factual: tuple[Tensor, Tensor], counterfactual: tuple[Te
 def cld(vae: TrainedVAE, factual: Tensor, counterfactual: Tensor, factual_labels: Tensor,
         target_labels: Tensor, reference_images: Tensor, reference_labels: Tensor,
         batch_size: int = 1024, weights: tuple[float, float] = (1.0, 1.0)) -> Tensor:
-    """CLD per row ``(n,)`` of counterfactual images against their factual images.
-
-    ``reference_images`` / ``reference_labels``: the data set the divergences are ranked
-    against (e.g. the test split), every factual and target class represented.
-    """
+    """CLD per row ``(n,)`` of counterfactual against factual images, ranked against the reference
+    images and labels (e.g. the test split; every factual and target class represented)."""
     if factual.shape != counterfactual.shape:
         raise DataError(f"cld: factual {tuple(factual.shape)} and counterfactual "
                         f"{tuple(counterfactual.shape)} shapes differ")

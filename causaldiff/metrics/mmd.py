@@ -46,11 +46,8 @@ def median_heuristic_gamma(x: Tensor | Mapping[str, Tensor], y: Tensor | Mapping
 
 def mmd2(x: Tensor | Mapping[str, Tensor], y: Tensor | Mapping[str, Tensor], *,
          gamma: float | Tensor | None = None, nodes: Sequence[str] | None = None) -> Tensor:
-    """Biased ``MMD^2`` between the rows of ``x`` and ``y`` (float64 scalar tensor).
-
-    ``x`` and ``y`` are batch-first tensors or dicts of them (tabular rows; ``nodes`` picks and
-    orders the columns, default: sorted keys). ``gamma=None`` uses the median heuristic above.
-    """
+    """Biased ``MMD^2`` (float64 scalar) between the rows of ``x`` and ``y``, tensors or dicts of them
+    (``nodes``: the columns, default sorted keys); ``gamma=None``: the median heuristic above."""
     a, b = _as_matrix(x, nodes, "x"), _as_matrix(y, nodes, "y")
     if a.shape[1] != b.shape[1]:
         raise DataError(f"mmd2: x has {a.shape[1]} features per row, y has {b.shape[1]}")

@@ -97,9 +97,8 @@ def scms(draw: Any, min_nodes: int = 1, max_nodes: int = 6, families: tuple[str,
     """Random SCMs of Pyro mechanisms whose abduction is exact (continuous and vector nodes,
     location-scale families) or a Gumbel-max posterior draw (Bernoulli and 3-class Categorical nodes).
 
-    Each node's location is ``loc_j = b + sum_p w_p * link(p)`` (a vector parent summed, a category
-    cast to a number); continuous ``x_j = loc_j + scale_j u_j``, vectors ``loc_j (1, -1/2) + scale_j u_j``,
-    discrete nodes take ``loc_j`` as logits.
+    ``loc_j = b + sum_p w_p * link(p)``; continuous ``x_j = loc_j + scale_j u_j``, vectors
+    ``loc_j (1, -1/2) + scale_j u_j``, discrete nodes take ``loc_j`` as logits.
     """
     st = _hypothesis()
     g = draw(dags(min_nodes=min_nodes, max_nodes=max_nodes))

@@ -180,14 +180,10 @@ def check_counterfactual_laws(scm: SCM, data: Mapping[str, Tensor] | None = None
                               interventions: Sequence[Mapping[str, Any]] = (),
                               laws: Sequence[str] = LAWS, batch_invariance: bool = True,
                               atol: float | None = None, rtol: float | None = None) -> LawReport:
-    """Check every law on ``scm`` (rows sampled from it if ``data`` is None) and return the report,
-    which lists each law with the largest error it measured and that error's tolerance; raise
-    :class:`LawViolation` (holding the report) if a law fails.
-
-    ``tolerances`` sets the tolerance of each node (:class:`Tolerances`; by default float precision for
-    exact and stochastic nodes, 1e-2 for approximate ones); ``atol`` / ``rtol``, if given, are one
-    tolerance for every node (their maximum). ``interventions`` are further ``do`` mappings to check.
-    """
+    """Check every law on ``scm`` (on ``data``, default rows sampled from it) and return the report of
+    each law's largest error and its tolerance; raise :class:`LawViolation` if a law fails.
+    ``tolerances``: per node (:class:`Tolerances`); ``atol`` / ``rtol``: one for every node (their
+    maximum); ``interventions``: further ``do`` mappings to check."""
     if atol is not None or rtol is not None:
         t = max(atol or 0.0, rtol or 0.0)
         tolerances = Tolerances(exact=t, approximate=t)
