@@ -43,14 +43,20 @@ class PyroConfig(BaseModel):
 
     def build(self) -> tdist.Distribution:
         """The distribution ``family(**params)`` (lists become tensors)."""
-        cls = getattr(dist, self.family, None) if self.family in dist.__all__ else None
-        if not (isinstance(cls, type) and issubclass(cls, tdist.Distribution)):
-            raise ValueError(f"unknown Pyro distribution family {self.family!r}")
+        cls = _family(self.family)
         params = {k: torch.tensor(v) if isinstance(v, list) else v for k, v in self.params.items()}
         try:
             return cls(**params)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{self.family}({', '.join(self.params)}): {e}") from None
+
+
+def _family(name: Any) -> type[tdist.Distribution]:
+    """The Pyro distribution class called ``name``; a ValueError for anything else."""
+    cls = getattr(dist, name, None) if isinstance(name, str) and name in dist.__all__ else None
+    if not (isinstance(cls, type) and issubclass(cls, tdist.Distribution)):
+        raise ValueError(f"unknown Pyro distribution family {name!r}")
+    return cls
 
 
 class NormalConfig(BaseModel):
@@ -271,17 +277,15 @@ class PyroMechanism(ConditionalMethods, Mechanism):
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> "PyroMechanism":
         family = config.get("family")
-        if family not in dist.__all__ or not isinstance(getattr(dist, family), type) or not issubclass(
-                getattr(dist, family), tdist.Distribution):
-            raise ValueError(f"unknown Pyro distribution family {family!r}")
+        family_cls = _family(family)
         params = config.get("params")
         if not isinstance(params, list) or sorted(params) != sorted(tensors):
             raise SerializationError(f"{family}: field params {params!r} differs from the saved tensors {sorted(tensors)}")
         bad = [k for k, v in tensors.items() if not v.is_floating_point()]
         if bad:
             raise SerializationError(f"{family}: parameter(s) {bad} are not floating tensors")
-        getattr(dist, family)(**tensors, validate_args=True)  # raises ValueError naming a parameter off its constraint
-        return cls(getattr(dist, family)(**tensors))
+        family_cls(**tensors, validate_args=True)  # raises ValueError naming a parameter off its constraint
+        return cls(family_cls(**tensors))
 
     def __repr__(self) -> str:
         if self.is_raw:
