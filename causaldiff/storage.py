@@ -233,4 +233,5 @@ def read_bytes(path: Path) -> bytes:
         raise storage_error(path, "read", e) from None
 
 
-__all__ = ["atomic_directory", "existing_ancestor", "read_bytes", "saved_location", "storage_error", "write_atomic", "write_file"]
+__all__ = ["atomic_directory", "existing_ancestor", "read_bytes", "saved_location", "storage_error",
+           "write_atomic", "write_file"]

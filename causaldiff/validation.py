@@ -106,4 +106,5 @@ def check_output_path(path: Any, flag: str, directory: bool = False) -> Path:
     return path
 
 
-__all__ = ["check_seed", "check_count", "check_rows", "shown", "check_labels", "all_finite", "check_output_path"]
+__all__ = ["check_seed", "check_count", "check_rows", "shown", "check_labels", "all_finite",
+           "check_output_path"]

@@ -116,7 +116,8 @@ def dowhy_chain(p: dict[str, list[float]], rows: dict[str, Tensor]) -> Callable[
     return prepare
 
 
-def interleaved_times(ways: Mapping[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, list[float]], ...]:
+def interleaved_times(ways: Mapping[str, Callable[[], Any]],
+                      repeats: int) -> tuple[dict[str, list[float]], ...]:
     """``repeats`` rounds calling each of ``ways`` in turn (so a slow spell of a shared machine hits
     every way alike): per way, the wall-clock and this thread's CPU seconds of each call."""
     wall: dict[str, list[float]] = {k: [] for k in ways}

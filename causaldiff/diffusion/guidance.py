@@ -1,8 +1,8 @@
 """Guidance of the DDIM denoiser toward given parent values.
 
 * Anti-causal guidance, Diff-SCM (Sanchez & Tsaftaris 2022, Algorithm 1; Dhariwal & Nichol 2021,
-  eq. 14): ``eps_hat = eps_theta(x_t, t) - sqrt(1 - alpha_bar_t) * grad_x sum_p s_p log p_phi(pa_p | x_t, t)``,
-  one predictor with a head per parent (one forward + backward per step).
+  eq. 14): ``eps_hat = eps_theta(x_t, t) - sqrt(1 - alpha_bar_t) * grad_x sum_p s_p log p_phi(pa_p |
+  x_t, t)``, one predictor with a head per parent (one forward + backward per step).
 * Classifier-free guidance (Ho & Salimans 2022, eq. 6): ``eps_hat = (1 + w) eps(x_t, t, c) - w
   eps(x_t, t, null)``, both halves in one batched forward.
 * Anchored guidance of a counterfactual: ``eps_hat = eps(x_t, t, pa) + w [eps(x_t, t, pa*) - eps(x_t,

@@ -67,7 +67,8 @@ class NormalConfig(BaseModel):
     scale: float = Field(1.0, gt=0.0)
 
 
-def named_callable(fn: Callable[[dict[str, Tensor]], Any], names: Any, name: str | None = None) -> Callable[..., Any]:
+def named_callable(fn: Callable[[dict[str, Tensor]], Any], names: Any,
+                   name: str | None = None) -> Callable[..., Any]:
     """``fn(parents_dict)`` as a callable whose keyword signature names the parents ``names`` (how an
     SCM binds a callable to a node's parents), called ``name`` (default: ``fn``'s)."""
     def bound(**kwargs: Tensor) -> Any:
@@ -121,7 +122,7 @@ class _CallableConditional(DistributionConditional):
             return super().counterfactual(x, parents, generator)
         check_event_shape(self.mechanism.node, x, d.batch_shape[1:] + d.event_shape, "the factual rows")
         (loc, loc_cf), (scale, scale_cf) = d.loc.chunk(2), d.scale.chunk(2)
-        return loc_cf + scale_cf * ((x - loc) / scale)  # the support is the reals: rows are checked finite before queries
+        return loc_cf + scale_cf * ((x - loc) / scale)  # the reals: rows were checked finite
 
 
 # --------------------------------------------------------------------------------- the mechanism
