@@ -163,9 +163,8 @@ def _short(v: Any) -> str:
 
 
 def as_intervention(node: str, value: Any) -> Intervention:
-    """Normalise what a user passes to ``do`` for ``node``: validated (real, finite, not empty)
-    and snapshotted (tensors cloned, arrays copied), so changing the caller's value afterwards
-    does not change the intervention."""
+    """What a user passes to ``do`` for ``node`` as an intervention, validated (real, finite, not
+    empty) and snapshotted (tensors cloned, arrays copied)."""
     if isinstance(value, (Tensor, Number, list, tuple)) or hasattr(value, "__array__"):
         return Hard(_checked_copy(node, value))  # a list or tuple: one value per row (or one row's values)
     if not is_intervention(value):

@@ -30,16 +30,15 @@ Values = dict[str, Tensor]
 
 
 def row_span(n: int, rank: int, world_size: int, unit: int = 1) -> tuple[int, int]:
-    """Rank ``rank``'s contiguous rows ``(start, stop)`` of an ``n``-row query: an even split of its
-    units of ``unit`` rows (the last one shorter); a rank may get none (``start == stop``)."""
+    """Rank ``rank``'s contiguous rows ``(start, stop)`` of ``n``: an even split of units of ``unit``
+    rows (the last shorter; a rank may get none)."""
     units = math.ceil(n / unit)
     a, b = units * rank // world_size, units * (rank + 1) // world_size
     return min(a * unit, n), min(b * unit, n)
 
 
 def shard_unit(chunk: int | None, stochastic: bool) -> int:
-    """The rows the ranks split a query in: its chunks (``chunk`` rows, which one process computes
-    the same way), else whole RNG blocks when it draws, else single rows."""
+    """The rows the ranks split a query in: its chunks, else RNG blocks when it draws, else rows."""
     return chunk if chunk is not None else ROW_BLOCK if stochastic else 1
 
 
@@ -101,9 +100,8 @@ class QuerySharding:
 
 
 def portable(error: Exception) -> Exception:
-    """``error`` if it survives a pickle round trip (what another rank receives), else a
-    RuntimeError carrying its type and message (an exception whose constructor takes two
-    arguments would otherwise fail to unpickle on every other rank)."""
+    """``error`` if it survives the pickle round trip to another rank, else a RuntimeError with its
+    type and message (an exception taking two arguments would fail to unpickle there)."""
     try:
         back = pickle.loads(pickle.dumps(error))
         if type(back) is type(error) and str(back) == str(error):
@@ -178,10 +176,9 @@ def current_sharding() -> QuerySharding | None:
 
 @contextlib.contextmanager
 def sharded_queries(gather: bool = True) -> Iterator[QuerySharding]:
-    """Shard every query in the block over the default process group (every rank must run the
-    same queries in the same order, as under ``torchrun``); ``gather=False``: each query returns
-    this rank's rows of its result only (e.g. for :func:`causaldiff.distributed.save_shards`,
-    results larger than memory), so give the queries whole inputs, not another query's shard."""
+    """Shard every query in the block over the default process group (every rank runs the same
+    queries in order); ``gather=False``: each returns this rank's rows only (for
+    :func:`causaldiff.distributed.save_shards`), so give queries whole inputs, not a shard."""
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("sharded_queries needs an initialised torch.distributed process group "
                            "(causaldiff.training.init_process_group(), under torchrun)")

@@ -155,9 +155,8 @@ def _remove_leftovers(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, is_ours: Callable[[Path], bool]) -> Iterator[Path]:
-    """Write a directory atomically: fill the yielded temporary directory; it replaces ``path``
-    when the block ends without error (else it is removed and ``path`` is untouched). An existing
-    non-empty ``path`` is replaced only if ``is_ours(path)`` (a directory written here before)."""
+    """Fill the yielded temporary directory; it replaces ``path`` when the block ends without error
+    (else it is removed). A non-empty ``path`` is replaced only if ``is_ours(path)``."""
     path = Path(os.path.realpath(path))
     _check_target(path, is_ours)
     try:
@@ -216,8 +215,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], binary: 
 
 
 def saved_location(path: str | os.PathLike) -> Path:
-    """Where the model saved at ``path`` is: ``path``, or, if a save crashed between renaming the
-    old model aside and the new one in, the old model set aside (the newest one)."""
+    """``path``, or, after a save crashed between its two renames, the (newest) old model set aside."""
     path = Path(os.path.realpath(path))
     if path.exists() or not path.name:
         return path
