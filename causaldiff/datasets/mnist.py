@@ -58,12 +58,10 @@ def candidate_dirs(root: str | os.PathLike | None = None) -> list[Path]:
     repo = Path(__file__).resolve().parents[2]
     dirs.append(repo.parent / "shared" / "data" / "mnist")
     dirs.append(_CACHE_DIR)
-    seen, out = set(), []
+    unique: dict[Path, Path] = {}
     for d in dirs:
-        if d.resolve() not in seen:
-            seen.add(d.resolve())
-            out.append(d)
-    return out
+        unique.setdefault(d.resolve(), d)
+    return list(unique.values())
 
 
 def _find(folder: Path, stem: str) -> Path | None:
@@ -168,13 +166,10 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "train", n: i
     images, labels = (read_idx(p) for p in paths)
     if images.shape != (SIZES[split], 28, 28) or labels.shape != (SIZES[split],):
         raise DataError(f"MNIST {split}: unexpected shapes {images.shape} and {labels.shape}")
-    index = np.arange(len(labels))
-    if n is not None:
-        if seed is None:
-            index = index[:n]
-        else:
-            g = torch.Generator().manual_seed(seed)
-            index = torch.randperm(len(labels), generator=g)[:n].numpy()
+    if n is None or seed is None:
+        index = np.arange(len(labels))[:n]
+    else:
+        index = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n].numpy()
     x = torch.from_numpy(images[index].copy()).float().div_(127.5).sub_(1).unsqueeze(1)
     y = torch.from_numpy(labels[index].astype(np.int64))
     return x, y
