@@ -2,17 +2,14 @@
 
     with causaldiff.distributed.launch() as run:     # under torchrun --nproc-per-node N
         scm.fit(rows)                                 # every network: DDP over the N ranks
-        cf = scm.counterfactual(rows, do={"x": 1.0}, seed=0)  # rows split, then gathered: every
-        if run.is_main:                               # rank holds the whole result, bit-identical
-            save(cf)                                  # to one process's
+        cf = scm.counterfactual(rows, do={"x": 1.0}, seed=0)  # split, gathered: bit-identical
+        if run.is_main:
+            save(cf)
 
-:func:`launch` joins the process group torchrun describes (:func:`~causaldiff.training.init_process_group`),
-makes :class:`~causaldiff.training.DDPStrategy` the strategy of every training
-(:func:`~causaldiff.training.use_strategy`), shards every query
-(:func:`~causaldiff.sharding.sharded_queries`) and turns the progress bars of ranks other than 0
-off. ``launch(gather=False)`` leaves each rank its own rows, which :func:`save_shards` writes with
-a manifest (results larger than one process's memory). :func:`fit_per_node` is the other
-parallelism of training: each learnable node trained whole on one rank, then broadcast.
+:func:`launch` joins the process group, trains with :class:`~causaldiff.training.DDPStrategy`,
+shards every query (:func:`~causaldiff.sharding.sharded_queries`; ``gather=False``: each rank keeps
+its rows, for :func:`save_shards`) and silences the progress bars of ranks but 0.
+:func:`fit_per_node`: each learnable node trained whole on one rank, then broadcast.
 """
 
 from __future__ import annotations
@@ -128,11 +125,9 @@ def assign_nodes(nodes: Sequence[str], world_size: int) -> dict[str, int]:
 
 
 def fit_per_node(scm: Any, data: Mapping[str, Any], wait: float = 86400.0) -> Any:
-    """Fit the SCM's learnable nodes with one node per rank (:func:`assign_nodes`), each trained
-    whole on its rank by a single process, then broadcast from it: returns the SCM with every node
-    fitted (the same weights one process fitting them all gets), on every rank. An error fitting a
-    node is raised on every rank. ``wait``: seconds a rank done with its nodes waits for the others
-    (a gloo group of its own, so the run's shorter collective timeout does not apply)."""
+    """The SCM with every learnable node fitted, on every rank: each node trained whole on one rank
+    (:func:`assign_nodes`), then broadcast (the weights one process gets); an error on any rank is
+    raised on all. ``wait``: seconds a rank done waits for the others (its own gloo group)."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=wait)) if world > 1 else None
     nodes = [v for v in scm.nodes if scm.mechanisms[v].learnable and v not in scm.interventions]

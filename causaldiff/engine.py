@@ -66,6 +66,11 @@ class Structure:
         """Node -> its strict descendants in this (surgered) graph (computed on first use)."""
         return descendants_of(self.parents, self.order)
 
+    @functools.cached_property
+    def learnable(self) -> frozenset[str]:
+        """The nodes whose mechanism learns from data (the ones a query must find fitted)."""
+        return frozenset(v for v, m in self.mechanisms.items() if m.learnable)
+
     def is_hard(self, node: str) -> bool:
         iv = self.interventions.get(node)
         return iv is not None and iv.cuts_edges
@@ -76,7 +81,9 @@ class Structure:
         merged = {**self.interventions, **ivs}
         parents = {v: () if (v in merged and merged[v].cuts_edges) else self.base_parents[v]
                    for v in self.order}
-        return Structure(self.mechanisms, parents, self.base_parents, self.order, merged, self.idle_device)
+        out = Structure(self.mechanisms, parents, self.base_parents, self.order, merged, self.idle_device)
+        out.__dict__["learnable"] = self.learnable  # the same mechanisms: computed once per SCM
+        return out
 
 
 def descendants_of(parents: Mapping[str, tuple[str, ...]], order: tuple[str, ...]) -> dict[str, frozenset[str]]:
@@ -173,7 +180,7 @@ class Conditionals:
 
 
 def require_fitted(structure: Structure, nodes: Any) -> None:
-    for node in nodes:
+    for node in nodes if structure.learnable else ():
         m = structure.mechanisms[node]
         if m.learnable and not m.is_fitted and not structure.is_hard(node):
             raise NotFittedError(f"node {node!r}: {type(m).__name__} is not fitted; call scm.fit(data)")
@@ -188,7 +195,7 @@ def check_observed(conds: Conditionals, rows: Mapping[str, Tensor], nodes: Any, 
 
 def check_carried(structure: Structure, nodes: Any) -> None:
     """Refuse before any work to abduct through an intervention the SCM carries with no inverse."""
-    for node in nodes:
+    for node in nodes if structure.interventions else ():
         iv = structure.interventions.get(node)
         if iv is not None and not invertible(iv):
             natural_value(iv, node, torch.empty(0))  # raises, naming the node and the intervention
@@ -328,11 +335,12 @@ def counterfactual_node(plan: Plan, factual: Conditionals, conds: Conditionals, 
     toward its new parents (Pearl's steps 1 and 3), then the intervention in force on it."""
     x, fcond = _natural_rows(factual.structure, rows, node), factual(node)
     new = {p: conds.values[p] for p in plan.target.parents[node]}
-    if streams is not None and streams.single is None and fcond.abduction is Abduction.STOCHASTIC:
+    gen = None if streams is None else streams.single
+    if gen is None and streams is not None and fcond.abduction is Abduction.STOCHASTIC:
         natural = streams.draw(lambda sl, m, g: factual.block(node, sl, m).counterfactual(
             x[sl], {p: v[sl] for p, v in new.items()}, g))
     else:
-        natural = fcond.counterfactual(x, new, _generator(streams))
+        natural = fcond.counterfactual(x, new, gen)
     iv = plan.target.interventions.get(node)
     return natural if iv is None else _intervened(plan.target, conds, node, iv, natural, factual.n)
 

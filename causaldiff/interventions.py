@@ -1,17 +1,14 @@
-"""Interventions: kinds of intervention behind two generic functions, :func:`intervene` and
-:func:`natural_value` (``functools.singledispatch`` on the kind, as ChiRho's ``intervene``).
+"""Interventions: kinds behind two generic functions, :func:`intervene` and :func:`natural_value`
+(``functools.singledispatch``, as ChiRho's ``intervene``).
 
-* :class:`Hard` sets a node to a value (a scalar, a per-row tensor, or one value of the
-  node's shape). Graph surgery: the node loses its incoming edges.
+* :class:`Hard` sets a node to a value (scalar, per-row tensor, or one value of the node's shape):
+  graph surgery. Plain values passed to ``do`` become :class:`Hard`.
 * :class:`Shift` adds ``delta`` to the value the node would have taken (soft: edges kept).
-* :class:`Transform` replaces the node's would-be value ``v`` by ``fn(v)`` (soft: edges kept).
+* :class:`Transform` replaces the would-be value ``v`` by ``fn(v)`` (soft); plain callables become one.
 
-Plain values passed to ``do`` become :class:`Hard`, plain callables :class:`Transform`. A kind is a
-frozen dataclass declaring ``cuts_edges`` (graph surgery or not) and ``label`` as class keywords,
-with one registration of :func:`intervene` (the node's value under the intervention, from its natural
-value) and, when the kind can be seen through, one of :func:`natural_value` (the natural value behind
-an observed one, used by abduction on an SCM that already carries the intervention: exact for
-:class:`Shift`; kinds without one, like :class:`Transform`, are refused by name).
+A kind is a frozen dataclass declaring ``cuts_edges`` and ``label`` as class keywords, with one
+registration of :func:`intervene` and, when it can be seen through (:class:`Shift`), one of
+:func:`natural_value` (abduction on an SCM already carrying it; other kinds are refused by name).
 """
 
 from __future__ import annotations
@@ -30,6 +27,7 @@ import torch
 from torch import Tensor
 
 from .errors import AbductionError, InterventionError
+from .validation import all_finite
 
 
 class _Kind:
@@ -165,27 +163,22 @@ def _short(v: Any) -> str:
 
 
 def as_intervention(node: str, value: Any) -> Intervention:
-    """Normalise what a user passes to ``do`` for ``node``: validated (real, finite, not empty)
-    and snapshotted (tensors cloned, arrays copied), so changing the caller's value afterwards
-    does not change the intervention."""
-    if is_intervention(value):
-        iv = value
-    elif isinstance(value, (Tensor, Number, list, tuple)) or hasattr(value, "__array__"):
-        iv = Hard(value)  # a list or tuple: one value per row (or one row's values)
-    elif callable(value):
-        iv = Transform(value)
-    else:
+    """What a user passes to ``do`` for ``node`` as an intervention, validated (real, finite, not
+    empty) and snapshotted (tensors cloned, arrays copied)."""
+    if isinstance(value, (Tensor, Number, list, tuple)) or hasattr(value, "__array__"):
+        return Hard(_checked_copy(node, value))  # a list or tuple: one value per row (or one row's values)
+    if not is_intervention(value):
+        if callable(value):
+            return Transform(value)
         raise InterventionError(
             f"node {node!r}: cannot intervene with {type(value).__name__}; use a number, a tensor, "
             "a list, cd.Shift(delta) or a callable of the factual value")
-    if isinstance(iv, Transform):
-        if not callable(iv.fn):
-            raise InterventionError(f"node {node!r}: Transform needs a callable, got {type(iv.fn).__name__}")
-        return iv
-    if not isinstance(iv, (Hard, Shift)):
-        return iv  # a registered kind of its own: validated by its registration
-    name = "value" if isinstance(iv, Hard) else "delta"
-    return dataclasses.replace(iv, **{name: _checked_copy(node, getattr(iv, name))})
+    if isinstance(value, Transform) and not callable(value.fn):
+        raise InterventionError(f"node {node!r}: Transform needs a callable, got {type(value.fn).__name__}")
+    if not isinstance(value, (Hard, Shift)):
+        return value  # a Transform, or a registered kind of its own: validated by its registration
+    name = "value" if isinstance(value, Hard) else "delta"
+    return dataclasses.replace(value, **{name: _checked_copy(node, getattr(value, name))})
 
 
 def _checked_copy(node: str, value: Any) -> Any:
@@ -213,18 +206,15 @@ def _checked_copy(node: str, value: Any) -> Any:
         raise InterventionError(f"node {node!r}: intervention value is on the meta device (it holds no values)")
     if t.numel() == 0:
         raise InterventionError(f"node {node!r}: intervention value is empty")
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    if t.is_floating_point() and not all_finite(t):
         raise InterventionError(f"node {node!r}: intervention value contains NaN or Inf")
     return t
 
 
 def broadcast_value(node: str, value: Any, n: int, event_shape: tuple[int, ...] | None,
                     dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Broadcast a hard value or shift to ``(n, *event_shape)`` of the node's ``dtype`` (a float
-    on an integer node must be integral: ``1.0`` becomes ``1``, ``1.5`` is refused).
-
-    Accepted shapes: ``()``, ``event_shape`` (one value for every row), ``(n, *event_shape)``.
-    """
+    """A hard value or shift of shape ``()``, ``event_shape`` or ``(n, *event_shape)`` broadcast to
+    ``(n, *event_shape)`` of ``dtype`` (on an integer node ``1.0`` becomes ``1``, ``1.5`` is refused)."""
     integral = not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
     if isinstance(value, Number) and not isinstance(value, Tensor):  # no float32 round trip
         t = torch.tensor(value, dtype=torch.float64 if integral and not isinstance(value, numbers.Integral)

@@ -1,10 +1,7 @@
-"""Size bounds, checked before anything is allocated (one place for every bound).
-
-A query of more than :data:`MAX_ROWS_PER_CALL` rows must pass ``batch_size`` (it then runs in
-chunks, :mod:`causaldiff.chunking`) and may hold up to :data:`MAX_ROWS` rows; configs users write
-bound network widths, depths, training steps and data-set sizes with the annotated types below
-(``Field(le=...)``), so ``hidden = [10**9]`` or ``n_train = 10**12`` are refused when a spec is
-loaded, not by the allocator.
+"""Size bounds, checked before anything is allocated (one place for every bound): a query of more than
+:data:`MAX_ROWS_PER_CALL` rows needs ``batch_size`` and may hold up to :data:`MAX_ROWS`; the annotated
+types below bound widths, depths, steps and data-set sizes in configs, so ``hidden = [10**9]`` is
+refused when a spec is loaded, not by the allocator.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from . import chunking, engine
 from .chunking import check_batch_size
 from .errors import DataError
 from .interventions import Intervention
-from .validation import check_count, check_rows, check_seed
+from .validation import all_finite, check_count, check_rows, check_seed
 
 Columns = Mapping[str, Tensor]
 
@@ -98,9 +98,9 @@ def check_columns(s: engine.Structure, rows: Any, need: tuple[str, ...] | None, 
     if not isinstance(rows, Mapping):
         raise DataError(f"{what} must be a dict of node name -> tensor or a pandas DataFrame, "
                         f"got {type(rows).__name__}")
-    for k in rows:
-        if k not in s.mechanisms:
-            raise DataError(f"unknown node {k!r} in {what}; the SCM's nodes are {list(s.order)}")
+    if not rows.keys() <= s.mechanisms.keys():
+        unknown = next(k for k in rows if k not in s.mechanisms)
+        raise DataError(f"unknown node {unknown!r} in {what}; the SCM's nodes are {list(s.order)}")
     missing = [k for k in (s.order if need is None else need) if k not in rows]
     if missing:
         raise DataError(f"{what} lacks node(s) {missing}")
@@ -151,18 +151,14 @@ def check_noise(noise: Columns, what: str) -> None:
 
 
 def first_non_finite(columns: Columns) -> str | None:
-    """The first column holding NaN or Inf, or None. One reduction per column (a finite sum proves
-    every entry finite; the elementwise check runs only when it does not), and for small batches
-    one check over all columns of a dtype at once."""
-    floating = [(k, v) for k, v in columns.items() if v.is_floating_point() and v.numel()]
-    small = sum(v.numel() for _, v in floating) <= 4096
-    if small and floating and len({(v.dtype, v.device) for _, v in floating}) == 1:
-        if bool(torch.isfinite(torch.cat([v if v.dim() == 1 else v.reshape(-1) for _, v in floating])).all()):
-            return None
-    for k, v in floating:
-        if not (bool(torch.isfinite(v.sum())) or bool(torch.isfinite(v).all())):
-            return k
-    return None
+    """The first column holding NaN or Inf, or None: for small batches one check of all columns at
+    once, else (or when it fails) one per column."""
+    floating = {k: v for k, v in columns.items() if v.is_floating_point()}
+    flat = [v if v.dim() == 1 else v.reshape(-1) for v in floating.values()]
+    if flat and sum(v.numel() for v in flat) <= 4096 and len({v.device for v in flat}) == 1 and \
+            all_finite(torch.cat(flat)):  # float dtypes promote to the widest: an inf stays one
+        return None
+    return next((k for k, v in floating.items() if not all_finite(v)), None)
 
 
 __all__ = ["sample", "predict", "abduct", "counterfactual", "check_columns", "as_column", "check_noise",

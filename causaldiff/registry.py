@@ -1,15 +1,10 @@
 """Registries: one per kind of extension (mechanisms, data sets with ground truth).
 
-A registered class declares its ``name`` (set by :meth:`Registry.register`), its pydantic
-``Config`` (frozen, ``extra="forbid"``: the options a spec may give) and a classmethod
-``quick(config) -> config`` (the tiny setting used by tests and ``--quick``). Specs are validated
-against the registries when they are loaded, so adding a mechanism kind or a data set touches one
-file: the one that defines and registers it.
-
-A class defined outside the package registers the same way when its module is imported; a
-registry with an entry-point ``group`` (``DATASETS``: ``causaldiff.datasets``) also imports, on the
-first lookup of a name it does not hold, the module an installed distribution declares for that
-name (``[project.entry-points."causaldiff.datasets"]`` in its ``pyproject.toml``).
+A registered class has a ``name`` (set by :meth:`Registry.register`), a frozen pydantic ``Config``
+(``extra="forbid"``) and ``quick(config) -> config``; specs are validated against the registries, so
+a new kind touches one file. A class outside the package registers when its module is imported, or
+through an entry-point ``group`` (``DATASETS``: ``causaldiff.datasets``), loaded on the first lookup
+of a name the registry does not hold.
 
 >>> from causaldiff.registry import MECHANISMS
 >>> "diffusion" in MECHANISMS
@@ -30,12 +25,9 @@ T = TypeVar("T", bound=type)
 
 
 class Registry(Generic[T]):
-    """Name -> class for one kind of extension.
-
-    ``register(name)`` is a class decorator; it checks the contract every registered class must
-    meet (a frozen ``Config`` with ``extra="forbid"`` and a ``quick`` classmethod) and refuses a
-    name already taken by another class.
-    """
+    """Name -> class for one kind of extension; ``register(name)``, a class decorator, checks the
+    contract (a frozen ``Config`` with ``extra="forbid"``, a ``quick`` classmethod) and refuses a
+    name another class holds."""
 
     def __init__(self, kind: str, group: str | None = None) -> None:
         self.kind = kind

@@ -1,21 +1,16 @@
-"""Per-row randomness through explicit generators: a query's random draws depend on the seed and
-the row index, not on how the rows are chunked, nor on other threads.
+"""Per-row randomness through explicit generators: a query's draws depend on the seed and the row
+index, not on the chunking nor on other threads.
 
-Rows are grouped into fixed blocks of :data:`ROW_BLOCK` rows (block ``b`` holds rows
-``b * ROW_BLOCK ... (b + 1) * ROW_BLOCK - 1``, whatever the query's ``batch_size``). Block ``b``
-draws from its own ``torch.Generator`` on the query's device, seeded with :func:`block_seed`
-``(seed, b)``; that generator is passed to every draw of the block (noise codecs, Gumbel-max
-abduction, diffusion noise) and continues across the nodes of the query in topological order.
+Block ``b`` of :data:`ROW_BLOCK` rows (whatever the ``batch_size``) draws from its own
+``torch.Generator`` on the query's device, seeded :func:`block_seed` ``(seed, b)`` and passed to every
+draw of the block (codecs, Gumbel-max abduction, diffusion noise), across the nodes in order.
 
-Threads: a query never reads or writes torch's global RNG (an unseeded query takes one seed
-from it, as any draw would), so queries in several threads run at the same time, each getting
-the rows it gets alone, and code drawing from the global RNG in other threads is not disturbed.
-The one exception is a distribution whose ``sample`` takes no generator and that has no exact
-inverse CDF (:func:`opaque_draw`): its draw runs in a fork of the global RNG seeded from the
-block's generator, under a lock scoped to that draw.
-
-:data:`RNG_SCHEME` names this scheme in saved runs and results: version 1 seeded torch's
-global RNG per block behind a process-wide lock; version 2 passes the generators explicitly.
+A query never touches torch's global RNG (an unseeded one takes one seed from it), so queries in
+several threads run at once, each getting the rows it gets alone. The exception, a distribution
+whose ``sample`` takes no generator and has no exact inverse CDF (:func:`opaque_draw`), draws in a
+fork of the global RNG seeded from the block's generator, under a lock scoped to that draw.
+:data:`RNG_SCHEME` (recorded in saved runs and results): 1 seeded the global RNG per block behind a
+process-wide lock; 2 passes the generators.
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
 """Save and load SCMs: ``scm.json`` (a validated config, no code) + ``weights.safetensors``.
 
-Nothing pickled is ever read: weights go through safetensors, configs through pydantic, and
-mechanism types through :data:`~causaldiff.registry.MECHANISMS`. A node bound to code (a Pyro
-callable, a custom module) is recorded by name only and must be passed again to :func:`read_scm`.
-
-Format 2 names node ``i``'s tensor ``k`` ``"<i>/<k>"`` (``i``: the node's index in ``scm.json``),
-so no two nodes' keys can collide whatever their names, and records each tensor's dtype and
-shape. Saves are atomic (:mod:`causaldiff.storage`). Loading checks everything before building a
-mechanism: the checksum, every field, the graph, each tensor's presence, dtype and shape against
-the record, then each mechanism's own statistics; any problem is a
-:class:`~causaldiff.errors.SerializationError` naming the file and the node or field. Format 1
-(keys ``"<node>::<k>"``, no record of the tensors) is still read.
+Nothing pickled is read: weights through safetensors, configs through pydantic, mechanism types
+through :data:`~causaldiff.registry.MECHANISMS`; a node bound to code is recorded by name only and
+passed again to :func:`read_scm`. Format 2 keys node ``i``'s tensor ``k`` ``"<i>/<k>"`` (no
+collisions whatever the names) and records each tensor's dtype and shape; format 1 (``"<node>::<k>"``)
+is still read. Saves are atomic (:mod:`causaldiff.storage`). Loading checks the checksum, every
+field, the graph and each tensor before building a mechanism; any problem is a
+:class:`~causaldiff.errors.SerializationError` naming the file and the node or field.
 """
 
 from __future__ import annotations
@@ -252,12 +248,8 @@ def read_scm(path: str | Path, mechanisms: Mapping[str, Any] | None = None,
         raise SerializationError(f"nodes {[n.name for n in code]} were bound to code that is not saved ("
                                  + "; ".join(f"{n.name}: {n.description}" for n in code)
                                  + f"); pass them again: cd.load(path, mechanisms={{{again}}})")
-    bound: dict[str, Any] = {}
-    for n in meta.nodes:
-        if n.name in mechanisms:
-            bound[n.name] = mechanisms[n.name]
-        else:
-            bound[n.name] = _build(root, n, {k: v.to(device) for k, v in own[n.name].items()})
+    bound = {n.name: mechanisms[n.name] if n.name in mechanisms else
+             _build(root, n, {k: v.to(device) for k, v in own[n.name].items()}) for n in meta.nodes}
     return _graph(meta), bound
 
 

@@ -1,12 +1,10 @@
-"""The files of a sharded result: one ``<name>.rank<r>.pt`` per rank and the manifest
-``<name>.manifest.json`` listing them (:func:`causaldiff.distributed.save_shards` writes them).
+"""The files of a sharded result: ``<name>.rank<r>.pt`` per rank and the manifest
+``<name>.manifest.json`` (written by :func:`causaldiff.distributed.save_shards`).
 
-:func:`load_shards` distrusts what it reads: a shard's file must be the rank's own name in the
-folder (no ``../secret.pt``, no absolute path), the declared rows must be contiguous from 0 to
-``n`` in rank order, every shard must carry the manifest's run id and hold exactly its declared
-rows, with the same nodes, shapes and dtypes as the others. Anything else (also a manifest that
-is not JSON, or lacks a field) is one :class:`~causaldiff.errors.SerializationError` naming the
-file, before any shard is concatenated.
+:func:`load_shards` distrusts what it reads: each shard must be the rank's own file in the folder,
+its rows contiguous from 0 to ``n`` in rank order, with the manifest's run id and the same nodes,
+shapes and dtypes as the others; anything else is one :class:`~causaldiff.errors.SerializationError`
+naming the file, before any shard is concatenated.
 """
 
 from __future__ import annotations

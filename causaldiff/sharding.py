@@ -1,17 +1,12 @@
 """Sharded queries: the rows of one query split between the processes of a torch.distributed run.
 
-Inside :func:`sharded_queries`, every query (``sample``, ``interventional_samples``, ``predict``,
-``abduct``, ``counterfactual``) computes only this rank's contiguous range of rows
-(:func:`row_span`) and the ranges are gathered back (``all_gather``, shards padded to the longest),
-so every rank returns the whole result. Randomness is drawn per global row block
-(:mod:`causaldiff.rng`), and the ranks split the rows in whole units (:func:`shard_unit`): the
-query's chunks when it has a ``batch_size``, else whole RNG blocks when it draws, else single rows
-(exact abduction counterfactuals). So at any world size the result is bit-identical to one
-process's: always when the mechanisms' arithmetic is row-wise (Pyro distributions, codecs), and
-for every mechanism, networks included, when the query is given a ``batch_size`` (each chunk is
-then computed with the shapes one process computes it with; without one, a network's rows agree
-to float rounding, since BLAS chooses its kernels by the number of rows). An unseeded query draws
-its seed on rank 0 and broadcasts it. An error on one rank is raised on every rank.
+Inside :func:`sharded_queries` every query computes this rank's contiguous rows (:func:`row_span`),
+then all-gathers them (shards padded to the longest), so every rank returns the whole result. The
+ranks split in whole units (:func:`shard_unit`: the chunks of a ``batch_size``, else RNG blocks when
+it draws, else rows), so the result is bit-identical to one process's: always for row-wise
+arithmetic (Pyro distributions, codecs), and for networks given a ``batch_size`` (otherwise BLAS
+kernels chosen by row count make them agree to rounding). An unseeded query's seed is drawn on
+rank 0; an error on one rank is raised on every rank.
 """
 
 from __future__ import annotations
@@ -35,16 +30,15 @@ Values = dict[str, Tensor]
 
 
 def row_span(n: int, rank: int, world_size: int, unit: int = 1) -> tuple[int, int]:
-    """Rank ``rank``'s contiguous rows ``(start, stop)`` of an ``n``-row query: an even split of its
-    units of ``unit`` rows (the last one shorter); a rank may get none (``start == stop``)."""
+    """Rank ``rank``'s contiguous rows ``(start, stop)`` of ``n``: an even split of units of ``unit``
+    rows (the last shorter; a rank may get none)."""
     units = math.ceil(n / unit)
     a, b = units * rank // world_size, units * (rank + 1) // world_size
     return min(a * unit, n), min(b * unit, n)
 
 
 def shard_unit(chunk: int | None, stochastic: bool) -> int:
-    """The rows the ranks split a query in: its chunks (``chunk`` rows, which one process computes
-    the same way), else whole RNG blocks when it draws, else single rows."""
+    """The rows the ranks split a query in: its chunks, else RNG blocks when it draws, else rows."""
     return chunk if chunk is not None else ROW_BLOCK if stochastic else 1
 
 
@@ -106,9 +100,8 @@ class QuerySharding:
 
 
 def portable(error: Exception) -> Exception:
-    """``error`` if it survives a pickle round trip (what another rank receives), else a
-    RuntimeError carrying its type and message (an exception whose constructor takes two
-    arguments would otherwise fail to unpickle on every other rank)."""
+    """``error`` if it survives the pickle round trip to another rank, else a RuntimeError with its
+    type and message (an exception taking two arguments would fail to unpickle there)."""
     try:
         back = pickle.loads(pickle.dumps(error))
         if type(back) is type(error) and str(back) == str(error):
@@ -183,10 +176,9 @@ def current_sharding() -> QuerySharding | None:
 
 @contextlib.contextmanager
 def sharded_queries(gather: bool = True) -> Iterator[QuerySharding]:
-    """Shard every query in the block over the default process group (every rank must run the
-    same queries in the same order, as under ``torchrun``); ``gather=False``: each query returns
-    this rank's rows of its result only (e.g. for :func:`causaldiff.distributed.save_shards`,
-    results larger than memory), so give the queries whole inputs, not another query's shard."""
+    """Shard every query in the block over the default process group (every rank runs the same
+    queries in order); ``gather=False``: each returns this rank's rows only (for
+    :func:`causaldiff.distributed.save_shards`), so give queries whole inputs, not a shard."""
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("sharded_queries needs an initialised torch.distributed process group "
                            "(causaldiff.training.init_process_group(), under torchrun)")

@@ -1,14 +1,11 @@
 """Atomic directories: a saved model appears whole or not at all.
 
-:func:`atomic_directory` yields a sibling temporary directory (``.<name>.tmp-<pid>-<random>``);
-when the block ends, every file in it and the directory itself are fsynced and it is renamed
-into place. An existing model is replaced by one atomic exchange (``renameat2(RENAME_EXCHANGE)``
-on Linux), or, where the file system lacks it, by renaming the old one aside
-(``.<name>.old-<pid>-<random>``), the new one in, then removing the old one. At every point of
-a crash ``path`` holds the old model or the new one, or (only between the two renames of the
-fallback) is missing while the old one lies aside, where :func:`saved_location` finds it. A
-leftover temporary is never read as a model, and the next save removes it. Every storage
-failure (disk full, read-only folder, a path that is a file, permissions) is a
+:func:`atomic_directory` yields a sibling temporary directory, then fsyncs it and renames it into
+place; an existing model is replaced by one atomic exchange (``renameat2(RENAME_EXCHANGE)``), or
+where the file system lacks it by renaming the old one aside, the new one in, then removing the old.
+At every point of a crash ``path`` holds the old or the new model, or (between the two renames)
+the old one lies aside, where :func:`saved_location` finds it. Leftover temporaries are never read
+and removed by the next save. Every storage failure is a
 :class:`~causaldiff.errors.SerializationError` naming the path.
 """
 
@@ -20,7 +17,9 @@ import errno
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 from .errors import SerializationError
@@ -156,9 +155,8 @@ def _remove_leftovers(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, is_ours: Callable[[Path], bool]) -> Iterator[Path]:
-    """Write a directory atomically: fill the yielded temporary directory; it replaces ``path``
-    when the block ends without error (else it is removed and ``path`` is untouched). An existing
-    non-empty ``path`` is replaced only if ``is_ours(path)`` (a directory written here before)."""
+    """Fill the yielded temporary directory; it replaces ``path`` when the block ends without error
+    (else it is removed). A non-empty ``path`` is replaced only if ``is_ours(path)``."""
     path = Path(os.path.realpath(path))
     _check_target(path, is_ours)
     try:
@@ -194,9 +192,30 @@ def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
+def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], binary: bool = False,
+                 mode: int | None = 0o644) -> Path:
+    """``write(file)`` into a sibling temporary file, fsynced, then renamed to ``path`` (parents
+    created; ``mode``: its permissions, None: the temporary's 0600): a killed run never leaves half
+    a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def saved_location(path: str | os.PathLike) -> Path:
-    """Where the model saved at ``path`` is: ``path``, or, if a save crashed between renaming the
-    old model aside and the new one in, the old model set aside (the newest one)."""
+    """``path``, or, after a save crashed between its two renames, the (newest) old model set aside."""
     path = Path(os.path.realpath(path))
     if path.exists() or not path.name:
         return path
@@ -212,4 +231,5 @@ def read_bytes(path: Path) -> bytes:
         raise storage_error(path, "read", e) from None
 
 
-__all__ = ["atomic_directory", "existing_ancestor", "read_bytes", "saved_location", "storage_error", "write_file"]
+__all__ = ["atomic_directory", "existing_ancestor", "read_bytes", "saved_location", "storage_error",
+           "write_atomic", "write_file"]

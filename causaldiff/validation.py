@@ -4,6 +4,7 @@ categorical labels. Each raises a :mod:`causaldiff.errors` type whose message na
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 from pathlib import Path
@@ -83,6 +84,12 @@ def check_labels(what: str, v: Tensor, rows: int) -> int:
     return hi + 1
 
 
+def all_finite(t: Tensor) -> bool:
+    """Whether every entry of ``t`` is finite: one reduction (a finite sum proves it), the
+    elementwise check only when the sum is not finite (an entry is, or the sum overflowed)."""
+    return math.isfinite(t.sum().item()) or bool(torch.isfinite(t).all())
+
+
 def check_output_path(path: Any, flag: str, directory: bool = False) -> Path:
     """An output path of the right kind (a folder when ``directory``, else a file: an existing one of
     the other kind is refused) whose nearest existing ancestor is a writable folder; checked before
@@ -99,4 +106,5 @@ def check_output_path(path: Any, flag: str, directory: bool = False) -> Path:
     return path
 
 
-__all__ = ["check_seed", "check_count", "check_rows", "shown", "check_labels", "check_output_path"]
+__all__ = ["check_seed", "check_count", "check_rows", "shown", "check_labels", "all_finite",
+           "check_output_path"]

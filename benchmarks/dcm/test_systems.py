@@ -80,12 +80,3 @@ def test_dowhy_columns_of_vector_nodes_round_trip():
     assert all(torch.equal(back[v], rows[v]) for v in rows)
     with pytest.raises(ValueError, match="misses nodes"):
         DowhySystem(nx.DiGraph([("a", "b")]), {"a": ()})
-
-
-def test_interleaved_times_calls_each_way_in_turn():
-    from causaldiff.evaluation import report
-    order: list[str] = []
-    wall, cpu = report.interleaved_times({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3)
-    assert order == ["a", "b"] * 3
-    assert {k: len(v) for k, v in wall.items()} == {"a": 3, "b": 3} == {k: len(v) for k, v in cpu.items()}
-    assert all(t >= 0 for v in (*wall.values(), *cpu.values()) for t in v)

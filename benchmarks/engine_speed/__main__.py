@@ -24,7 +24,8 @@ import os
 import shlex
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,21 @@ def dowhy_chain(p: dict[str, list[float]], rows: dict[str, Tensor]) -> Callable[
     return prepare
 
 
+def interleaved_times(ways: Mapping[str, Callable[[], Any]],
+                      repeats: int) -> tuple[dict[str, list[float]], ...]:
+    """``repeats`` rounds calling each of ``ways`` in turn (so a slow spell of a shared machine hits
+    every way alike): per way, the wall-clock and this thread's CPU seconds of each call."""
+    wall: dict[str, list[float]] = {k: [] for k in ways}
+    cpu: dict[str, list[float]] = {k: [] for k in ways}
+    for _ in range(repeats):
+        for k, fn in ways.items():
+            t0, c0 = time.perf_counter(), time.thread_time()
+            fn()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.thread_time() - c0)
+    return wall, cpu
+
+
 def measure(n: int, repeats: int, p: dict[str, list[float]], scm: cd.SCM, dowhy: Callable | None,
             v: float, seed: int) -> dict[str, Any]:
     """One size: the (a) == (b) check, then interleaved timed repeats and their medians."""
@@ -132,9 +148,9 @@ def measure(n: int, repeats: int, p: dict[str, list[float]], scm: cd.SCM, dowhy:
     if "c" in first:
         out["max_abs_diff_c_b"] = max(float((torch.tensor(first["c"][k].to_numpy()) - first["b"][k]).abs().max())
                                       for k in NODES)
-    wall, cpu = report.interleaved_times({k: ways[k] for k in "ab"}, repeats)
+    wall, cpu = interleaved_times({k: ways[k] for k in "ab"}, repeats)
     if "c" in ways:  # a pass of its own: DoWhy's pandas work would evict (a)'s and (b)'s caches
-        for times, times_c in zip((wall, cpu), report.interleaved_times({k: ways[k] for k in "ac"}, repeats)):
+        for times, times_c in zip((wall, cpu), interleaved_times({k: ways[k] for k in "ac"}, repeats)):
             times["a_with_c"], times["c"] = times_c["a"], times_c["c"]
     return {**out, "wall": _medians(wall), "cpu": _medians(cpu)}
 

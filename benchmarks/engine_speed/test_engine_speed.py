@@ -48,3 +48,11 @@ def test_quick_run_checks_and_writes_its_results(tmp_path):
         if saved["dowhy"] is not None:  # DoWhy with the true mechanisms gives the same answer
             assert r["max_abs_diff_c_b"] <= 1e-9 and r["cpu"]["ratio_c_a"] > 0
     assert "| 100 | 3 |" in md and "(a)/(b)" in md
+
+
+def test_interleaved_times_calls_each_way_in_turn():
+    order: list[str] = []
+    wall, cpu = bench.interleaved_times({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, 3)
+    assert order == ["a", "b"] * 3
+    assert {k: len(v) for k, v in wall.items()} == {"a": 3, "b": 3} == {k: len(v) for k, v in cpu.items()}
+    assert all(t >= 0 for v in (*wall.values(), *cpu.values()) for t in v)

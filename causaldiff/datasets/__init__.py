@@ -1,12 +1,7 @@
 """Data sets, each registered in ``causaldiff.registry.DATASETS`` with a frozen ``Config``:
-
-* ``"tabular"``: :class:`TabularSCM`, the DCM SCMs and the ladder (ground truth);
-* ``"shapes"``: :class:`ShapesSCM`, a procedural image SCM (ground truth);
-* ``"mnist"``: :class:`MNIST`, digits and images (no ground truth).
-
-A data set defined outside the package registers by name when its module is imported, or through
-the entry-point group ``causaldiff.datasets`` (``"morphomnist"``: ``benchmarks/morphomnist/`` of a
-source checkout), which ``DATASETS.get`` loads on first use.
+``"tabular"`` (:class:`TabularSCM`, ground truth), ``"shapes"`` (:class:`ShapesSCM`, ground truth),
+``"mnist"`` (:class:`MNIST`). One defined outside the package registers when imported or through
+the entry-point group ``causaldiff.datasets`` (``"morphomnist"``: ``benchmarks/morphomnist/``).
 
 ``DATASETS.get(kind)(Config.model_validate(options)).load(split, n, seed)`` gives a :class:`Draw`;
 ``isinstance(ds, GroundTruth)`` says whether ``counterfactual(draw, do)`` exists.

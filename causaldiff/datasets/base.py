@@ -1,16 +1,13 @@
 """The data-set contract: rows to fit on and, where the data set knows it, the ground truth.
 
-* :class:`DataSet`: a registered source of rows (``causaldiff.registry.DATASETS``) with a frozen
-  ``Config`` (the spec's options) and ``quick(config)``. ``load(split, n, seed)`` returns a
-  :class:`Draw`; MNIST is a data set without truth.
-* :class:`GroundTruth`: a data set that *is* a known SCM. It samples rows together with every
-  exogenous variable (``Draw.exogenous``), and answers ``counterfactual(draw, do)`` exactly by
-  re-running its own mechanisms with the same exogenous values under the intervention (Pearl's
-  three steps with the true model). ``true_mechanisms()`` gives causaldiff mechanisms of the nodes
-  whose true mechanism is expressible as one (``{}`` where none is).
+* :class:`DataSet`: a registered source of rows with a frozen ``Config`` and ``quick(config)``;
+  ``load(split, n, seed)`` returns a :class:`Draw` (MNIST: a data set without truth).
+* :class:`GroundTruth`: a data set that *is* a known SCM: it samples rows with every exogenous
+  variable (``Draw.exogenous``) and answers ``counterfactual(draw, do)`` exactly by re-running its
+  mechanisms on them under the intervention; ``true_mechanisms()`` gives the causaldiff mechanisms
+  of the nodes that have one.
 
-Consumers never probe with ``hasattr``: ``isinstance(ds, GroundTruth)`` says whether truth exists.
-This module imports nothing from the top-level package.
+``isinstance(ds, GroundTruth)`` says whether truth exists. Imports nothing from the top-level package.
 """
 
 from __future__ import annotations

@@ -1,21 +1,17 @@
-"""The DCM "ladder" SCM: 10 nodes of 3 dimensions each with random one-hidden-layer mechanisms.
+"""The DCM "ladder" SCM (Chao et al., TMLR 2024): 10 nodes of 3 dimensions, random one-hidden-layer
+mechanisms.
 
-As in DCM's public experiments (Chao et al., TMLR 2024): the super-graph over ``x1..x10`` has
-edges 1->2, 1->3, 2->4, 3->4, 3->5, 4->6, 5->6, 5->7, 6->8, 7->8, 7->9, 8->10, 9->10: two rails
-(odd nodes ``x1 -> x3 -> x5 -> x7 -> x9``, even nodes ``x2 -> x4 -> x6 -> x8 -> x10``) joined by
-the rungs ``x(2k-1) -> x(2k)``. So ``x1`` is the root, ``x2`` has the single parent ``x1``, an odd
-node ``i >= 3`` has the single parent ``i - 2``, and an even node ``i >= 4`` has the parents
-``i - 2`` and ``i - 1``; every node is 3-dimensional. Each non-root node i draws
-``W1_i ~ U(-1, 1)^{16 x (d_in + o)}`` and ``W2_i ~ U(-1, 1)^{3 x 16}`` (``d_in = 3 * #parents``,
-``o = 1`` for the non-additive kind) and, with ``pa`` the parents concatenated in numeric order
-and ``u_i ~ N(0, I_3)``:
+Edges 1->2, 1->3, 2->4, 3->4, 3->5, 4->6, 5->6, 5->7, 6->8, 7->8, 7->9, 8->10, 9->10: two rails
+(odd and even nodes) joined by the rungs ``x(2k-1) -> x(2k)``. Each non-root node draws
+``W1_i ~ U(-1, 1)^{16 x (d_in + o)}``, ``W2_i ~ U(-1, 1)^{3 x 16}`` (``d_in = 3 * #parents``, ``o = 1``
+for the non-additive kind) from ``seed``; with ``pa`` the parents concatenated in numeric order and
+``u_i ~ N(0, I_3)``:
 
 * nonlinear (additive noise):  ``x_i = 0.75 * W2_i silu(W1_i pa) + u_i``
 * nonadditive:                 ``x_i[j] = 0.75 * (W2_i silu(W1_i [u_i[j], pa]))[j]``, j = 1..3
 
-The root ``x1 = u1``. The weights are drawn from ``seed`` (DCM redraws them per seed). DCM
-intervenes on a coordinate of super-nodes 1 and 2; here the vector nodes ``x1`` and ``x2`` are
-the intervention nodes. The data set is ``TabularSCM(name="ladder-<kind>", mechanism_seed=seed)``.
+The root ``x1 = u1``; ``x1`` and ``x2`` are the intervention nodes. The data set is
+``TabularSCM(name="ladder-<kind>", mechanism_seed=seed)``.
 """
 
 from __future__ import annotations

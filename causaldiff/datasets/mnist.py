@@ -1,18 +1,10 @@
-"""MNIST from the four standard IDX files (``.gz`` or raw), checksum-verified.
+"""MNIST from the four standard IDX files (``.gz`` or raw), checksum-verified: :class:`MNIST`, the
+registered data set ``"mnist"`` (``digit -> image``, no ground truth).
 
-Where the files are looked for, first match wins:
-
-1. the ``root`` argument;
-2. the environment variable ``CAUSALDIFF_MNIST_DIR``;
-3. ``../shared/data/mnist`` relative to the current directory, then relative to the repository
-   that holds this package;
-4. ``~/.cache/causaldiff/mnist`` (where ``download=True`` puts the files).
-
-In each folder the files may also sit in ``MNIST/raw/`` (torchvision's layout). Nothing is
-downloaded unless ``download=True`` is passed, and then only through torchvision.
-
-:class:`MNIST` is the registered data set ``"mnist"``: a data set *without* ground truth whose
-rows are ``digit -> image``.
+The files are looked for (first match wins, each folder also in torchvision's ``MNIST/raw/``) in the
+``root`` argument, ``$CAUSALDIFF_MNIST_DIR``, ``../shared/data/mnist`` from the current directory
+then from the repository holding this package, and ``~/.cache/causaldiff/mnist``, where only
+``download=True`` puts them (through torchvision).
 """
 
 from __future__ import annotations
@@ -66,12 +58,10 @@ def candidate_dirs(root: str | os.PathLike | None = None) -> list[Path]:
     repo = Path(__file__).resolve().parents[2]
     dirs.append(repo.parent / "shared" / "data" / "mnist")
     dirs.append(_CACHE_DIR)
-    seen, out = set(), []
+    unique: dict[Path, Path] = {}
     for d in dirs:
-        if d.resolve() not in seen:
-            seen.add(d.resolve())
-            out.append(d)
-    return out
+        unique.setdefault(d.resolve(), d)
+    return list(unique.values())
 
 
 def _find(folder: Path, stem: str) -> Path | None:
@@ -157,13 +147,9 @@ def _download(split: str) -> Path:
 def load_mnist(root: str | os.PathLike | None = None, split: str = "train", n: int | None = None,
                *, seed: int | None = None, verify_checksums: bool = True,
                download: bool = False) -> tuple[Tensor, Tensor]:
-    """Load an MNIST split as ``(images, labels)``.
-
-    ``images``: float32 ``(N, 1, 28, 28)`` in ``[-1, 1]``; ``labels``: long ``(N,)``.
-    ``n`` keeps a subset: the first ``n`` rows, or ``n`` rows drawn without replacement with
-    ``seed`` when a seed is given. ``download=True`` fetches the files with torchvision into
-    ``~/.cache/causaldiff/mnist`` when they are found nowhere else (needs internet access).
-    """
+    """An MNIST split as ``(images, labels)``: float32 ``(N, 1, 28, 28)`` in ``[-1, 1]``, long ``(N,)``;
+    ``n`` keeps the first ``n`` rows (or, with ``seed``, ``n`` drawn without replacement);
+    ``download=True`` fetches missing files with torchvision into ``~/.cache/causaldiff/mnist``."""
     if split not in FILES:
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     if n is not None and (not isinstance(n, int) or not 1 <= n <= SIZES[split]):
@@ -180,13 +166,10 @@ def load_mnist(root: str | os.PathLike | None = None, split: str = "train", n: i
     images, labels = (read_idx(p) for p in paths)
     if images.shape != (SIZES[split], 28, 28) or labels.shape != (SIZES[split],):
         raise DataError(f"MNIST {split}: unexpected shapes {images.shape} and {labels.shape}")
-    index = np.arange(len(labels))
-    if n is not None:
-        if seed is None:
-            index = index[:n]
-        else:
-            g = torch.Generator().manual_seed(seed)
-            index = torch.randperm(len(labels), generator=g)[:n].numpy()
+    if n is None or seed is None:
+        index = np.arange(len(labels))[:n]
+    else:
+        index = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n].numpy()
     x = torch.from_numpy(images[index].copy()).float().div_(127.5).sub_(1).unsqueeze(1)
     y = torch.from_numpy(labels[index].astype(np.int64))
     return x, y

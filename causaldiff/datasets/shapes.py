@@ -1,47 +1,27 @@
 """A procedural image SCM with exact ground-truth counterfactuals ("shapes").
 
-Causal graph (all parents of the image are observed; the image factors are exogenous)::
-
-    shape ──> size ──> intensity
-      │         │          │
-      └─────────┴──> image <┘
-
-    image = render(shape, size, intensity; pos_x, pos_y, rotation)
-
-Structural equations (Pyro-style, additive Gaussian noise, so abduction of the parents is exact):
+Graph: ``shape -> size -> intensity``, and every one of them -> ``image``; the image factors
+``pos_x``, ``pos_y``, ``rotation`` are exogenous, uniform and independent. Equations (additive
+Gaussian noise, so abduction of the parents is exact):
 
 * ``shape ~ Categorical(shape_probs)`` in {0: square, 1: triangle, 2: cross}
 * ``size = size_means[shape] + size_noise * u_size``, ``u_size ~ N(0, 1)``
-* ``intensity = intensity_base + intensity_slope * (size - size_ref)
-  + intensity_noise * u_intensity``, ``u_intensity ~ N(0, 1)``
-* ``image``: the shape drawn bright (``-1 + 2 * intensity``) on a black (``-1``) canvas,
-  centred at ``(pos_x, pos_y)`` and rotated by ``rotation``; the image factors are uniform and
-  independent of everything else. Edges are anti-aliased with a one-pixel linear ramp of the
-  signed distance, so pixel values are a continuous function of every parent and factor.
+* ``intensity = intensity_base + intensity_slope * (size - size_ref) + intensity_noise * u_intensity``
+* ``image``: the shape drawn at ``-1 + 2 * intensity`` on a ``-1`` canvas, centred at ``(pos_x,
+  pos_y)``, rotated by ``rotation``, edges anti-aliased by a one-pixel ramp of the signed distance.
 
-The rotation range is narrower than every shape's symmetry period (square and cross: 90 degrees,
-triangle: 120 degrees), so every factor is identifiable from the image: a perfect abduction
-recovers them and the true counterfactual is well defined.
+The rotation range is narrower than every shape's symmetry period, so a perfect abduction recovers
+every factor. What data cannot identify is a factor's coupling *across* a change of shape (``r ->
+-r`` for triangles only gives the same observational and interventional laws but other
+counterfactuals); the renderer's convention is the truth, so the default range is small (+-15
+degrees: an oracle drawing the canonical orientation scores 0.16 of the unchanged image's MSE over
+do(shape), 0.42 at +-30 degrees).
 
-What observational data cannot identify is the coupling of a factor *across* a change of shape:
-mapping the rotation ``r -> -r`` for triangles only (a measure-preserving map of its uniform law)
-gives an SCM with the same observational and interventional distributions and other
-counterfactuals. The renderer's convention (same angle for every shape) is the truth here, and no
-model trained on samples can know it; a smooth model carries position over and draws a new shape
-near its canonical orientation. The default range is therefore kept small (+-15 degrees): over
-do(shape) counterfactuals, an oracle that knows every other factor and draws the canonical
-orientation scores an MSE of 0.16 of the unchanged image's (0.42 at +-30 degrees, where a diffusion
-node trained 4x longer still stayed at 0.71).
-
-:class:`ShapesSCM` is the registered data set ``"shapes"`` (a :class:`GroundTruth`; its ``Config``
-is :class:`ShapesConfig`). ``sample`` returns a :class:`Draw` whose ``values`` are ``shape``,
-``size``, ``intensity`` and ``image`` and whose ``exogenous`` are the image factors ``pos_x``,
-``pos_y``, ``rotation`` and the parent noise ``u_size``, ``u_intensity``. Because the project
-renders the images, :meth:`ShapesSCM.counterfactual` returns the exact counterfactual of any draw
-under any intervention on the parents: the parent chain is re-run with the draw's parent noise
-under graph surgery, and the image is re-rendered with the draw's image factors.
-
-Everything is vectorised over the batch and runs on the device of its inputs.
+:class:`ShapesSCM` (registered ``"shapes"``) samples a :class:`Draw` (values ``shape``, ``size``,
+``intensity``, ``image``; exogenous the image factors and ``u_size``, ``u_intensity``), and
+:meth:`ShapesSCM.counterfactual` gives the exact counterfactual of a draw: the parent chain re-run
+with its noise under graph surgery, the image re-rendered with its factors. Vectorised over the
+batch, on the device of its inputs.
 """
 
 from __future__ import annotations
@@ -133,11 +113,8 @@ class ShapesSCM(GroundTruth):
 
     def parent_chain(self, shape: Tensor, noise: Mapping[str, Tensor],
                      do: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
-        """Run ``shape -> size -> intensity`` from the root value and the noise, under ``do``.
-
-        Hard interventions cut the node's incoming edges (graph surgery); ``cd.Shift`` and
-        callables act on the node's natural value under the same noise.
-        """
+        """``shape -> size -> intensity`` from the root value and the noise, under ``do`` (hard values
+        cut the node's edges; ``cd.Shift`` and callables act on its natural value)."""
         c = self.config
         ivs = {k: as_intervention(k, v) for k, v in (do or {}).items()}
         n = shape.shape[0]
@@ -158,11 +135,7 @@ class ShapesSCM(GroundTruth):
         return out
 
     def abduct_parents(self, parents: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Exact abduction of the parent noise: ``u = (x - mean(pa)) / scale`` (up to float rounding).
-
-        It rebuilds a draw's exogenous from observed parents and image factors alone:
-        ``Draw(values, {**factors, **scm.abduct_parents(values)})``.
-        """
+        """Exact abduction of the parent noise: ``u = (x - mean(pa)) / scale`` (up to rounding)."""
         self._check_parents(parents)
         c = self.config
         return {
@@ -174,11 +147,8 @@ class ShapesSCM(GroundTruth):
     # ------------------------------------------------------------------------------ sampling
     def sample(self, n: int, generator: torch.Generator | None = None,
                device: torch.device | str | None = None) -> Draw:
-        """Draw ``n`` rows with their exogenous variables (see the module docstring).
-
-        Randomness comes from ``generator`` (CPU), so a seed gives the same rows on every
-        device; the rows are then moved to ``device``.
-        """
+        """``n`` rows with their exogenous variables, drawn from ``generator`` (CPU: a seed gives
+        the same rows on every device), then moved to ``device``."""
         if not isinstance(n, int) or n < 1:
             raise DataError(f"n must be a positive integer, got {n!r}")
         c = self.config
@@ -191,19 +161,14 @@ class ShapesSCM(GroundTruth):
             "pos_y": (2 * torch.rand(n, generator=g) - 1) * c.position_range,
             "rotation": (2 * torch.rand(n, generator=g) - 1) * c.rotation_range,
         }
-        if device is not None:
-            shape = shape.to(device)
-            noise = {k: v.to(device) for k, v in noise.items()}
-            factors = {k: v.to(device) for k, v in factors.items()}
+        shape, noise, factors = shape.to(device), {k: v.to(device) for k, v in noise.items()}, \
+            {k: v.to(device) for k, v in factors.items()}
         parents = self.parent_chain(shape, noise)
         return Draw({**parents, IMAGE: self.render(parents, factors)}, {**factors, **noise})
 
     # ------------------------------------------------------------------------------ rendering
     def render(self, parents: Mapping[str, Tensor], factors: Mapping[str, Tensor]) -> Tensor:
-        """Draw the images ``(n, 1, R, R)`` in ``[-1, 1]`` (vectorised; no per-row loop).
-
-        Sizes and intensities are clamped to ``size_range`` / ``intensity_range``.
-        """
+        """The images ``(n, 1, R, R)`` in ``[-1, 1]``; sizes and intensities clamped to their ranges."""
         self._check_parents(parents)
         missing = [k for k in FACTORS if k not in factors]
         if missing:
@@ -232,13 +197,8 @@ class ShapesSCM(GroundTruth):
 
     # ------------------------------------------------------------------------------ counterfactuals
     def counterfactual(self, draw: Draw, do: Mapping[str, Any]) -> dict[str, Tensor]:
-        """The exact counterfactual values of ``draw`` under ``do``.
-
-        Pearl's three steps with the true mechanisms: the draw's parent noise (``u_size``,
-        ``u_intensity``) is pushed through the parent chain under ``do`` (hard values: a scalar or
-        a per-row tensor; ``cd.Shift``; a callable of the factual value), and the image is
-        re-rendered with the draw's *same* image factors.
-        """
+        """The exact counterfactual of ``draw`` under ``do`` (hard values, ``cd.Shift``, callables):
+        its parent noise pushed through the parent chain, the image re-rendered with its factors."""
         if not isinstance(do, Mapping) or not do:
             raise InterventionError("do must be a non-empty mapping node -> intervention")
         unknown = [k for k in do if k not in PARENTS]
@@ -261,9 +221,8 @@ class ShapesSCM(GroundTruth):
         return nx.DiGraph(EDGES)
 
     def true_mechanisms(self) -> dict[str, Any]:
-        """Pyro mechanisms of the parents for ``cd.SCM`` (exactly abductable: Normal
-        location-scale on ``size`` and ``intensity``; Gumbel-max on the root ``shape``); the
-        image has none."""
+        """Pyro mechanisms of the parents for ``cd.SCM`` (Normal on ``size`` and ``intensity``,
+        Categorical on ``shape``); the image has none."""
         c = self.config
         size_means = torch.tensor(c.size_means)
 

@@ -29,19 +29,10 @@ def root_equation(p: Mapping[str, Tensor], u: Tensor) -> Tensor:
 
 @dataclass(frozen=True, eq=False)
 class StructuralEquations:
-    """A fully known SCM, validated on construction.
-
-    Attributes:
-        name: e.g. ``"chain-nonlinear"``.
-        graph_name: ``"chain"``, ``"triangle"``, ``"diamond"``, ``"Y"`` or ``"ladder"``.
-        kind: one of :data:`KINDS`.
-        nodes: node names in a topological order (the order in which noise is drawn).
-        edges: directed edges ``(parent, child)``.
-        equations: node -> structural equation ``f(parents, u)``.
-        event_shapes: node -> per-row shape (``()`` for scalar nodes; missing nodes are scalar).
-        intervention_nodes: the nodes a benchmark intervenes on (default: every node with
-            descendants, sorted).
-    """
+    """A fully known SCM, validated on construction: ``name`` (``"chain-nonlinear"``), ``graph_name``,
+    ``kind`` (one of :data:`KINDS`), ``nodes`` in the topological order noise is drawn in, ``edges``
+    ``(parent, child)``, ``equations`` (node -> ``f(parents, u)``), ``event_shapes`` (missing: scalar),
+    ``intervention_nodes`` (default: every node with descendants, sorted)."""
 
     name: str
     graph_name: str

@@ -1,19 +1,14 @@
 """Synthetic tabular SCMs with known noise: the DCM benchmark (Chao et al., TMLR 2024).
 
 Eight SCMs (chain, triangle, diamond, Y; each "nonlinear" with additive noise and "nonadditive"),
-written exactly as in ``BENCHMARKS.md`` section 2, with exogenous noise ``u_i ~ N(0, 1)`` and
-roots ``x = u``, plus the DCM ladder (:mod:`.ladder`). Each is the registered data set
-``"tabular"``: ``TabularSCM(name="chain-nonlinear")``, ``TabularSCM(name="ladder-nonadditive",
-mechanism_seed=seed)``. Because the true noise is known, ground truth for every rung is the SCM:
-
-* observational rows:      ``scm.sample(n, g)`` (a :class:`Draw`: values and their noise)
-* interventional samples:  ``scm.sample(n, g, do={...})`` (fresh noise)
-* counterfactuals:         ``scm.counterfactual(draw, do={...})`` = ``scm.simulate(draw.exogenous, do)``
+as in ``BENCHMARKS.md`` section 2, with noise ``u_i ~ N(0, 1)`` and roots ``x = u``, plus the DCM
+ladder (:mod:`.ladder`): the registered data set ``"tabular"`` (``TabularSCM(name="chain-nonlinear")``).
+Ground truth of every rung: ``scm.sample(n, g)`` (a :class:`Draw`: values and noise), with
+``do={...}`` interventional, and ``scm.counterfactual(draw, do)`` = ``scm.simulate(draw.exogenous, do)``.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from functools import partial
 from types import MappingProxyType
@@ -26,6 +21,7 @@ from torch import Tensor
 
 from ..errors import InterventionError
 from ..interventions import as_intervention, intervene
+from ..mechanisms.pyro import named_callable
 from ..registry import DATASETS
 from .base import Draw, GroundTruth, split_seed
 from .ladder import ladder_equations
@@ -120,12 +116,8 @@ class TabularConfig(BaseModel):
 
 @DATASETS.register("tabular")
 class TabularSCM(GroundTruth):
-    """A fully known SCM ``x_i = f_i(pa_i, u_i)`` with independent ``u_i ~ N(0, I)``.
-
-    Built from a :class:`TabularConfig` (or its fields as keywords); its equations are
-    :attr:`definition` (a :class:`StructuralEquations`). ``Draw.exogenous`` holds the noise of
-    every node.
-    """
+    """A fully known SCM ``x_i = f_i(pa_i, u_i)``, ``u_i ~ N(0, I)`` independent, built from a
+    :class:`TabularConfig` (or its fields); equations in :attr:`definition`, noise in ``Draw.exogenous``."""
 
     Config = TabularConfig
 
@@ -175,28 +167,18 @@ class TabularSCM(GroundTruth):
     def sample_noise(self, n: int, generator: torch.Generator | None = None, *,
                      dtype: torch.dtype = torch.float64,
                      device: torch.device | str | None = None) -> dict[str, Tensor]:
-        """Draw ``n`` rows of exogenous noise ``u_i ~ N(0, I)``, node by node in ``self.nodes`` order.
-
-        The draws are made on the CPU (where ``generator`` lives) and then moved to ``device``.
-        """
+        """``n`` rows of noise ``u_i ~ N(0, I)``, node by node in order, drawn on the CPU (where
+        ``generator`` lives), then moved to ``device``."""
         if int(n) < 1:
             raise ValueError(f"n must be a positive integer, got {n}")
-        out = {}
-        for v in self.nodes:
-            u = torch.randn((int(n), *self.event_shapes[v]), generator=generator, dtype=dtype)
-            out[v] = u.to(device) if device is not None else u
-        return out
+        return {v: torch.randn((int(n), *self.event_shapes[v]), generator=generator, dtype=dtype).to(device)
+                for v in self.nodes}
 
     def simulate(self, noise: Mapping[str, Tensor],
                  do: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
-        """Push ``noise`` through the SCM, optionally under interventions ``do``.
-
-        Graph surgery: a hard intervention (a scalar, a per-row tensor of shape ``(n, *event)``,
-        or a per-row-constant tensor of shape ``event``) sets the node whatever its parents and
-        noise; ``Shift`` and callables act on the node's natural value under the same noise.
-        Every other node is recomputed in topological order from its own noise, so with the
-        factual rows' noise this is the exact counterfactual.
-        """
+        """``noise`` pushed through the SCM under ``do``: a hard value (scalar, ``(n, *event)`` or
+        ``event``) sets its node; ``Shift`` and callables act on the natural value. With a draw's
+        noise this is its exact counterfactual."""
         ivs = self._interventions(do)
         n, ref = self._check_noise(noise)
         values: dict[str, Tensor] = {}
@@ -257,11 +239,8 @@ class TabularSCM(GroundTruth):
 
     # ----------------------------------------------------------------------------- Pyro binding
     def additive_parts(self, node: str) -> tuple[Callable[..., Tensor], float]:
-        """For an additive-noise node ``x = loc(pa) + scale * u``: ``(loc, scale)``.
-
-        ``loc`` takes the parents as keyword arguments. Both parts are read off the true
-        equation: ``loc(pa) = f(pa, 0)`` and ``scale = f(pa, 1) - f(pa, 0)``.
-        """
+        """``(loc, scale)`` of an additive-noise node ``x = loc(pa) + scale * u``, read off the true
+        equation: ``loc(pa) = f(pa, 0)`` (parents as keywords), ``scale = f(pa, 1) - f(pa, 0)``."""
         if self.kind != "nonlinear":
             raise ValueError(f"SCM {self.scm_name!r} is {self.kind}: its noise is not additive")
         self._check_node(node)
@@ -283,10 +262,8 @@ class TabularSCM(GroundTruth):
         return loc, float(scale[0])
 
     def true_mechanisms(self) -> dict[str, Any]:
-        """Pyro mechanisms of the TRUE equations, for additive-noise (``"nonlinear"``) SCMs of
-        scalar nodes (``{}`` for the others): roots ``dist.Normal(0., 1.)``; a non-root
-        ``x = loc(pa) + scale * u`` a callable of its parents returning ``dist.Normal(loc(pa), scale)``.
-        """
+        """Pyro mechanisms of the TRUE equations of an additive-noise SCM of scalar nodes (else
+        ``{}``): roots ``Normal(0, 1)``, the others ``Normal(loc(pa), scale)``."""
         import pyro.distributions as dist
 
         if self.kind != "nonlinear" or any(self.event_shapes[v] for v in self.nodes):
@@ -298,9 +275,8 @@ class TabularSCM(GroundTruth):
                 mechanisms[v] = dist.Normal(0.0, 1.0)
                 continue
             loc, scale = self.additive_parts(v)
-            mechanisms[v] = _named_callable(
-                parents, lambda _loc=loc, _s=scale, **pa: dist.Normal(_loc(**pa), _s),
-                name=f"{self.scm_name}:{v}")
+            mechanisms[v] = named_callable(lambda pa, _loc=loc, _s=scale: dist.Normal(_loc(**pa), _s),
+                                           parents, name=f"mechanism[{self.scm_name}:{v}]")
         return mechanisms
 
     def scm_graph(self) -> nx.DiGraph:
@@ -320,30 +296,14 @@ class TabularSCM(GroundTruth):
                 f"edges={[f'{a}->{b}' for a, b in self.edges]})")
 
 
-def _named_callable(names: tuple[str, ...], body: Callable[..., Any], *, name: str) -> Callable[..., Any]:
-    """A function whose signature is exactly ``(*names)`` (positional or keyword), calling
-    ``body(**{name: value})``: how parents are named for causaldiff's callable mechanisms."""
-    sig = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                             for p in names])
-
-    def fn(*args: Any, **kwargs: Any) -> Any:
-        bound = sig.bind(*args, **kwargs)
-        return body(**bound.arguments)
-
-    fn.__signature__ = sig  # type: ignore[attr-defined]
-    fn.__name__ = fn.__qualname__ = f"mechanism[{name}]"
-    return fn
-
-
 #: The eight SCMs of the DCM benchmark, keyed ``"<graph>-<kind>"`` (graph names lower-case).
 TABULAR_SCMS: Mapping[str, TabularSCM] = MappingProxyType(
     {name: TabularSCM(name=name) for name in _DCM})
 
 
 def get_tabular_scm(name: str, seed: int = 0) -> TabularSCM:
-    """``TabularSCM(name=name, mechanism_seed=seed)``; one of :data:`TABULAR_SCMS` for the DCM names.
-
-    Raises ``KeyError`` naming the known SCMs for an unknown name (as it always has)."""
+    """``TabularSCM(name=name, mechanism_seed=seed)`` (one of :data:`TABULAR_SCMS` for the DCM
+    names); ``KeyError`` naming the known SCMs for an unknown name."""
     key = name.lower()
     if key in TABULAR_SCMS:
         return TABULAR_SCMS[key]

@@ -1,16 +1,14 @@
 """DDIM generation and inversion (Song, Meng & Ermon 2020, "Denoising Diffusion Implicit Models").
 
-One timestep table drives both directions. With ``K`` inference steps the table holds training
-timesteps ``tau_1 < ... < tau_K``; *state* ``i`` is ``x_{tau_i}`` and state ``0`` is the clean
-sample (``alpha_bar = 1``). A generation step goes from state ``i`` to ``i - 1``; an inversion
-step from ``i - 1`` to ``i``. The denoiser is any callable ``eps(x_t, t, cond)`` with ``t`` a
-``(n,)`` long tensor, so analytic oracles plug in as well as networks.
+One timestep table ``tau_1 < ... < tau_K`` drives both directions: state ``i`` is ``x_{tau_i}``,
+state ``0`` the clean sample (``alpha_bar = 1``); generation goes from ``i`` to ``i - 1``, inversion
+from ``i - 1`` to ``i``. The denoiser is any callable ``eps(x_t, t, cond)`` (``t``: ``(n,)`` long), so
+analytic oracles plug in as well as networks.
 
-Inversion is never clipped. Plain DDIM inversion (``fixed_point_iters=0``) evaluates ``eps`` at
-the source point, which is exact only in the limit of small steps. With ``fixed_point_iters=m``
-each inverse step is refined by ``m`` fixed-point iterations on the implicit equation "the DDIM
-step from ``x_{tau_i}`` lands on ``x_{tau_{i-1}}``" (as in AIDI, Pan et al. 2023), so
-generation after inversion reproduces the input to the solver's tolerance.
+Inversion is never clipped. Plain inversion (``fixed_point_iters=0``) evaluates ``eps`` at the source
+point, exact only for small steps; ``fixed_point_iters=m`` refines each inverse step by ``m``
+fixed-point iterations on "the DDIM step from ``x_{tau_i}`` lands on ``x_{tau_{i-1}}``" (AIDI, Pan et
+al. 2023), so generation after inversion reproduces the input to the solver's tolerance.
 """
 
 from __future__ import annotations
@@ -196,12 +194,9 @@ class DDIMSampler:
     def invert(self, denoiser: Denoiser, x: Tensor, cond: Any = None, *, start: int = 0,
                stop: int | None = None, fixed_point_iters: int | None = None,
                return_trajectory: bool = False) -> DDIMOutput:
-        """Run inversion steps from state ``start`` (default 0: data) up to ``stop`` (default ``K``).
-
-        Each step first evaluates ``eps`` at the source point with the destination timestep, then
-        refines ``fixed_point_iters`` times with ``eps`` evaluated at the current estimate of the
-        destination, so that :meth:`step` maps the result back onto the source.
-        """
+        """Inversion steps from state ``start`` (default 0: data) up to ``stop`` (default ``K``): ``eps``
+        at the source with the destination timestep, then ``fixed_point_iters`` refinements at the
+        current estimate of the destination, so that :meth:`step` maps the result back onto the source."""
         stop = self.num_steps if stop is None else stop
         iters = self.config.inversion_fixed_point_iters if fixed_point_iters is None else fixed_point_iters
         self._check_state("start", start)

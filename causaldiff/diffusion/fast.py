@@ -1,13 +1,10 @@
-"""Inference settings of the DDIM loops: precision, ``torch.compile``, channels_last, a fixed
-batch shape (the last chunk padded) and CUDA-graph capture of the guided noise prediction.
+"""Inference settings of the DDIM loops: precision, ``torch.compile``, channels_last, a fixed batch
+shape and CUDA-graph capture of the guided noise prediction.
 
-A step of a guided loop is one denoiser forward and one predictor forward + backward
-(:class:`~causaldiff.diffusion.guidance.AntiCausalGuidance`). :class:`FastNet` runs a network
-under the chosen autocast precision (its outputs handed back in float32, so the DDIM update of
-eq. 12 and the guidance gradient ``grad_x log p_phi`` stay float32 arithmetic), optionally
-compiled and in channels_last. :class:`FixedRows` pads every call to one batch shape, which is
-what :class:`CapturedEps` (one CUDA graph per shape, replayed every step with no host-device
-synchronisation) and a compiled network without recompiles need.
+:class:`FastNet` runs a network under autocast, handing outputs back in float32 (the DDIM update of
+eq. 12 and the guidance gradient stay float32), optionally compiled and channels_last.
+:class:`FixedRows` pads every call to one batch shape, which :class:`CapturedEps` (one CUDA graph
+per shape, replayed with no host-device synchronisation) and a compiled network need.
 """
 
 from __future__ import annotations

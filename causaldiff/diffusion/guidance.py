@@ -1,16 +1,13 @@
 """Guidance of the DDIM denoiser toward given parent values.
 
-* Anti-causal (classifier) guidance, Diff-SCM (Sanchez & Tsaftaris 2022, Algorithm 1; Dhariwal &
-  Nichol 2021, eq. 14): ``eps_hat = eps_theta(x_t, t) - sqrt(1 - alpha_bar_t) * grad_x sum_p s_p
-  log p_phi(pa_p | x_t, t)``. One predictor with one output head per parent, so a step costs one
-  denoiser forward and one predictor forward + backward whatever the number of parents.
-* Classifier-free guidance (Ho & Salimans 2022, eq. 6) for a conditional denoiser trained with
-  parent dropout: ``eps_hat = (1 + w) eps(x_t, t, c) - w eps(x_t, t, null)``, both halves in one
-  batched forward.
-* Anchored guidance of a counterfactual: the same difference of conditional predictions, taken
-  between the counterfactual parents and the factual ones the image was inverted under,
-  ``eps_hat = eps(x_t, t, pa) + w [eps(x_t, t, pa*) - eps(x_t, t, pa)]``, so that a null
-  intervention decodes with exactly the predictions it was inverted with.
+* Anti-causal guidance, Diff-SCM (Sanchez & Tsaftaris 2022, Algorithm 1; Dhariwal & Nichol 2021,
+  eq. 14): ``eps_hat = eps_theta(x_t, t) - sqrt(1 - alpha_bar_t) * grad_x sum_p s_p log p_phi(pa_p |
+  x_t, t)``, one predictor with a head per parent (one forward + backward per step).
+* Classifier-free guidance (Ho & Salimans 2022, eq. 6): ``eps_hat = (1 + w) eps(x_t, t, c) - w
+  eps(x_t, t, null)``, both halves in one batched forward.
+* Anchored guidance of a counterfactual: ``eps_hat = eps(x_t, t, pa) + w [eps(x_t, t, pa*) - eps(x_t,
+  t, pa)]`` between the counterfactual parents and the factual ones the image was inverted under, so
+  a null intervention decodes with exactly the predictions it was inverted with.
 """
 
 from __future__ import annotations
@@ -40,11 +37,8 @@ def _upcast(x: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class ParentHead:
-    """One parent's slice of an anti-causal predictor's output.
-
-    ``categorical``: ``size`` logits, target a long class index ``(n,)``.
-    ``continuous``: ``size`` means then ``size`` log-variances, target a float ``(n, size)``.
-    """
+    """One parent's slice of an anti-causal predictor's output: ``categorical``: ``size`` logits,
+    target a class index ``(n,)``; ``continuous``: ``size`` means then log-variances, target ``(n, size)``."""
 
     name: str
     kind: Literal["categorical", "continuous"]
@@ -114,11 +108,9 @@ def guidance_gradient(log_likelihood: LogLikelihood, x_t: Tensor, t: Tensor, tar
 
 
 class AntiCausalGuidance:
-    """Diff-SCM guided noise prediction, a :data:`Denoiser` whose ``cond`` is the target.
-
-    ``eps_hat = eps_theta(x_t, t, None) - sqrt(1 - alpha_bar_t) grad_x log p_phi(target | x_t, t)``
-    with the per-parent scales inside ``log_likelihood`` (see :class:`PredictorLikelihood`).
-    """
+    """Diff-SCM guided noise prediction, a :data:`Denoiser` whose ``cond`` is the target:
+    ``eps_hat = eps_theta(x_t, t, None) - sqrt(1 - alpha_bar_t) grad_x log p_phi(target | x_t, t)``,
+    the per-parent scales inside ``log_likelihood`` (:class:`PredictorLikelihood`)."""
 
     def __init__(self, denoiser: Denoiser, log_likelihood: LogLikelihood, schedule: NoiseSchedule,
                  scale: float = 1.0) -> None:
@@ -142,11 +134,8 @@ def null_condition(cond: Tensor) -> Tensor:
 
 
 class ClassifierFreeGuidance:
-    """``eps_hat = (1 + w) eps(x_t, t, c) - w eps(x_t, t, null(c))`` (Ho & Salimans 2022, eq. 6).
-
-    ``w = 0`` is the plain conditional denoiser (one forward of ``n`` rows); otherwise the
-    conditional and unconditional halves run as one forward of ``2n`` rows.
-    """
+    """``eps_hat = (1 + w) eps(x_t, t, c) - w eps(x_t, t, null(c))`` (Ho & Salimans 2022, eq. 6);
+    ``w = 0``: one forward of ``n`` rows, else both halves in one forward of ``2n``."""
 
     def __init__(self, denoiser: Denoiser, scale: float = 0.0,
                  null: Callable[[Tensor], Tensor] = null_condition) -> None:
@@ -167,13 +156,10 @@ class AnchoredGuidance:
     """``eps_hat = eps(x_t, t, pa) + w [eps(x_t, t, pa*) - eps(x_t, t, pa)]``, a :data:`Denoiser`
     whose ``cond`` is the pair ``(pa, pa*)`` of conditioning vectors (factual, counterfactual).
 
-    Classifier-free guidance (Ho & Salimans 2022, eq. 6) anchored at the factual parents instead
-    of the null condition: ``w = 1`` is the plain conditional denoiser under ``pa*``, ``w > 1``
-    extrapolates away from the factual. Rows whose parents are unchanged (``pa* = pa``) get
-    ``eps(x_t, t, pa)`` exactly, the prediction DDIM inversion under ``pa`` used, so composition
-    (a null intervention) is exact to the inversion's tolerance whatever ``w``. One forward: the
-    ``n`` rows under ``pa`` and, for the rows whose parents changed, under ``pa*`` (``w = 1``:
-    the ``n`` rows under ``pa*`` alone).
+    Classifier-free guidance (Ho & Salimans 2022, eq. 6) anchored at the factual parents: ``w = 1``
+    is the conditional denoiser under ``pa*``; rows with ``pa* = pa`` get exactly the prediction the
+    inversion used, so a null intervention is exact whatever ``w``. One forward: the ``n`` rows
+    under ``pa`` and the changed rows under ``pa*`` (``w = 1``: the ``n`` rows under ``pa*``).
     """
 
     def __init__(self, denoiser: Denoiser, scale: float = 1.0) -> None:

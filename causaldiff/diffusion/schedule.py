@@ -99,11 +99,8 @@ def cosine_betas(num_train_timesteps: int, s: float = 0.008, max_beta: float = 0
 
 
 class NoiseSchedule:
-    """The float64 tables ``betas``, ``alphas`` and ``alphas_cumprod`` (``alpha_bar``) of a schedule.
-
-    The tables stay on the CPU in float64; :meth:`alpha_bar` gathers entries for a batch of
-    timesteps on the caller's device and dtype (cached per device, so no copy per call).
-    """
+    """The float64 CPU tables ``betas``, ``alphas``, ``alphas_cumprod`` (``alpha_bar``) of a schedule;
+    :meth:`alpha_bar` gathers a batch of timesteps on the caller's device and dtype (cached per device)."""
 
     def __init__(self, config: ScheduleConfig | None = None, **kwargs) -> None:
         self.config = config if config is not None else ScheduleConfig(**kwargs)

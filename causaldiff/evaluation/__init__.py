@@ -1,13 +1,8 @@
-"""What users evaluate their own models with; the benchmarks (``benchmarks/`` in a source checkout)
-are built over it.
-
-* :mod:`~causaldiff.evaluation.axioms`: image-counterfactual metrics in the vocabulary of Monteiro
-  et al. 2023 (effectiveness, composition, reversibility, minimality) with IM1/IM2/CLD, guidance sweeps;
-* :mod:`~causaldiff.evaluation.fitted`: what ``causaldiff evaluate`` / ``sweep`` report on a fitted run;
-* :mod:`~causaldiff.evaluation.report`: environment stamps, timers, ``batched``, atomic writers;
-* :mod:`~causaldiff.evaluation.plotting`: image grids, DAG pictures, sweep plots (the ``plot`` extra).
-
-Every metric is defined once, in :mod:`causaldiff.metrics`.
+"""What users evaluate their own models with (the benchmarks are built over it): :mod:`.axioms`
+(Monteiro et al. 2023's axioms with IM1/IM2/CLD, guidance sweeps), :mod:`.fitted` (what
+``causaldiff evaluate`` / ``sweep`` report), :mod:`.report` (environment stamps, timers, ``batched``,
+atomic writers), :mod:`.plotting` (image grids, DAGs, sweeps; the ``plot`` extra). Every metric is
+defined once, in :mod:`causaldiff.metrics`.
 """
 
 from . import axioms as axioms

@@ -1,17 +1,11 @@
 """Image counterfactuals scored by the axioms of Monteiro et al. (ICLR 2023), as functions.
 
-The vocabulary is the paper's: **effectiveness** (an independent classifier recovers the
-intervened label from the counterfactual image), **composition** (the null intervention, applied
-``m`` times, leaves the image unchanged), **reversibility** (``do(k)`` then back to the factual
-label returns the factual image), **minimality** (L1 to the factual image), and, for Diff-SCM on
-MNIST (Sanchez & Tsaftaris 2022), **IM1/IM2** (Van Looveren & Klaise's interpretability metrics)
-and **CLD**. Every metric has one definition, in :mod:`causaldiff.metrics`; this module decides
-what to compute on which images, batches the model calls and summarises per-row values.
-
-* :func:`image_counterfactual_metrics`: every metric of one ``do`` on an SCM;
-* :func:`counterfactual_image_scores`: the metrics of given counterfactual images (no model call);
-* :func:`guidance_sweep`: the metrics against the guidance scale (and abduction fraction) of the
-  diffusion nodes, abducting once per fraction.
+**Effectiveness**, **composition**, **reversibility**, **minimality**, and for Diff-SCM on MNIST
+(Sanchez & Tsaftaris 2022) **IM1/IM2** (Van Looveren & Klaise) and **CLD**: each defined once, in
+:mod:`causaldiff.metrics`; this module picks the images, batches the model calls and summarises
+per-row values. :func:`image_counterfactual_metrics`: every metric of one ``do`` on an SCM;
+:func:`counterfactual_image_scores`: of given images; :func:`guidance_sweep`: against the
+diffusion nodes' guidance scale (and abduction fraction), abducting once per fraction.
 """
 
 from __future__ import annotations
@@ -84,14 +78,11 @@ def counterfactual_image_scores(factual: Tensor, counterfactual: Tensor, target:
                                 autoencoders: M.AutoencoderSet | None = None, vae: M.TrainedVAE | None = None,
                                 reference: tuple[Tensor, Tensor] | None = None,
                                 truth_images: Tensor | None = None, summary: Summary = mean) -> dict[str, Any]:
-    """The metrics of counterfactual images ``(n, C, H, W)`` whose intervened label is ``target``.
-
-    Always minimality (L1); CLD with a ``vae`` (ranked against ``reference = (images, labels)``),
-    IM1/IM2 with ``autoencoders`` (CLD and IM1 need ``factual_label``), effectiveness with a
-    ``classifier``; against the true counterfactual images ``truth_images``: MSE, PSNR (capped at
-    100 dB), the unchanged image's MSE, and the classifier's effectiveness on them (its ceiling).
-    Per-row metrics are reduced by ``summary`` (:func:`mean` or :func:`mean_sem`).
-    """
+    """The metrics of counterfactual images ``(n, C, H, W)`` of intervened label ``target``: minimality
+    (L1); CLD with ``vae`` (ranked against ``reference = (images, labels)``); IM1/IM2 with
+    ``autoencoders``; effectiveness with ``classifier``; against ``truth_images``: MSE, PSNR (capped
+    at 100 dB), the unchanged image's MSE and the classifier's effectiveness on them. Per-row
+    metrics reduced by ``summary`` (:func:`mean` or :func:`mean_sem`)."""
     if (vae is not None or autoencoders is not None) and factual_label is None:
         raise DataError("CLD and IM1 need factual_label= (the factual label of each row)")
     if vae is not None and reference is None:
@@ -149,13 +140,9 @@ def image_counterfactual_metrics(scm: SCM, factual: Mapping[str, Tensor], do: Ma
                                  counterfactual: Mapping[str, Tensor] | None = None, target: Tensor | None = None,
                                  batch_size: int | None = None, seed: int | None = 0,
                                  summary: Summary = mean) -> dict[str, Any]:
-    """Every metric of the counterfactuals ``do`` of ``factual`` rows on ``scm``: the scores of
-    :func:`counterfactual_image_scores` (``target``: the label after ``do``, by default
-    ``do[label]`` or the factual label), then those of :func:`axiom_metrics`.
-
-    ``counterfactual``: the counterfactual rows when already computed; otherwise they are, and
-    timed (``counterfactual_seconds``).
-    """
+    """Every metric of the counterfactuals ``do`` of ``factual`` rows: :func:`counterfactual_image_scores`
+    (``target`` by default ``do[label]`` or the factual label), then :func:`axiom_metrics`.
+    ``counterfactual``: the rows when already computed; else computed and timed."""
     factual = dict(factual)
     missing = [k for k in (image_node, label) if k not in factual]
     if missing:
@@ -186,9 +173,7 @@ def diffusion_nodes(scm: SCM) -> list[str]:
 
 def with_inference(scm: SCM, nodes: Sequence[str] | None = None, **settings: Any) -> SCM:
     """A new SCM whose diffusion ``nodes`` (default: all) use ``settings`` (``guidance_scale``,
-    ``abduction_fraction``, ``num_inference_steps``); ``scm`` and its mechanisms are untouched.
-    ``guidance_scale`` goes to the anti-causal nodes only (a conditional denoiser has no such scale
-    and refuses one): a sweep of it leaves conditional nodes as they are."""
+    ``abduction_fraction``, ``num_inference_steps``; ``guidance_scale`` to anti-causal nodes only)."""
     nodes = diffusion_nodes(scm) if nodes is None else list(nodes)
     other = [n for n in nodes if n not in diffusion_nodes(scm)]
     if other:
@@ -229,12 +214,10 @@ def guidance_sweep(scm: SCM, factual: Mapping[str, Tensor], do: Mapping[str, Any
                    batch_size: int | None = None, seed: int | None = 0, timer: Timer | None = None,
                    on_row: Callable[[float | None, float, dict[str, Any]], None] | None = None,
                    ) -> tuple[dict[float | None, dict[float, dict[str, Any]]], dict[tuple, dict[str, Tensor]]]:
-    """``score(scm_fs, counterfactual_rows)`` for every abduction fraction ``f`` (None: the
-    mechanisms' own) and guidance scale ``s`` of the diffusion ``nodes``, the SCM ``scm_fs`` using
-    those settings (Diff-SCM's figure). The abduction of each fraction is computed once and
-    generated from at every scale. Returns ``({f: {s: row}}, {(f, s): counterfactual rows})``; ``on_row`` is
-    called after each row (e.g. to save partial results); ``timer`` gets the phases
-    ``abduction``, ``generation (sweep)`` and ``metrics``."""
+    """``score(scm_fs, counterfactual_rows)`` for every abduction fraction ``f`` (None: the mechanisms'
+    own) and guidance scale ``s`` of the diffusion ``nodes`` (Diff-SCM's figure), abducting once per
+    fraction. Returns ``({f: {s: row}}, {(f, s): rows})``; ``on_row(f, s, row)`` after each row;
+    ``timer`` gets the phases ``abduction``, ``generation (sweep)``, ``metrics``."""
     timer = timer or Timer(scm.device)
     fixed = _fixed_non_descendants(scm, factual, do)
     sweeps: dict[float | None, dict[float, dict[str, Any]]] = {}

@@ -1,12 +1,9 @@
-"""Metrics of a fitted SCM on test rows of its data set: what ``causaldiff evaluate`` and
-``causaldiff sweep`` report (``causaldiff.runs`` reads and writes the run directory around them).
-
-* :func:`tabular_counterfactual_mse`: counterfactual MSE against the true SCM, per intervened node,
-  over a quantile grid of values;
-* :func:`image_run_metrics`: effectiveness, minimality, reversibility, composition (and the error
-  against the true counterfactual when the data set renders it) of ``do(label = another class)``;
-* :func:`image_run_sweep`: those metrics against the guidance scale of the diffusion nodes;
-* :func:`flag_untrusted`: marks the classifier's verdicts when it misreads real images.
+"""Metrics of a fitted SCM on test rows of its data set: what ``causaldiff evaluate`` and ``sweep``
+report. :func:`tabular_counterfactual_mse`: counterfactual MSE against the true SCM per intervened
+node; :func:`image_run_metrics`: effectiveness, minimality, reversibility, composition (and the error
+against the truth when known) of ``do(label = another class)``; :func:`image_run_sweep`: those
+against the guidance scale; :func:`flag_untrusted`: marks the verdicts of a classifier that
+misreads real images.
 """
 
 from __future__ import annotations

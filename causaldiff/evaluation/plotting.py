@@ -7,7 +7,6 @@ atomically (a sibling temporary file, then ``os.replace``).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import networkx as nx
 from torch import Tensor
 
 from ..optional import optional_import
+from ..storage import write_atomic
 
 
 def pyplot() -> Any:
@@ -26,20 +26,10 @@ def pyplot() -> Any:
 
 def save_figure(fig: Any, path: str | os.PathLike, **savefig: Any) -> Path:
     """``fig.savefig(path, **savefig)`` as a PNG, atomically (parents created); the figure is closed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", **savefig)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return write_atomic(path, lambda f: fig.savefig(f, format="png", **savefig), binary=True)
     finally:
         pyplot().close(fig)
-    return path
 
 
 def save_grid(rows: Sequence[Tensor], labels: Sequence[str], out: str | os.PathLike, title: str = "") -> Path:
@@ -262,12 +252,9 @@ def plot_sweep(sweeps: Mapping[Any, Mapping[float, Mapping[str, Any]]], path: st
                keys: Sequence[str], title: str = "",
                references: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
                higher_is_better: Sequence[str] = ("effectiveness",)) -> Path:
-    """Metrics against the guidance scale, one panel per key and one line per abduction fraction
-    (``{fraction: {scale: row}}``; fraction None: an unlabelled line), like Diff-SCM's CLD figure.
-
-    ``references[key]``: lines to compare with, each ``{"x": [...], "y": [...], "fmt": ..., **kw}``
-    (points) or ``{"y": v, **kw}`` (a horizontal line).
-    """
+    """Metrics against the guidance scale (Diff-SCM's CLD figure): a panel per key, a line per
+    abduction fraction of ``{fraction: {scale: row}}`` (None: unlabelled); ``references[key]``: lines
+    ``{"x": [...], "y": [...], "fmt": ..., **kw}`` or horizontal ``{"y": v, **kw}``."""
     plt = pyplot()
     references = references or {}
     fig, axes = plt.subplots(1, len(keys), figsize=(3.5 * len(keys), 3.3), squeeze=False)

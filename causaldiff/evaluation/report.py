@@ -3,8 +3,8 @@
 * :func:`environment`: where a figure was measured (device and its name, torch, threads, commit);
 * :class:`Timer`: wall-clock seconds per named phase (CUDA synchronised);
 * :func:`batched`: a function of rows run over consecutive chunks, outputs concatenated;
-* :func:`write_json`, :func:`write_text`, :func:`write_results`: atomic writes (a sibling temporary
-  file, then ``os.replace``), so a killed run never leaves half a results file.
+* :func:`write_json`, :func:`write_text`, :func:`write_results`: atomic writes
+  (:func:`causaldiff.storage.write_atomic`), so a killed run never leaves half a results file.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from torch import Tensor
 
 from ..progress import progress
 from ..rng import RNG_SCHEME
+from ..storage import write_atomic
 
 
 def now() -> str:
@@ -112,20 +112,6 @@ class Timer:
                 print(f"  [{name}: {dt:.1f} s; all phases {sum(self.seconds.values()):.0f} s]", flush=True)
 
 
-def interleaved_times(ways: Mapping[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, list[float]], ...]:
-    """``repeats`` rounds calling each of ``ways`` in turn (so a slow spell of a shared machine hits
-    every way alike): per way, the wall-clock and this thread's CPU seconds of each call."""
-    wall: dict[str, list[float]] = {k: [] for k in ways}
-    cpu: dict[str, list[float]] = {k: [] for k in ways}
-    for _ in range(repeats):
-        for k, fn in ways.items():
-            t0, c0 = time.perf_counter(), time.thread_time()
-            fn()
-            wall[k].append(time.perf_counter() - t0)
-            cpu[k].append(time.thread_time() - c0)
-    return wall, cpu
-
-
 def batched(fn: Callable[..., Mapping[str, Tensor]], batch_size: int, *tensors: Tensor,
             desc: str = "batches") -> dict[str, Tensor]:
     """``fn`` on consecutive row chunks of ``tensors`` (each ``(n, ...)``), outputs concatenated
@@ -143,20 +129,7 @@ def batched(fn: Callable[..., Mapping[str, Tensor]], batch_size: int, *tensors: 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (parents created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: f.write(text))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -177,5 +150,5 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["now", "device_name", "git_commit", "environment", "Timer", "interleaved_times", "batched", "write_text",
+__all__ = ["now", "device_name", "git_commit", "environment", "Timer", "batched", "write_text",
            "write_json", "write_results", "markdown_table"]

@@ -1,14 +1,9 @@
 """The mechanism contract every node binding implements.
 
-A mechanism ``f`` of node ``x`` with parents ``pa`` is the structural equation ``x = f(u, pa)``
-with exogenous noise ``u``. The engine asks each node for one :class:`Conditional` per parent
-set (:meth:`Mechanism.given`) and talks only to it: its noise (drawn from the ``torch.Generator``
-the engine passes), its structural equation and inverse, shape, support, dtype and abduction kind,
-and its counterfactual step (``forward(abduct(x))`` across two parent sets by default; a mechanism
-with a step of its own, say a diffusion node inverting under the factual parents and generating
-under guidance toward the new ones, overrides :meth:`Conditional.counterfactual`). Everything is
-batch-first: ``parents`` maps each parent's name to a tensor of shape ``(n, *parent_event_shape)``,
-and a node's value has shape ``(n, *event_shape)`` (``(n,)`` for scalar nodes).
+A mechanism of node ``x`` with parents ``pa`` is the structural equation ``x = f(u, pa)`` with
+exogenous noise ``u``. The engine asks each node for one :class:`Conditional` per parent set
+(:meth:`Mechanism.given`) and talks only to it. Batch-first: ``parents`` maps each parent to a
+tensor ``(n, *parent_event_shape)``; a node's value is ``(n, *event_shape)`` (``(n,)`` for scalars).
 """
 
 from __future__ import annotations
@@ -45,14 +40,10 @@ class Abduction(str, enum.Enum):
 
 
 class Mechanism(ABC):
-    """Base class of every mechanism.
-
-    A registered subclass (``@MECHANISMS.register("name")``) declares a frozen pydantic ``Config``
-    (the options a spec may give), builds itself from one with :meth:`from_config`, and gives its
-    tiny setting with :meth:`quick`. It implements :meth:`sample_noise`, :meth:`forward` and, when
-    it can, :meth:`abduct`. The engine only calls the methods of this class (and of the
-    :class:`Conditional` that :meth:`given` returns); it imports no concrete mechanism.
-    """
+    """Base class of every mechanism: implements :meth:`sample_noise`, :meth:`forward` and, when it
+    can, :meth:`abduct`. A registered subclass (``@MECHANISMS.register("name")``) declares a frozen
+    pydantic ``Config``, builds from one with :meth:`from_config` and gives its tiny setting with
+    :meth:`quick`."""
 
     #: registry key for specs and save/load (set by ``MECHANISMS.register``); None: not saved
     name: ClassVar[str | None] = None
@@ -80,11 +71,9 @@ class Mechanism(ABC):
 
     # ----------------------------------------------------------------------------- binding
     def check_binding(self, node: str, parents: tuple[str, ...]) -> None:
-        """Called when an SCM binds this mechanism to ``node`` with ``parents`` (sorted).
-
-        Raises :class:`~causaldiff.GraphError` naming the node if the binding cannot work; the
-        base class refuses a fitted mechanism whose recorded parents differ from ``parents``.
-        """
+        """Called when an SCM binds this mechanism to ``node`` with ``parents`` (sorted); a
+        :class:`~causaldiff.GraphError` naming the node if it cannot work (here: a fitted mechanism
+        whose recorded parents differ)."""
         self.node = node
         if self.learnable and self.fitted_parents is not None and tuple(self.fitted_parents) != parents:
             raise GraphError(f"node {node!r} was fitted with parents {list(self.fitted_parents)} but the "
@@ -119,8 +108,7 @@ class Mechanism(ABC):
 
     def given(self, parents: Parents, n: int) -> "Conditional":
         """This mechanism conditioned on ``parents`` for ``n`` rows: the one object the engine asks
-        about a node. Mechanisms with costly set-up per parent set (a Pyro distribution) or with a
-        counterfactual step of their own override it to return a :class:`Conditional` subclass."""
+        about a node (a subclass of :class:`Conditional` for costly set-up or a step of its own)."""
         return Conditional(self, parents, n)
 
     # ----------------------------------------------------------------------------- introspection
@@ -130,8 +118,7 @@ class Mechanism(ABC):
 
     @property
     def device(self) -> torch.device | None:
-        """Where this mechanism's tensors live (``None``: it holds none); the SCM runs its queries
-        on its mechanisms' device."""
+        """Where this mechanism's tensors live (``None``: it holds none)."""
         ref = next(iter(self.state_tensors().values()), None)
         return ref.device if ref is not None else None
 
@@ -148,8 +135,8 @@ class Mechanism(ABC):
         return None
 
     def pyro_distribution(self, parents: Parents, n: int) -> Any:
-        """A Pyro distribution of ``x | pa`` with batch ``(n, ...)`` for :meth:`SCM.model`, or
-        ``None`` if it has no tractable density (the model then samples ``u`` and applies ``forward``)."""
+        """A Pyro distribution of ``x | pa`` with batch ``(n, ...)`` for :meth:`SCM.model`, or ``None``
+        (no tractable density: the model samples ``u`` and applies ``forward``)."""
         return None
 
     def to(self, device: torch.device | str) -> "Mechanism":
@@ -160,9 +147,8 @@ class Mechanism(ABC):
         return self
 
     def stage_to(self, move: Move) -> None:
-        """Stage moving this mechanism's tensors to ``move.device`` (:class:`~.moves.Move`: copies
-        made now, assignments at commit; ``self`` unchanged). The default has nothing to move, or
-        calls a subclass's own :meth:`to` at commit (then the move is not all-or-nothing)."""
+        """Stage moving this mechanism's tensors to ``move.device`` (:class:`~.moves.Move`: copies now,
+        assignments at commit); by default a subclass's own :meth:`to` at commit (not all-or-nothing)."""
         if type(self).to is not Mechanism.to:
             move.call(lambda: self.to(move.device))
 
@@ -184,9 +170,8 @@ class Mechanism(ABC):
 
 
 class ConditionalMethods:
-    """Mechanism methods answered by the :class:`Conditional` that ``_conditional(parents, n)``
-    builds, for mechanisms whose per-query set-up lives there (a distribution and its codec).
-    Mix in before :class:`Mechanism`."""
+    """Mechanism methods answered by the :class:`Conditional` of ``_conditional(parents, n)`` (a
+    distribution and its codec). Mix in before :class:`Mechanism`."""
 
     def _conditional(self, parents: Parents | None, n: int | None = None) -> "Conditional":
         raise NotImplementedError
@@ -211,13 +196,11 @@ def check_event_shape(node: str, x: Tensor, shape: Any, what: str) -> None:
 class Conditional:
     """A mechanism given its parents' values for ``n`` rows: all the engine asks of a node.
 
-    ``sample_noise``, ``forward`` and ``abduct`` are the structural equation and its inverse;
-    ``abduction``, ``event_shape``, ``support`` and ``value_dtype`` describe the node;
-    :meth:`counterfactual` is one node's abduction and prediction (Pearl's steps 1 and 3). The
-    default delegates to the mechanism's methods with the stored parents; a mechanism whose set-up
-    per parent set is costly, or whose counterfactual step is not ``forward(abduct(x))`` (a
-    diffusion node generating from the factual inversion under guidance toward the new parents),
-    returns a subclass.
+    ``sample_noise``, ``forward``, ``abduct``: the structural equation and its inverse;
+    ``abduction``, ``event_shape``, ``support``, ``value_dtype`` describe the node;
+    :meth:`counterfactual` is its abduction and prediction (Pearl's steps 1 and 3). This default
+    delegates to the mechanism; a diffusion node (generating from the factual inversion toward the
+    new parents) or a costly set-up per parent set returns a subclass.
     """
 
     def __init__(self, mechanism: Mechanism, parents: Parents, n: int) -> None:
@@ -266,19 +249,17 @@ class Conditional:
             raise DataError(f"node {node!r} in {what}: values outside the mechanism's support {support}")
 
     def precheck(self, x: Tensor, what: str, *, defer: bool) -> bool:
-        """Before a counterfactual's work: :meth:`check` the rows ``x`` of this abducted node and
-        refuse it if it cannot be abducted; True. A conditional whose set-up is the cheap part of
-        its counterfactual step (a Pyro callable's) may, when ``defer``, leave both to that step
-        and return False (the engine lets a node defer only before any node that did not)."""
+        """Before a counterfactual's work: :meth:`check` the rows ``x`` of this abducted node, refuse
+        it if it cannot be abducted, True; or, when ``defer`` and the set-up is cheap (a Pyro
+        callable's), leave both to the counterfactual step and return False."""
         self.check(x, what)
         if self.abduction is Abduction.IMPOSSIBLE:
             raise AbductionError(f"node {self.mechanism.node!r} cannot be abducted: {self.why_not_abductable()}")
         return True
 
     def counterfactual(self, x: Tensor, parents: Parents, generator: torch.Generator | None = None) -> Tensor:
-        """The natural values of the factual rows ``x`` (under this conditional's parents) had the
-        parents been ``parents``: ``forward(abduct(x))`` across the two parent sets, after
-        :meth:`check` of ``x`` (the engine leaves the rows of the nodes it recomputes to this step)."""
+        """The natural values of the factual rows ``x`` had the parents been ``parents``:
+        ``forward(abduct(x))`` across the two parent sets, after :meth:`check` of ``x``."""
         self.check(x, "the factual rows")
         u = self.abduct(x, generator)
         return self.mechanism.given(parents, self.n).forward(u)

@@ -31,8 +31,41 @@ class CategoricalConfig(BaseModel):
     smoothing: float = Field(1.0, ge=0.0)
 
 
+class CategoricalNode(ConditionalMethods):
+    """What a categorical node answers (Gumbel-max noise, long values in ``0 .. num_classes - 1``),
+    from :meth:`categorical` (its fitted ``Categorical`` for ``n`` rows). Mix in before :class:`Mechanism`."""
+
+    num_classes: int | None
+    is_fitted: bool
+
+    def categorical(self, parents: Parents, n: int) -> dist.Categorical:
+        raise NotImplementedError
+
+    def abduction(self, parents: Parents | None = None) -> Abduction:
+        return Abduction.STOCHASTIC
+
+    def given(self, parents: Parents, n: int) -> DistributionConditional:
+        """The fitted ``Categorical`` for ``n`` rows and its Gumbel-max codec, built once."""
+        return DistributionConditional(self, parents, n, self.categorical(parents, n))
+
+    def _conditional(self, parents: Parents | None, n: int | None = None) -> DistributionConditional:
+        return self.given(parents or {}, 1 if n is None else n)
+
+    def event_shape(self, parents: Parents, n: int) -> tuple[int, ...]:
+        return ()
+
+    def support(self, parents: Parents, n: int) -> Any:
+        return constraints.integer_interval(0, self.num_classes - 1) if self.is_fitted else None
+
+    def value_dtype(self, parents: Parents, n: int) -> torch.dtype:
+        return torch.long
+
+    def pyro_distribution(self, parents: Parents, n: int) -> Any:
+        return self.categorical(parents, n)
+
+
 @MECHANISMS.register("categorical")
-class CategoricalMechanism(ConditionalMethods, Mechanism):
+class CategoricalMechanism(CategoricalNode, Mechanism):
     """``x ~ Categorical(p)`` on a root node, ``p`` = smoothed class frequencies of the data."""
 
     learnable = True
@@ -73,32 +106,10 @@ class CategoricalMechanism(ConditionalMethods, Mechanism):
         self.logits = (counts / counts.sum()).log().to(torch.get_default_dtype()).to(x.device)
         self.fitted_parents = ()
 
-    def _dist(self, n: int) -> dist.Categorical:
+    def categorical(self, parents: Parents, n: int) -> dist.Categorical:
         if self.logits is None:
             raise NotFittedError(f"node {self.node!r}: CategoricalMechanism is not fitted; call scm.fit(data)")
         return dist.Categorical(logits=self.logits).expand((n,))
-
-    def abduction(self, parents: Parents | None = None) -> Abduction:
-        return Abduction.STOCHASTIC
-
-    def given(self, parents: Parents, n: int) -> DistributionConditional:
-        """The fitted ``Categorical`` for ``n`` rows and its Gumbel-max codec, built once."""
-        return DistributionConditional(self, parents, n, self._dist(n))
-
-    def _conditional(self, parents: Parents | None, n: int | None = None) -> DistributionConditional:
-        return self.given(parents or {}, 1 if n is None else n)
-
-    def event_shape(self, parents: Parents, n: int) -> tuple[int, ...]:
-        return ()
-
-    def support(self, parents: Parents, n: int) -> Any:
-        return constraints.integer_interval(0, (self.num_classes or 2) - 1) if self.logits is not None else None
-
-    def value_dtype(self, parents: Parents, n: int) -> torch.dtype:
-        return torch.long
-
-    def pyro_distribution(self, parents: Parents, n: int) -> Any:
-        return self._dist(n)
 
     def stage_to(self, move: Move) -> None:
         if self.logits is not None:

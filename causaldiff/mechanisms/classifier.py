@@ -1,10 +1,7 @@
-"""A learnable categorical node with parents (binary included): ``x ~ Categorical(softmax(f(pa)))``.
-
-``f`` is a small MLP (``hidden=()``: multinomial logistic regression) over the parents encoded by
-the shared :class:`~.codecs.ParentCodec` (one-hot categorical parents, standardised continuous
-ones), fitted by cross-entropy with the training loop. The noise is the Gumbel-max SCM's
-(Oberst & Sontag 2019), ``x = argmax(f(pa) + g)``, ``g ~ Gumbel(0, 1)`` per class, as for the
-categorical root; abduction draws ``g`` from its posterior given the observed class.
+"""A learnable categorical node with parents: ``x ~ Categorical(softmax(f(pa)))``, ``f`` a small MLP
+(``hidden=()``: multinomial logistic regression) over the :class:`~.codecs.ParentCodec` encoding,
+fitted by cross-entropy. Noise: the Gumbel-max SCM (Oberst & Sontag 2019), ``x = argmax(f(pa) + g)``;
+abduction draws ``g`` from its posterior given the observed class.
 """
 
 from __future__ import annotations
@@ -16,15 +13,15 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
-from torch.distributions import constraints
 
 from ..errors import DataError, NotFittedError, SerializationError
 from ..limits import MAX_CLASSES, MAX_DEPTH, Batch, Steps, Width
 from ..registry import MECHANISMS
 from ..training import TrainConfig, fit_model
 from ..validation import check_labels
-from .base import Abduction, ConditionalMethods, Mechanism, Parents
-from .codecs import DistributionConditional, ParentCodec
+from .base import Mechanism, Parents
+from .categorical import CategoricalNode
+from .codecs import ParentCodec
 from .moves import Move
 from .neural import mlp
 from .saved import check_state, group_tensors
@@ -47,7 +44,7 @@ class ClassifierConfig(BaseModel):
 
 
 @MECHANISMS.register("classifier")
-class ClassifierMechanism(ConditionalMethods, Mechanism):
+class ClassifierMechanism(CategoricalNode, Mechanism):
     """A classifier of the node's class given its parents, with Gumbel-max noise (module docstring)."""
 
     learnable = True
@@ -103,26 +100,7 @@ class ClassifierMechanism(ConditionalMethods, Mechanism):
         features = self.parent_codec.encode(parents, n, dtype=ref.dtype, device=ref.device, node=self.node)[0]
         return self.net(features)
 
-    def abduction(self, parents: Parents | None = None) -> Abduction:
-        return Abduction.STOCHASTIC
-
-    def given(self, parents: Parents, n: int) -> DistributionConditional:
-        """The fitted ``Categorical`` for ``n`` rows and its Gumbel-max codec, built once."""
-        return DistributionConditional(self, parents, n, dist.Categorical(logits=self.logits(parents, n)))
-
-    def _conditional(self, parents: Parents | None, n: int | None = None) -> DistributionConditional:
-        return self.given(parents or {}, 1 if n is None else n)
-
-    def event_shape(self, parents: Parents, n: int) -> tuple[int, ...]:
-        return ()
-
-    def support(self, parents: Parents, n: int) -> Any:
-        return constraints.integer_interval(0, self.num_classes - 1) if self.num_classes else None
-
-    def value_dtype(self, parents: Parents, n: int) -> torch.dtype:
-        return torch.long
-
-    def pyro_distribution(self, parents: Parents, n: int) -> Any:
+    def categorical(self, parents: Parents, n: int) -> dist.Categorical:
         return dist.Categorical(logits=self.logits(parents, n))
 
     def stage_to(self, move: Move) -> None:

@@ -1,14 +1,12 @@
 """Codecs: how values cross between the world and a mechanism, in one place.
 
-* **Noise codecs** map a (batched) distribution's exogenous noise to values and back
-  (:func:`codec_for`): location-scale families ``x = loc + scale * u``; transformed distributions
-  ``x = T(base(u))``; univariate continuous families through ``x = icdf(u)``, ``u ~ U(0, 1)``;
-  Categorical / Bernoulli through the Gumbel-max SCM (Oberst & Sontag 2019).
-* :class:`DistributionConditional` serves a node's query from one distribution and its codec,
-  built once per parent set.
-* :class:`ParentCodec` turns a learnable mechanism's parents into network input: a fixed order
-  recorded at fit, categorical (integer) parents one-hot with ``max(2, max + 1)`` classes,
-  continuous parents flattened (and standardised when asked).
+* Noise codecs (:func:`codec_for`) map a batched distribution's noise to values and back:
+  ``x = loc + scale * u``; ``x = T(base(u))``; ``x = icdf(u)``, ``u ~ U(0, 1)``; Gumbel-max for
+  Categorical / Bernoulli (Oberst & Sontag 2019). :class:`DistributionConditional` serves a node's
+  query from one distribution and its codec, built once per parent set.
+* :class:`ParentCodec`: a learnable mechanism's parents as network input, in the order recorded at
+  fit; integer parents one-hot with ``max(2, max + 1)`` classes, continuous ones flattened (and
+  standardised when asked).
 """
 
 from __future__ import annotations
@@ -323,12 +321,8 @@ class ParentSpec(BaseModel):
 
 
 class ParentCodec:
-    """Parents -> network input, in the order recorded at fit (shared by the learnable mechanisms).
-
-    ``encode`` returns the features ``(n, width)`` (one-hot categorical columns, flattened and,
-    if ``standardize``, standardised continuous ones) and each parent's target for an anti-causal
-    predictor (the class index, or the encoded continuous value).
-    """
+    """Parents -> network input in the order recorded at fit: ``encode`` gives the features ``(n,
+    width)`` and each parent's target for an anti-causal predictor (class index or encoded value)."""
 
     def __init__(self, parents: tuple[ParentSpec, ...], *, standardize: bool = False,
                  stats: dict[str, Tensor] | None = None) -> None:

@@ -106,11 +106,8 @@ class AdditiveNoiseMechanism(Mechanism):
         self.fitted_parents = tuple(parent_order)
 
     def _train(self, net: nn.Module, zin: Tensor, zy: Tensor, gen: torch.Generator, desc: str) -> Tensor:
-        """AdamW on MSE with torch's cosine annealing (``CosineAnnealingLR``, kept for its exact
-        learning rates) through the training loop; keeps the weights best on held-out rows.
-
-        Returns the standardised residuals on the held-out rows (all rows if none are held out).
-        """
+        """AdamW on MSE with ``CosineAnnealingLR`` through the training loop, keeping the weights best
+        on held-out rows; returns the standardised residuals there (all rows if none are held out)."""
         cfg, n = self.config, zin.shape[0]
         perm = torch.randperm(n, generator=gen).to(zin.device)
         n_val = int(n * cfg.val_fraction) if n >= 20 else 0

@@ -1,16 +1,10 @@
 """Pyro mechanisms: a raw distribution on a root, or a callable ``(**parents) -> Distribution``.
 
-The exogenous noise of a node depends on the family of the distribution it yields:
-
-* location-scale families (Normal, Laplace, Logistic, StudentT with fixed df, Cauchy, Gumbel,
-  MultivariateNormal): ``x = loc + scale * u`` with ``u`` from the standard member; exact.
-* ``TransformedDistribution`` (flows, conditional flows once conditioned, LogNormal, ...):
-  ``x = T(base(u))``; exact when every transform is bijective (``u = base^{-1}(T^{-1}(x))``).
-* other continuous univariate families with ``cdf`` and ``icdf``: ``u ~ U(0, 1)``,
-  ``x = icdf(u)``; exact.
-* Categorical and Bernoulli: the Gumbel-max SCM (Oberst & Sontag 2019),
-  ``x = argmax_k(logits_k + g_k)``; abduction samples ``g`` from its posterior given ``x``
-  (top-down truncated Gumbels), so it is stochastic.
+The noise follows the family: location-scale (Normal, Laplace, Logistic, StudentT, Cauchy, Gumbel,
+MultivariateNormal) ``x = loc + scale * u``; ``TransformedDistribution`` ``x = T(base(u))``, exact when
+every transform is bijective; other continuous univariate families ``x = icdf(u)``, ``u ~ U(0, 1)``;
+Categorical and Bernoulli the Gumbel-max SCM (Oberst & Sontag 2019), ``x = argmax_k(logits_k +
+g_k)``, abducted by a posterior draw of ``g`` (stochastic).
 """
 
 from __future__ import annotations
@@ -49,14 +43,20 @@ class PyroConfig(BaseModel):
 
     def build(self) -> tdist.Distribution:
         """The distribution ``family(**params)`` (lists become tensors)."""
-        cls = getattr(dist, self.family, None) if self.family in dist.__all__ else None
-        if not (isinstance(cls, type) and issubclass(cls, tdist.Distribution)):
-            raise ValueError(f"unknown Pyro distribution family {self.family!r}")
+        cls = _family(self.family)
         params = {k: torch.tensor(v) if isinstance(v, list) else v for k, v in self.params.items()}
         try:
             return cls(**params)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{self.family}({', '.join(self.params)}): {e}") from None
+
+
+def _family(name: Any) -> type[tdist.Distribution]:
+    """The Pyro distribution class called ``name``; a ValueError for anything else."""
+    cls = getattr(dist, name, None) if isinstance(name, str) and name in dist.__all__ else None
+    if not (isinstance(cls, type) and issubclass(cls, tdist.Distribution)):
+        raise ValueError(f"unknown Pyro distribution family {name!r}")
+    return cls
 
 
 class NormalConfig(BaseModel):
@@ -65,6 +65,18 @@ class NormalConfig(BaseModel):
     model_config = _FROZEN
     loc: float = 0.0
     scale: float = Field(1.0, gt=0.0)
+
+
+def named_callable(fn: Callable[[dict[str, Tensor]], Any], names: Any,
+                   name: str | None = None) -> Callable[..., Any]:
+    """``fn(parents_dict)`` as a callable whose keyword signature names the parents ``names`` (how an
+    SCM binds a callable to a node's parents), called ``name`` (default: ``fn``'s)."""
+    def bound(**kwargs: Tensor) -> Any:
+        return fn(kwargs)
+    bound.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names])
+    bound.__name__ = name or getattr(fn, "__name__", "mechanism")
+    return bound
 
 
 # --------------------------------------------------------------------------------- moving dists
@@ -109,8 +121,8 @@ class _CallableConditional(DistributionConditional):
         if not isinstance(d, LOC_SCALE):
             return super().counterfactual(x, parents, generator)
         check_event_shape(self.mechanism.node, x, d.batch_shape[1:] + d.event_shape, "the factual rows")
-        n, loc, scale = self.n, d.loc, d.scale
-        return loc[n:] + scale[n:] * ((x - loc[:n]) / scale[:n])  # the support is the reals: rows are checked finite before queries
+        (loc, loc_cf), (scale, scale_cf) = d.loc.chunk(2), d.scale.chunk(2)
+        return loc_cf + scale_cf * ((x - loc) / scale)  # the reals: rows were checked finite
 
 
 # --------------------------------------------------------------------------------- the mechanism
@@ -146,11 +158,7 @@ class _RootConditional(DistributionConditional):
 
 @MECHANISMS.register("pyro")
 class PyroMechanism(ConditionalMethods, Mechanism):
-    """A node bound to a Pyro distribution (root) or a callable of its parents returning one.
-
-    The SCM binds it with :meth:`check_binding`, which checks that a callable's parameter names
-    equal the node's parents (and that a raw distribution has none).
-    """
+    """A node bound to a Pyro distribution (root) or a callable of its parents (by name) returning one."""
 
     Config = PyroConfig
 
@@ -270,17 +278,15 @@ class PyroMechanism(ConditionalMethods, Mechanism):
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, Tensor]) -> "PyroMechanism":
         family = config.get("family")
-        if family not in dist.__all__ or not isinstance(getattr(dist, family), type) or not issubclass(
-                getattr(dist, family), tdist.Distribution):
-            raise ValueError(f"unknown Pyro distribution family {family!r}")
+        family_cls = _family(family)
         params = config.get("params")
         if not isinstance(params, list) or sorted(params) != sorted(tensors):
             raise SerializationError(f"{family}: field params {params!r} differs from the saved tensors {sorted(tensors)}")
         bad = [k for k, v in tensors.items() if not v.is_floating_point()]
         if bad:
             raise SerializationError(f"{family}: parameter(s) {bad} are not floating tensors")
-        getattr(dist, family)(**tensors, validate_args=True)  # raises ValueError naming a parameter off its constraint
-        return cls(getattr(dist, family)(**tensors))
+        family_cls(**tensors, validate_args=True)  # raises ValueError naming a parameter off its constraint
+        return cls(family_cls(**tensors))
 
     def __repr__(self) -> str:
         if self.is_raw:

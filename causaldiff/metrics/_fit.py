@@ -26,11 +26,8 @@ class MetricTrainConfig(TrainConfig):
 
 def fit_metric_model(model: nn.Module, loss_fn: LossFn, num_rows: int, config: TrainConfig, *,
                      desc: str, sample_batch: SampleBatch | None = None, global_rng: bool = False) -> list[float]:
-    """Train ``model`` in place; returns the loss history.
-
-    Batch indices come from a CPU generator seeded with ``config.seed`` on every device (so a
-    metric model trained on CUDA sees the batches it sees on CPU).
-    """
+    """Train ``model`` in place, batches from a CPU generator seeded ``config.seed`` on every device
+    (the batches it sees on CPU); returns the loss history."""
     generator = torch.Generator().manual_seed(config.seed)
     result = fit_model(model, loss_fn, num_rows, config, sample_batch=sample_batch,
                        generator=generator, desc=desc, global_rng=global_rng)

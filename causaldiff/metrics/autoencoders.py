@@ -1,17 +1,12 @@
-"""IM1 and IM2 interpretability metrics (Van Looveren & Klaise 2021, Eqs. for IM1 and IM2).
+"""IM1 and IM2 interpretability metrics (Van Looveren & Klaise 2021).
 
-``IM1 = ||x - AE_t(x)||^2 / (||x - AE_o(x)||^2 + eps)``: is the counterfactual ``x`` better
-reconstructed by the autoencoder of the target class ``t`` than by that of the original class
-``o``? ``IM2 = ||AE_t(x) - AE(x)||^2 / (||x||_1 + eps)``: does the target-class autoencoder agree
-with ``AE`` trained on every class? Lower is better for both. Images are scored in ``[0, 1]``
-(as in the paper); callers pass them in the project's ``[-1, 1]`` and ``value_range`` maps them.
+``IM1 = ||x - AE_t(x)||^2 / (||x - AE_o(x)||^2 + eps)`` (target- vs original-class autoencoder) and
+``IM2 = ||AE_t(x) - AE(x)||^2 / (||x||_1 + eps)`` (``AE`` trained on every class); lower is better.
+Images are scored in ``[0, 1]`` (callers pass ``[-1, 1]``; ``value_range`` maps them).
 
-Architecture, after the paper's MNIST code: convolutional autoencoders, one per class with an
-``8 x H/4 x W/4`` latent (8x7x7 at 28x28, 8x4x4 at 16x16) and one global autoencoder with a
-``1 x H/2 x W/2`` latent (1x14x14 at 28x28). The per-class autoencoders are stored as one grouped
-network (``groups = num_classes``): group ``c`` sees only class ``c`` during training, its weights
-are disjoint from every other group's and AdamW updates them element-wise, so it is exactly
-``num_classes`` independent autoencoders trained side by side in one pass.
+After the paper's MNIST code: one convolutional autoencoder per class (``8 x H/4 x W/4`` latent),
+stored as one grouped network (``groups = num_classes``: disjoint weights, each group trained on its
+class only, so exactly independent autoencoders in one pass), and a global one (``1 x H/2 x W/2``).
 """
 
 from __future__ import annotations
@@ -68,12 +63,9 @@ class GroupedConvAutoencoder(nn.Module):
 
 @dataclass
 class AutoencoderSet:
-    """Trained autoencoders for IM1/IM2.
-
-    ``class_ae``: ``(n, 1, H, W) -> (n, C, H, W)``, channel ``c`` the reconstruction by the
-    class-``c`` autoencoder; ``global_ae``: ``(n, 1, H, W) -> (n, 1, H, W)``; both on ``[0, 1]``
-    images. ``value_range`` is the pixel range of the images the metrics receive.
-    """
+    """Trained autoencoders for IM1/IM2 on ``[0, 1]`` images: ``class_ae`` ``(n, 1, H, W) -> (n, C, H,
+    W)`` (channel ``c``: class ``c``'s), ``global_ae`` ``-> (n, 1, H, W)``; ``value_range``: the pixel
+    range of the images the metrics receive."""
 
     class_ae: nn.Module
     global_ae: nn.Module
@@ -107,12 +99,8 @@ def train_autoencoders(images: Tensor, labels: Tensor, *, num_classes: int | Non
                        config: AutoencoderConfig | None = None,
                        device: torch.device | str | None = None, seed: int | None = None,
                        value_range: tuple[float, float] = (-1.0, 1.0)) -> AutoencoderSet:
-    """Train the per-class and the global autoencoders (MSE on ``[0, 1]`` images).
-
-    Each step draws ``batch_size`` images of every class for the class autoencoders and
-    ``batch_size`` images of any class for the global one. The class autoencoders are seeded
-    with ``seed`` (default ``config.seed``), the global one with ``seed + 1``.
-    """
+    """The per-class and global autoencoders, by MSE on ``[0, 1]`` images (each step ``batch_size``
+    images of every class, and of any class), seeded ``seed`` (default ``config.seed``) and ``seed + 1``."""
     config = with_seed(config or AutoencoderConfig(), seed)
     factor = 2 ** max(config.class_downsamples, config.global_downsamples)
     check_images(images, "train_autoencoders", multiple_of=factor)

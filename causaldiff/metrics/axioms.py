@@ -1,15 +1,7 @@
-"""Axiomatic soundness of counterfactual image models (Monteiro et al., ICLR 2023).
-
-A counterfactual function maps factual rows and an intervention to counterfactual rows, exactly
-like ``scm.counterfactual(rows, do=...)``: ``fn(rows: dict[str, Tensor], do: dict) -> dict``.
-
-* composition: the null intervention (every listed parent set to its own factual value) must
-  leave the image unchanged, even after ``m`` cycles: ``L1(x, f^m(x, do(pa = pa)))``;
-* reversibility: ``do(k)`` then back to the factual values must return the factual image:
-  ``L1(x, f(f(x, do(k)), do(pa = pa_factual)))``;
-* effectiveness lives in :mod:`causaldiff.metrics.classifier` (it needs a classifier).
-
-Each returns per-row L1 distances ``(n,)`` (mean absolute pixel difference).
+"""Axiomatic soundness of counterfactual image models (Monteiro et al., ICLR 2023), for a function
+``fn(rows, do) -> rows`` like ``scm.counterfactual``; each returns per-row mean absolute pixel
+differences ``(n,)``. Composition: ``L1(x, f^m(x, do(pa = pa)))``; reversibility:
+``L1(x, f(f(x, do(k)), do(pa = pa_factual)))``; effectiveness: :mod:`causaldiff.metrics.classifier`.
 """
 
 from __future__ import annotations
@@ -36,11 +28,9 @@ def _check(factual: Mapping[str, Tensor], image_node: str, nodes: Iterable[str])
 def composition(counterfactual_fn: CounterfactualFn, factual: Mapping[str, Tensor], *,
                 nodes: Sequence[str] | None = None, cycles: Iterable[int] = (1, 10),
                 image_node: str = "image") -> dict[int, Tensor]:
-    """L1 between the factual image and its null-intervention counterfactual after each number
-    of cycles in ``cycles`` (the function is applied ``max(cycles)`` times in all).
-
-    ``nodes``: the parents set to their own values (default: every entry but the image).
-    """
+    """L1 between the factual image and its null-intervention counterfactual after each number of
+    ``cycles`` (``max(cycles)`` applications); ``nodes``: the parents set to their own values
+    (default: every entry but the image)."""
     nodes = [k for k in factual if k != image_node] if nodes is None else list(nodes)
     if not nodes:
         raise DataError("composition: no parent to intervene on")
@@ -60,12 +50,8 @@ def composition(counterfactual_fn: CounterfactualFn, factual: Mapping[str, Tenso
 def reversibility(counterfactual_fn: CounterfactualFn, factual: Mapping[str, Tensor],
                   do: Mapping[str, Any], *, image_node: str = "image",
                   counterfactual: Mapping[str, Tensor] | None = None) -> Tensor:
-    """L1 between the factual image and the result of ``do`` followed by the intervention that
-    restores the factual values of the intervened nodes.
-
-    ``counterfactual``: the rows ``counterfactual_fn(factual, do)`` when already computed (only
-    the way back is then computed).
-    """
+    """L1 between the factual image and ``do`` followed by the intervention restoring the factual
+    values; ``counterfactual``: the rows of ``do`` when already computed."""
     if not do:
         raise DataError("reversibility: do must name at least one node")
     _check(factual, image_node, do)

@@ -1,17 +1,10 @@
 """Counterfactual latent divergence (CLD), as used by Diff-SCM (Sanchez & Tsaftaris 2022).
 
 With ``q(z | x)`` the Gaussian posterior of a VAE trained on the data set,
-
-* ``div = KL(q(z | x_cf) || q(z | x_f))`` between the counterfactual and its factual image;
-* ``S_cf = {KL(q(z | x) || q(z | x_f)) : x in the reference set, class(x) = target}``;
-* ``S_f = {KL(q(z | x) || q(z | x_f)) : x in the reference set, class(x) = factual class}``;
-* ``CLD = log(exp(P(S_cf <= div)) + exp(P(S_f >= div)))``.
-
-A small ``P(S_cf <= div)`` says the counterfactual stayed closer to the factual than most
-target-class images (minimality); a small ``P(S_f >= div)`` says it moved further than most
-images of its own class (it changed). CLD lies in ``[log 2, log(2e)] = [0.693, 1.693]``; lower
-is better. An unchanged image has ``div = 0``, so ``P(S_f >= 0) = 1`` and, when no reference of
-the target class has a posterior identical to the factual's, CLD ``= log(1 + e) = 1.3133``.
+``div = KL(q(z | x_cf) || q(z | x_f))``, ``S_cf`` / ``S_f`` the same KL of the reference images of the
+target / factual class to ``x_f``, and ``CLD = log(exp(P(S_cf <= div)) + exp(P(S_f >= div)))`` in
+``[log 2, log(2e)]``, lower is better: the counterfactual stayed closer than most target-class
+images and moved further than most of its own class. An unchanged image scores ``log(1 + e) = 1.3133``.
 """
 
 from __future__ import annotations
@@ -169,11 +162,8 @@ def cld_from_posteriors(factual: tuple[Tensor, Tensor], counterfactual: tuple[Te
 def cld(vae: TrainedVAE, factual: Tensor, counterfactual: Tensor, factual_labels: Tensor,
         target_labels: Tensor, reference_images: Tensor, reference_labels: Tensor,
         batch_size: int = 1024, weights: tuple[float, float] = (1.0, 1.0)) -> Tensor:
-    """CLD per row ``(n,)`` of counterfactual images against their factual images.
-
-    ``reference_images`` / ``reference_labels``: the data set the divergences are ranked
-    against (e.g. the test split), every factual and target class represented.
-    """
+    """CLD per row ``(n,)`` of counterfactual against factual images, ranked against the reference
+    images and labels (e.g. the test split; every factual and target class represented)."""
     if factual.shape != counterfactual.shape:
         raise DataError(f"cld: factual {tuple(factual.shape)} and counterfactual "
                         f"{tuple(counterfactual.shape)} shapes differ")

@@ -37,11 +37,8 @@ def mse(prediction: Tensor, truth: Tensor) -> Tensor:
 
 
 def psnr(prediction: Tensor, truth: Tensor, data_range: float = 2.0) -> Tensor:
-    """Peak signal-to-noise ratio per row in dB: ``10 log10(data_range^2 / MSE)``.
-
-    ``data_range`` is ``max - min`` of the pixel scale (2 for images in ``[-1, 1]``); identical
-    rows give ``+inf``.
-    """
+    """Peak signal-to-noise ratio per row in dB, ``10 log10(data_range^2 / MSE)`` (``data_range``: 2
+    for images in ``[-1, 1]``; identical rows give ``+inf``)."""
     if data_range <= 0:
         raise DataError(f"psnr: data_range must be positive, got {data_range}")
     return 10 * torch.log10(data_range ** 2 / mse(prediction, truth))
@@ -54,11 +51,8 @@ def minimality(factual: Tensor, counterfactual: Tensor) -> Tensor:
 
 def counterfactual_error(predicted: Mapping[str, Tensor], truth: Mapping[str, Tensor],
                          nodes: Sequence[str], reduction: Literal["mean", "sum"] = "mean") -> Tensor:
-    """Squared error per row over ``nodes`` (e.g. the descendants of the intervened node).
-
-    Each node's squared error is averaged over its own entries (scalars: the square itself),
-    then the nodes are averaged (``reduction="mean"``) or summed (``"sum"``). float64 ``(n,)``.
-    """
+    """Squared error per row over ``nodes`` (float64 ``(n,)``): each node's averaged over its
+    entries, then the nodes averaged (``reduction="mean"``) or summed (``"sum"``)."""
     if not nodes:
         raise DataError("counterfactual_error: give at least one node")
     if reduction not in ("mean", "sum"):

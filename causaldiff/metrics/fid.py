@@ -1,16 +1,10 @@
 """Fréchet Inception Distance (Heusel et al. 2017) through torchmetrics, weights from local files only.
 
-``FID = ||mu_r - mu_f||^2 + tr(S_r + S_f - 2 (S_r S_f)^{1/2})`` over the features of the real and
-the generated images (Heusel et al. 2017, eq. 6), in float64.
-
-The features are InceptionV3's pool features (torchmetrics with torch-fidelity,
-``pip install 'causaldiff[fid]'``) whose weights are read from a local file, the
-``pt_inception-2015-12-05`` checkpoint torch-fidelity uses: pass ``weights=`` or set
-``CAUSALDIFF_FID_WEIGHTS``; nothing is ever downloaded. Any other feature extractor can be given
-as ``feature``: a module mapping a batch of images to ``(n, d)`` features.
-
-Images are batch-first ``(n, C, H, W)`` in ``[-1, 1]`` (the metrics' convention). Both extractors
-receive them in ``[0, 1]`` (values outside clipped, as when images are saved); Inception also gets greyscale images repeated to three channels.
+``FID = ||mu_r - mu_f||^2 + tr(S_r + S_f - 2 (S_r S_f)^{1/2})`` (eq. 6) over features, in float64:
+InceptionV3's pool features (the ``fid`` extra) from the local ``pt_inception-2015-12-05`` checkpoint
+(``weights=`` or ``$CAUSALDIFF_FID_WEIGHTS``; nothing is downloaded), or any ``feature`` module mapping
+images to ``(n, d)``. Images ``(n, C, H, W)`` in ``[-1, 1]`` reach the extractor in ``[0, 1]``
+(clipped; greyscale repeated to three channels for Inception).
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Squared maximum mean discrepancy with an RBF kernel, as the DCM protocol defines it.
 
-``MMD^2_b(X, Y) = mean k(X, X) + mean k(Y, Y) - 2 mean k(X, Y)``: the biased V-statistic of
-Gretton et al. (JMLR 2012, Eq. 5), diagonals included, with ``k(a, b) = exp(-gamma ||a - b||^2)``
-and, by default, ``gamma = 1 / median`` of the positive pairwise squared distances *between* the
-two sets (the cross distances ``||x_i - y_j||^2``; ``BENCHMARKS.md`` section 2, the interventional
-metric of Chao et al., TMLR 2024). This is the one MMD of the package; the published tabular
-figures (``benchmarks/results/tabular_dcm_*.md``) were computed with it.
+``MMD^2_b(X, Y) = mean k(X, X) + mean k(Y, Y) - 2 mean k(X, Y)`` (Gretton et al., JMLR 2012, Eq. 5,
+diagonals included), ``k(a, b) = exp(-gamma ||a - b||^2)``, by default ``gamma = 1 / median`` of the
+positive squared distances *between* the two sets (``BENCHMARKS.md`` section 2). The one MMD of the
+package; the published tabular figures were computed with it.
 """
 
 from __future__ import annotations
@@ -48,11 +46,8 @@ def median_heuristic_gamma(x: Tensor | Mapping[str, Tensor], y: Tensor | Mapping
 
 def mmd2(x: Tensor | Mapping[str, Tensor], y: Tensor | Mapping[str, Tensor], *,
          gamma: float | Tensor | None = None, nodes: Sequence[str] | None = None) -> Tensor:
-    """Biased ``MMD^2`` between the rows of ``x`` and ``y`` (float64 scalar tensor).
-
-    ``x`` and ``y`` are batch-first tensors or dicts of them (tabular rows; ``nodes`` picks and
-    orders the columns, default: sorted keys). ``gamma=None`` uses the median heuristic above.
-    """
+    """Biased ``MMD^2`` (float64 scalar) between the rows of ``x`` and ``y``, tensors or dicts of them
+    (``nodes``: the columns, default sorted keys); ``gamma=None``: the median heuristic above."""
     a, b = _as_matrix(x, nodes, "x"), _as_matrix(y, nodes, "y")
     if a.shape[1] != b.shape[1]:
         raise DataError(f"mmd2: x has {a.shape[1]} features per row, y has {b.shape[1]}")

@@ -1,20 +1,15 @@
-"""The data-set contract: common test classes that every registered data set's tests inherit
-(in the style of diffusers' common scheduler tests)::
-
-    from causaldiff.testing.dataset_contract import GroundTruthContract
+"""The data-set contract: test classes every registered data set's tests inherit (after diffusers'
+common scheduler tests)::
 
     class TestShapes(GroundTruthContract):
         dataset_class = ShapesSCM
         config = ShapesConfig(resolution=16)
 
-pytest collects the subclasses named ``Test...``; these base classes are not collected.
-:class:`DataSetContract` checks any data set (its ``Config``, ``quick`` and seeded ``load``);
-:class:`GroundTruthContract` adds the counterfactual laws a data set with truth must satisfy
-exactly: a null intervention returns the draw, non-descendants are unchanged bit-for-bit, a hard
-``do`` is effective, and a slice of a draw has the slice of its counterfactual (to a few hundred
-ulps of the dtype by default: a matmul's BLAS kernel may change with the number of rows, so
-equations made of networks agree across batch sizes only to rounding). Intervention values
-are taken from the draw itself (another row's value), so they lie in the support.
+:class:`DataSetContract` checks any data set (``Config``, ``quick``, seeded ``load``);
+:class:`GroundTruthContract` adds the laws truth satisfies: a null intervention returns the draw,
+non-descendants are unchanged bit-for-bit, a hard ``do`` is effective, and a slice of a draw has
+the slice of its counterfactual (to a few hundred ulps: BLAS kernels change with the row count).
+Intervention values come from the draw itself (another row's), so they lie in the support.
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""The contract every registered mechanism passes (in the style of diffusers' common test classes).
-
-Subclass :class:`MechanismContract` in a test module with a name pytest collects::
-
-    from causaldiff.testing.mechanism_contract import MechanismContract
+"""The contract every registered mechanism passes (after diffusers' common test classes)::
 
     class TestMyMechanism(MechanismContract):
         mechanism_class = MyMechanism
@@ -13,13 +9,11 @@ Subclass :class:`MechanismContract` in a test module with a name pytest collects
             a = torch.randn(64, generator=g)
             return a + 0.1 * torch.randn(64, generator=g), {"a": a}
 
-The suite fits ``from_config(config)`` once per class on those rows (``config`` defaults to
-``quick(Config())``) and checks: the ``Config`` is frozen with ``extra="forbid"``; ``quick`` gives a
-valid ``Config``; ``from_config`` builds an unfitted mechanism; fitting takes seconds; the shapes
-of ``sample_noise`` / ``forward`` / ``abduct``; ``forward(abduct(x)) == x`` to the tolerance its
-declared :class:`~causaldiff.mechanisms.Abduction` implies; a save / load round trip gives
-identical outputs; ``.to(device)`` keeps them (``CAUSALDIFF_TEST_DEVICE``, default the CPU) and a
-staged move (``stage_to``) changes nothing before its commit;
+``from_config(config)`` (default ``quick(Config())``) is fitted once per class and checked: a frozen
+``Config`` forbidding extras; ``quick`` valid; an unfitted mechanism built; a fit of seconds; the
+shapes of ``sample_noise`` / ``forward`` / ``abduct``; ``forward(abduct(x)) == x`` to the tolerance of
+its declared :class:`~causaldiff.mechanisms.Abduction`; save / load and ``.to(device)``
+(``CAUSALDIFF_TEST_DEVICE``) keep the outputs; a staged move changes nothing before its commit;
 binding to other parents after fit raises :class:`~causaldiff.GraphError`.
 """
 

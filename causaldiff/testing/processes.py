@@ -4,7 +4,6 @@ would start them, with a hard timeout: for tests and benchmarks of distributed c
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -13,9 +12,10 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 import torch.multiprocessing as mp
@@ -36,21 +36,6 @@ def torchrun_env(rank: int, world_size: int, port: int) -> dict[str, str]:
     """The variables torchrun sets for rank ``rank`` of ``world_size`` on this machine."""
     return {"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
             "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-
-
-@contextlib.contextmanager
-def _environ(values: Mapping[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` set (a spawned process starts with the parent's environment)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _worker(fn: Callable[..., Any], rank: int, out: str, args: tuple) -> None:
@@ -87,7 +72,7 @@ def run_distributed(fn: Callable[..., Any], world_size: int, *args: Any, timeout
     with tempfile.TemporaryDirectory() as out:
         procs = [ctx.Process(target=_worker, args=(fn, r, out, args)) for r in range(world_size)]
         for r, p in enumerate(procs):
-            with _environ({**torchrun_env(r, world_size, port), **(env or {})}):
+            with mock.patch.dict(os.environ, {**torchrun_env(r, world_size, port), **(env or {})}):
                 p.start()  # the rank's environment from its first line on
         ended = _wait(procs, timeout, grace)
         for p in procs:

@@ -11,7 +11,6 @@ when a strategy is built, not when this module is::
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..interventions import Hard, Shift, Transform
+from ..mechanisms.pyro import named_callable
 from ..scm import SCM
 from ..optional import optional_import
 from .suite import halve, is_discrete
@@ -62,16 +62,6 @@ def dags(draw: Any, min_nodes: int = 1, max_nodes: int = 6, edge_probability: fl
     return g
 
 
-def named_callable(fn: Any, names: list[str]) -> Any:
-    """Give ``fn(**kwargs)`` an explicit keyword signature with ``names`` (as SCM validation wants)."""
-    def bound(**kwargs: Tensor) -> Any:
-        return fn(kwargs)
-    bound.__signature__ = inspect.Signature(
-        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names])
-    bound.__name__ = getattr(fn, "__name__", "mechanism")
-    return bound
-
-
 def _link(name: str, v: Tensor) -> Tensor:
     return {"linear": lambda t: t, "tanh": torch.tanh, "sin": torch.sin,
             "softplus": torch.nn.functional.softplus}[name](v)
@@ -107,9 +97,8 @@ def scms(draw: Any, min_nodes: int = 1, max_nodes: int = 6, families: tuple[str,
     """Random SCMs of Pyro mechanisms whose abduction is exact (continuous and vector nodes,
     location-scale families) or a Gumbel-max posterior draw (Bernoulli and 3-class Categorical nodes).
 
-    Each node's location is ``loc_j = b + sum_p w_p * link(p)`` (a vector parent summed, a category
-    cast to a number); continuous ``x_j = loc_j + scale_j u_j``, vectors ``loc_j (1, -1/2) + scale_j u_j``,
-    discrete nodes take ``loc_j`` as logits.
+    ``loc_j = b + sum_p w_p * link(p)``; continuous ``x_j = loc_j + scale_j u_j``, vectors
+    ``loc_j (1, -1/2) + scale_j u_j``, discrete nodes take ``loc_j`` as logits.
     """
     st = _hypothesis()
     g = draw(dags(min_nodes=min_nodes, max_nodes=max_nodes))

@@ -1,11 +1,10 @@
 """``check_counterfactual_laws(scm)``: every law, on rows of the model, with hard and soft interventions.
 
-For each node ``v`` the suite intervenes with another row's value (hard, in support), ``Shift(shift)``
-(continuous nodes) and a callable (``0.5 v + 0.25`` on continuous nodes, the rows reversed on discrete
-ones), plus any interventions the caller gives; the laws of :mod:`.laws` are measured on each and
-gathered in one :class:`LawReport`, which the suite raises (as :class:`LawViolation`) if a law fails.
-Laws that need a deterministic abduction (reversibility, batch invariance) are measured on the nodes
-whose counterfactual recomputes no stochastically abducted node (Gumbel-max) upstream; queries that would abduct a node that cannot be abducted are skipped and listed.
+Each node is intervened on with another row's value (hard), ``Shift(shift)`` and ``0.5 v + 0.25``
+(continuous nodes) or the rows reversed (discrete ones), plus the caller's interventions; the laws
+of :mod:`.laws` are gathered in one :class:`LawReport`, raised as :class:`LawViolation` if one fails.
+Reversibility and batch invariance are measured where no stochastically abducted node lies
+upstream; queries through a node that cannot be abducted are skipped and listed.
 """
 
 from __future__ import annotations
@@ -184,14 +183,10 @@ def check_counterfactual_laws(scm: SCM, data: Mapping[str, Tensor] | None = None
                               interventions: Sequence[Mapping[str, Any]] = (),
                               laws: Sequence[str] = LAWS, batch_invariance: bool = True,
                               atol: float | None = None, rtol: float | None = None) -> LawReport:
-    """Check every law on ``scm`` (rows sampled from it if ``data`` is None) and return the report,
-    which lists each law with the largest error it measured and that error's tolerance; raise
-    :class:`LawViolation` (holding the report) if a law fails.
-
-    ``tolerances`` sets the tolerance of each node (:class:`Tolerances`; by default float precision for
-    exact and stochastic nodes, 1e-2 for approximate ones); ``atol`` / ``rtol``, if given, are one
-    tolerance for every node (their maximum). ``interventions`` are further ``do`` mappings to check.
-    """
+    """Check every law on ``scm`` (on ``data``, default rows sampled from it) and return the report of
+    each law's largest error and its tolerance; raise :class:`LawViolation` if a law fails.
+    ``tolerances``: per node (:class:`Tolerances`); ``atol`` / ``rtol``: one for every node (their
+    maximum); ``interventions``: further ``do`` mappings to check."""
     if atol is not None or rtol is not None:
         t = max(atol or 0.0, rtol or 0.0)
         tolerances = Tolerances(exact=t, approximate=t)

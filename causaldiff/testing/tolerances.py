@@ -1,15 +1,10 @@
-"""Tolerances per node, from the abduction each node's conditional declares.
-
-* ``EXACT`` and ``STOCHASTIC`` (a posterior draw consistent with the row, fixed by the seed): float
-  precision, ``sqrt(eps)`` of the node's dtype (1.5e-8 in float64, 3.5e-4 in float32) unless
-  :attr:`Tolerances.exact` is given;
-* ``APPROXIMATE`` (DDIM inversion): :attr:`Tolerances.approximate`, 1e-2 by default;
-* a node named in :attr:`Tolerances.nodes` gets that value instead;
-* plus the node's tolerance floor on the rows (:func:`floors`): a latent image node cannot give
-  back its rows closer than its autoencoder reconstructs them.
-
-Errors flow downstream, so a comparison at node ``v`` uses the largest tolerance of ``v`` and its
-ancestors (:func:`node_tolerances`).
+"""Tolerances per node, from the abduction each node's conditional declares: ``EXACT`` and
+``STOCHASTIC``: ``sqrt(eps)`` of the node's dtype unless :attr:`Tolerances.exact` is given;
+``APPROXIMATE`` (DDIM inversion): :attr:`Tolerances.approximate` (1e-2); a node in
+:attr:`Tolerances.nodes` gets that value; plus the node's tolerance floor on the rows
+(:func:`floors`: a latent image node cannot give back its rows closer than its autoencoder
+reconstructs them). A comparison at ``v`` uses the largest tolerance of ``v`` and its ancestors
+(:func:`node_tolerances`): errors flow downstream.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import SerializationError
+from ..storage import write_atomic
 from .config import TrainConfig
 from .strategy import Strategy
 
@@ -43,21 +43,8 @@ def fingerprint(config: TrainConfig, model: nn.Module, data: Sequence[Tensor], t
 
 
 def save_atomic(state: Any, path: str | os.PathLike) -> Path:
-    """``torch.save(state)`` to ``path`` through a temporary sibling file, fsync and
-    ``os.replace``: a kill or an error leaves either the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save(state)`` to ``path`` atomically (:func:`~causaldiff.storage.write_atomic`)."""
+    return write_atomic(path, lambda f: torch.save(state, f), binary=True, mode=None)
 
 
 def load_checkpoint(directory: str | os.PathLike) -> dict | None:

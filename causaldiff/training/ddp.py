@@ -1,17 +1,11 @@
 """Data-parallel training over torch.distributed (DDP): the strategy ``torchrun`` runs use.
 
-Every process (rank ``r`` of ``W``) holds a copy of the model, draws the same global minibatch of
-``config.batch_size`` rows from the same seeded generator, and computes the loss on its
-contiguous ``batch_size / W`` rows; ``DistributedDataParallel`` averages the gradients in the
-backward pass, so every rank takes the same optimiser step (the mean gradient of the global
-batch, as one process would) and the EMA, updated on the unwrapped module, stays identical on
-every rank. The loss's own draws (diffusion time steps and noise) come from a per-rank
-generator seeded from ``(seed, step, rank)``, so ranks do not repeat each other's noise and a
-resumed run draws what an uninterrupted one did. Only rank 0 writes checkpoints.
-
-Processes are started by ``torchrun`` (or any launcher that sets ``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``): gloo on CPU, nccl on CUDA, with a timeout
-on every collective so a rank that dies ends the others with an error instead of a hang.
+Every rank draws the same global minibatch from the same seeded generator and computes the loss on
+its contiguous ``batch_size / W`` rows; DDP averages the gradients, so every rank takes the step one
+process would and the EMA stays identical. The loss's own draws come from a generator seeded
+``(seed, step, rank)``; only rank 0 writes checkpoints. Launchers set ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``: gloo on CPU, nccl on CUDA, every collective with a
+timeout, so a dead rank ends the others with an error instead of a hang.
 """
 
 from __future__ import annotations

@@ -1,14 +1,12 @@
 """THE training loop of every model causaldiff trains (denoisers, anti-causal predictors,
 additive-noise MLPs, the metric models).
 
-AdamW on minibatches of row indices drawn uniformly with replacement (or by a ``sample_batch``
-hook), an LR schedule (linear warm-up, then constant or cosine: :func:`lr_factor`, or any torch
-scheduler), gradient clipping, an EMA of the weights, bf16 autocast on CUDA only, a progress bar,
-a loss history and checkpoints. Every random draw comes from one ``torch.Generator`` (indices,
-and whatever ``loss_fn`` draws from it), so a run is repeatable and never touches torch's global RNG;
-a model that draws from the global RNG itself (active dropout, or ``global_rng=True``) trains in a
-fork of it seeded from the config (other threads' global draws during that fit share the fork). Everything that
-differs between one process and several goes through a :class:`~.strategy.Strategy`.
+AdamW on minibatches of row indices drawn with replacement (or by a ``sample_batch`` hook), an LR
+schedule (:func:`lr_factor`, or any torch scheduler), gradient clipping, an EMA, bf16 autocast on
+CUDA, a progress bar, a loss history and checkpoints. Every draw comes from one ``torch.Generator``,
+so a run is repeatable and leaves torch's global RNG alone; a model drawing from the global RNG
+itself (dropout, ``global_rng=True``) trains in a fork of it seeded from the config. What differs
+between one process and several goes through a :class:`~.strategy.Strategy`.
 """
 
 from __future__ import annotations
@@ -100,17 +98,12 @@ def fit_model(model: nn.Module, loss_fn: LossFn, num_rows: int, config: TrainCon
               global_rng: bool = False) -> TrainResult:
     """Minimise ``loss_fn`` over minibatches of ``num_rows`` rows on the model's device.
 
-    ``strategy``: the one :func:`~.strategy.use_strategy` set, by default the single process
-    (:class:`~.strategy.LocalStrategy`); under several processes ``config.batch_size`` is the
-    global batch, split between them. ``checkpointer``: by default the one
-    ``config.checkpoint_dir`` / ``checkpoint_every`` ask for. ``sample_batch``: draws the
-    indices (default: ``config.batch_size`` uniform rows). ``scheduler``: a torch LR scheduler
-    replacing the config's warm-up and schedule. ``generator``: the batch generator (default:
-    one on the model's device seeded with ``config.seed``); indices are drawn on its device and
-    moved to the model's. ``data`` (the training tensors) and ``tag`` only enter the checkpoint
-    fingerprint, so a checkpoint is never resumed with other data or another kind of model.
-    ``global_rng``: the model or ``loss_fn`` draws from torch's global RNG (active dropout is
-    detected): train in a fork of it seeded with ``config.seed``.
+    ``strategy``: default the :func:`~.strategy.use_strategy` one (``config.batch_size`` is the global
+    batch); ``checkpointer``: default from ``config.checkpoint_dir`` / ``checkpoint_every``;
+    ``sample_batch``: draws the indices (default uniform); ``scheduler``: a torch LR scheduler instead
+    of the config's; ``generator``: the batch generator (default: seeded ``config.seed`` on the
+    model's device); ``data`` and ``tag`` enter the checkpoint fingerprint only; ``global_rng``: the
+    model draws from torch's global RNG (active dropout is detected): train in a seeded fork of it.
     """
     if num_rows < 1:
         raise ValueError(f"{desc}: no training rows")

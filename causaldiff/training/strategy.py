@@ -1,13 +1,10 @@
 """Execution strategies: where a distributed run differs from a single process.
 
-The training loop routes every such difference through a :class:`Strategy`: it trains
-``strategy.wrap(model)``, keeps this process's share ``strategy.shard(indices)`` of each global
-minibatch (every process draws the same global batch from the same seeded generator), lets the
-loss draw from ``strategy.loss_generator(...)``, averages the logged loss with ``strategy.reduce``,
-writes checkpoints only where ``strategy.is_main`` and waits at ``strategy.barrier()`` after each.
-:class:`LocalStrategy` is the single process; :class:`~.ddp.DDPStrategy` the torch.distributed one.
-:func:`use_strategy` sets the strategy every ``fit_model`` call without one uses (e.g. every
-mechanism fitted by ``scm.fit`` under ``torchrun``).
+The training loop trains ``strategy.wrap(model)`` on this process's share ``strategy.shard(indices)``
+of each global minibatch, lets the loss draw from ``strategy.loss_generator(...)``, averages the
+logged loss with ``strategy.reduce`` and checkpoints where ``strategy.is_main`` (then
+``strategy.barrier()``). :class:`LocalStrategy`: one process; :class:`~.ddp.DDPStrategy`:
+torch.distributed. :func:`use_strategy` sets the default of every ``fit_model`` call.
 """
 
 from __future__ import annotations
