@@ -192,13 +192,15 @@ def first_non_finite(columns: Columns) -> str | None:
     """The first column holding NaN or Inf, or None. One reduction per column (a finite sum proves
     every entry finite; the elementwise check runs only when it does not), and for small batches
     one check over all columns of a dtype at once."""
-    floating = [(k, v) for k, v in columns.items() if v.is_floating_point() and v.numel()]
-    small = sum(v.numel() for _, v in floating) <= 4096
-    if small and floating and len({(v.dtype, v.device) for _, v in floating}) == 1:
-        if math.isfinite(torch.cat([v if v.dim() == 1 else v.reshape(-1) for _, v in floating]).sum().item()):
-            return None
+    floating = [(k, v) for k, v in columns.items() if v.is_floating_point()]
+    if floating and len({v.dtype for _, v in floating}) == 1 and sum(v.numel() for _, v in floating) <= 4096:
+        try:
+            if math.isfinite(torch.cat([v if v.dim() == 1 else v.reshape(-1) for _, v in floating]).sum().item()):
+                return None
+        except RuntimeError:  # columns on several devices: checked one by one
+            pass
     for k, v in floating:
-        if not (bool(torch.isfinite(v.sum())) or bool(torch.isfinite(v).all())):
+        if v.numel() and not (bool(torch.isfinite(v.sum())) or bool(torch.isfinite(v).all())):
             return k
     return None
 
