@@ -2,9 +2,11 @@
 
 Every query and ``fit`` accepts, where it takes rows (or noise):
 
-* a ``DataFrame`` with one column per scalar node. pandas ``Categorical`` columns travel as their
-  integer codes (``torch.long``) and come back as ``Categorical`` with the same categories; a
-  ``do`` value on such a node may be a category label (``do={"colour": "red"}``);
+* a ``DataFrame`` with one column per scalar node. pandas ``Categorical`` columns travel as integer
+  codes (``torch.long``) by label, in the order the SCM's first ``fit`` on a DataFrame recorded
+  (:attr:`SCM.categories <causaldiff.SCM.categories>`; else the column's own), and come back as
+  ``Categorical``; a ``do`` value on such a node may be a category label (``do={"colour": "red"}``),
+  a pandas Series is aligned on the frame's index;
 * a pair ``(frame, tensors)`` to mix: scalar nodes in the frame, vector and image nodes in the
   dict ``tensors`` (batch-first, rows in the frame's order).
 
