@@ -193,7 +193,7 @@ def accepts_frames(method: Callable) -> Callable:
                 bound.arguments["do"] = _labels_to_codes(bound.arguments["do"], layout)
         result = method(*bound.args, **bound.kwargs)
         if method.__name__ == "fit" and layout is not None:  # the label order of later frames
-            self._record_categories({c: tuple(d.categories) for c, d in layout.categories.items()})
+            self._record_categories({c: tuple(d.categories.tolist()) for c, d in layout.categories.items()})
         if (layout is None and not frame) or not isinstance(result, Mapping):
             return result
         return to_tabular(result, layout or Layout())

@@ -196,7 +196,8 @@ class SCM:
     @property
     def categories(self) -> dict[str, tuple[Any, ...]]:
         """Each categorical column's labels in code order, recorded by the first ``fit`` on a
-        DataFrame holding it: later frames are read by label in this order (:mod:`causaldiff.frames`)."""
+        DataFrame holding it (and saved by :meth:`save`): later frames are read by label in this
+        order (:mod:`causaldiff.frames`)."""
         return dict(self._categories)
 
     def _record_categories(self, labels: Mapping[str, tuple[Any, ...]]) -> None:
@@ -383,8 +384,10 @@ def load(path: Any, mechanisms: Mapping[str, Any] | None = None,
          map_location: str | torch.device = "cpu") -> SCM:
     """Load an SCM saved by :meth:`SCM.save`; ``mechanisms`` rebinds nodes that were code (a Pyro
     callable, a custom module), which is never saved."""
-    graph, bound = read_scm(path, mechanisms, map_location)
-    return SCM(graph, bound)
+    graph, bound, categories = read_scm(path, mechanisms, map_location)
+    scm = SCM(graph, bound)
+    scm._record_categories(categories)
+    return scm
 
 
 def _fmt_do(ivs: Mapping[str, Intervention]) -> str:

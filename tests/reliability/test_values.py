@@ -171,6 +171,35 @@ def test_the_recorded_order_is_kept_by_copies_and_a_later_fit():
     assert scm.categories == {"c": tuple(LABELS)} and scm.do({"y": 0.0}).categories == {"c": tuple(LABELS)}
 
 
+def test_the_recorded_order_is_saved_and_loaded(tmp_path):
+    scm = labelled().fit(frame(LABELS))
+    scm.save(tmp_path / "m")
+    loaded = cd.load(tmp_path / "m", mechanisms={"c": scm.mechanisms["c"], "y": scm.mechanisms["y"]})
+    assert loaded.categories == {"c": tuple(LABELS)}
+    same(loaded.counterfactual(frame(["mid", "hi", "lo"]), do={"y": 1.0}, seed=0),
+         scm.counterfactual(frame(LABELS), do={"y": 1.0}, seed=0))
+
+
+@pytest.mark.parametrize("labels, match", [([pd.Timestamp(0), pd.Timestamp(1)], "cannot save the category labels 'c'")])
+def test_labels_that_json_cannot_hold_are_refused_at_save(tmp_path, labels, match):
+    scm = labelled()
+    scm.fit(pd.DataFrame({"c": pd.Categorical(labels), "y": [0.0, 1.0]}))
+    with pytest.raises(cd.SerializationError, match=match):
+        scm.save(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("bad", [{"c": [[1]]}, {"c": "lo"}, {"c": [None]}, ["lo"]])
+def test_tampered_saved_labels_are_refused(tmp_path, bad):
+    import json
+
+    labelled().fit(frame(LABELS)).save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "scm.json").read_text())
+    (tmp_path / "m" / "scm.json").write_text(json.dumps({**config, "categories": bad}))
+    with pytest.raises(cd.SerializationError, match="field categories"):
+        cd.load(tmp_path / "m", mechanisms={"c": dist.Categorical(torch.ones(3)), "y": lambda c: dist.Normal(c.float(), 1.0)})
+
+
 def test_a_category_not_seen_at_fit_is_refused():
     scm = labelled().fit(frame(LABELS))
     with pytest.raises(DataError, match="column 'c': category 'huge' was not seen at fit"):
