@@ -14,10 +14,11 @@ from typing import Any
 from torch import Tensor
 
 from .datasets.base import DataSet, Draw, GroundTruth
-from .errors import GraphError
+from .errors import GraphError, SpecError
 from .registry import DATASETS, MECHANISMS
 from .scm import SCM
 from .spec import TRUTH, DatasetSpec, GraphSpec, train_fields
+from .training.checkpoint import checkpoint_dir_problem
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,11 @@ def build_mechanism(spec: GraphSpec, node: str, dataset: DataSet | None = None, 
     cls = MECHANISMS.get(ns.mechanism)
     config = cls.Config.model_validate(ns.options)
     if run is not None:
-        rooted = {f: t.model_copy(update={"checkpoint_dir": str(Path(run) / t.checkpoint_dir)})
-                  for f, t in train_fields(config).items() if t.checkpoint_dir is not None}
+        trainings = {f: t for f, t in train_fields(config).items() if t.checkpoint_dir is not None}
+        for f, t in trainings.items():
+            if (problem := checkpoint_dir_problem(run, t.checkpoint_dir)) is not None:
+                raise SpecError(f"nodes.{node}.options.{f}.checkpoint_dir: {problem}")
+        rooted = {f: t.model_copy(update={"checkpoint_dir": str(Path(run) / t.checkpoint_dir)}) for f, t in trainings.items()}
         config = config.model_copy(update=rooted) if rooted else config
     return cls.from_config(config)
 

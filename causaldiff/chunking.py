@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor
 
 from . import engine
-from .errors import DataError
+from .errors import DataError, InterventionError
 from .mechanisms.base import Abduction
 from .progress import progress
 from .rng import ROW_BLOCK, RowStreams, query_seed
@@ -99,10 +100,23 @@ def plan_rows(plan: engine.Plan, a: int, b: int, n: int, rows: Columns | None) -
     sliced = {}
     for node, iv in plan.target.interventions.items():
         shape = tuple(rows[node].shape[1:]) if rows is not None and node in rows else None
-        update = {f.name: torch.as_tensor(getattr(iv, f.name))[a:b] for f in dataclasses.fields(iv)
-                  if _per_row(getattr(iv, f.name), n, shape)}
+        update = {f.name: _chunk_value(node, getattr(iv, f.name), a, b, n, shape) for f in dataclasses.fields(iv)
+                  if _per_row(getattr(iv, f.name), n, shape) or _per_row(getattr(iv, f.name), b - a, shape)}
         sliced[node] = dataclasses.replace(iv, **update) if update else iv
     return dataclasses.replace(plan, target=dataclasses.replace(plan.target, interventions=sliced))
+
+
+def _chunk_value(node: str, value: Any, a: int, b: int, n: int, shape: tuple[int, ...] | None) -> Tensor:
+    """A value's rows ``a:b`` if it has one per row of the query; else (one row that a chunk of
+    ``b - a`` rows would read as one per row) that row repeated, so the chunk refuses what the
+    whole query refuses (a value of ``b - a`` rows on ``n``) and takes what it takes."""
+    t = torch.as_tensor(value)
+    if _per_row(t, n, shape):
+        return t[a:b]
+    if shape is not None:  # the node's shape is known: refused as the whole query refuses it
+        raise InterventionError(f"node {node!r}: intervention value of shape {tuple(t.shape)} fits neither one row {shape} nor the "
+                                f"batch {(n, *shape)}")
+    return t.unsqueeze(0).expand(b - a, *t.shape)
 
 
 class _Gather:
@@ -148,6 +162,30 @@ def _run(n: int, batch_size: int | None, stochastic: bool, seed: int | None, dev
     return sharding.gather(local, span, n, device), sharding.result_span(span, n)
 
 
+def device_memory(device: torch.device) -> int:
+    """Bytes of memory of ``device``: a GPU's own, else the machine's physical memory."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_result_size(n: int, like: Columns, nodes: Any, device: torch.device) -> None:
+    """Before the first chunk: refuse a result of ``n`` rows of ``nodes`` (each row the size of its
+    row in ``like``) that exceeds the memory of ``device``, naming its largest node."""
+    per_row = {k: like[k][0].numel() * like[k].element_size() for k in nodes if k in like}
+    total, limit = n * sum(per_row.values()), device_memory(device)
+    if total > limit:
+        big = max(per_row, key=per_row.get)
+        raise DataError(f"the result of {n} rows would take {total / 2**30:,.1f} GiB ({per_row[big]:,} bytes a row for "
+                        f"node {big!r}), more than the {limit / 2**30:,.1f} GiB of {device} memory; ask for fewer rows")
+
+
+def _one_row(plan: engine.Plan, n: int, device: torch.device | None) -> dict[str, Tensor]:
+    """One row of a sample (its own generator, seed 0): the shape and dtype of each node's rows."""
+    streams = RowStreams(0, 0, 1, device or plan.target.device)
+    return engine.execute(plan_rows(plan, 0, 1, n, None), 1, streams=streams)
+
+
 def execute(plan: engine.Plan, n: int, *, rows: Columns | None = None, noise: Columns | None = None,
             factual: engine.Conditionals | None = None, batch_size: int | None = None,
             seed: int | None = None, desc: str = "query", device: torch.device | None = None) -> dict[str, Tensor]:
@@ -161,6 +199,10 @@ def execute(plan: engine.Plan, n: int, *, rows: Columns | None = None, noise: Co
         return engine.execute(plan_rows(plan, a, b, n, rows), b - a, rows_c, _slice(noise, a, b, n), fac, streams)
 
     chunked = batch_size is not None and batch_size < n
+    if chunked:
+        given = rows if rows is not None else noise
+        check_result_size(n, given if given is not None else _one_row(plan, n, device), plan.recompute,
+                          device or plan.target.device)
     out, (a, b) = _run(n, batch_size, draws_randomly(plan, noise, factual, chunked), seed, device or plan.target.device,
                        plan.recompute, chunk, desc)
     kept = {k: v if (a, b) == (0, n) else v[a:b] for k, v in (rows or {}).items() if k not in out}
@@ -177,8 +219,11 @@ def abduct(structure: engine.Structure, conds: engine.Conditionals, rows: Column
         return engine.abduct_nodes(structure, c, rows_c, nodes, streams)
 
     stochastic = any(conds(v).abduction is Abduction.STOCHASTIC for v in nodes)
+    if batch_size is not None and batch_size < n:
+        check_result_size(n, rows, nodes, structure.device)
     out, _ = _run(n, batch_size, stochastic, seed, structure.device, nodes, chunk, desc)
     return {v: out[v] for v in nodes if v in out}
 
 
-__all__ = ["execute", "abduct", "chunk_bounds", "chunk_size", "check_batch_size", "draws_randomly"]
+__all__ = ["execute", "abduct", "chunk_bounds", "chunk_size", "check_batch_size", "check_result_size",
+           "device_memory", "draws_randomly"]

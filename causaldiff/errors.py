@@ -28,7 +28,8 @@ class AbductionError(CausalDiffError, ValueError):
 
 
 class DivergenceError(CausalDiffError, ArithmeticError):
-    """A numerical loop (a guided DDIM inversion or generation) left non-finite values."""
+    """A mechanism produced non-finite values: a numerical loop (a guided DDIM inversion or
+    generation) diverged, or a distribution's parameters were NaN for these parents."""
 
 
 class SpecError(GraphError):

@@ -2,9 +2,11 @@
 
 Every query and ``fit`` accepts, where it takes rows (or noise):
 
-* a ``DataFrame`` with one column per scalar node. pandas ``Categorical`` columns travel as their
-  integer codes (``torch.long``) and come back as ``Categorical`` with the same categories; a
-  ``do`` value on such a node may be a category label (``do={"colour": "red"}``);
+* a ``DataFrame`` with one column per scalar node. pandas ``Categorical`` columns travel as integer
+  codes (``torch.long``) by label, in the order the SCM's first ``fit`` on a DataFrame recorded
+  (:attr:`SCM.categories <causaldiff.SCM.categories>`; else the column's own), and come back as
+  ``Categorical``; a ``do`` value on such a node may be a category label (``do={"colour": "red"}``),
+  a pandas Series is aligned on the frame's index;
 * a pair ``(frame, tensors)`` to mix: scalar nodes in the frame, vector and image nodes in the
   dict ``tensors`` (batch-first, rows in the frame's order).
 
@@ -24,6 +26,7 @@ node columns, duplicated names and missing values (NaN, ``pd.NA``, a ``Categoric
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import sys
@@ -36,7 +39,7 @@ import torch
 from torch import Tensor
 
 from .errors import DataError
-from .interventions import Intervention
+from .interventions import Hard, Intervention, Shift
 from .optional import optional_import
 
 
@@ -65,6 +68,23 @@ class Layout:
     categories: dict[str, Any] = field(default_factory=dict)
 
 
+class Columns(dict):
+    """A frame's node columns as tensors; ``categorical``: the nodes whose column was a
+    ``Categorical`` (a continuous node refuses one: its codes are no measurement)."""
+
+    categorical: frozenset[str] = frozenset()
+
+
+def _categories(pd: Any, name: str, col: Any, labels: Any) -> Any:
+    """The column's categories in the order recorded at fit (``labels``), or its own if none is."""
+    if labels is None:
+        return col.dtype
+    new = [c for c in col.dtype.categories if c not in labels]
+    if new:
+        raise DataError(f"column {name!r}: category {new[0]!r} was not seen at fit (its categories were {list(labels)})")
+    return pd.CategoricalDtype(list(labels), ordered=col.dtype.ordered)
+
+
 def _column(pd: Any, name: str, col: Any) -> Tensor:
     if isinstance(col.dtype, pd.CategoricalDtype):
         codes = np.asarray(col.cat.codes, dtype=np.int64)
@@ -80,8 +100,9 @@ def _column(pd: Any, name: str, col: Any) -> Tensor:
     return torch.from_numpy(np.array(col.to_numpy(dtype=getattr(col.dtype, "numpy_dtype", col.dtype))))
 
 
-def from_tabular(x: Any, nodes: tuple[str, ...]) -> tuple[dict[str, Any], Layout]:
-    """``(dict of node -> tensor, Layout)`` of a DataFrame or a ``(frame, tensors)`` pair."""
+def from_tabular(x: Any, nodes: tuple[str, ...], labels: Mapping[str, Any] | None = None) -> tuple[Columns, Layout]:
+    """``(dict of node -> tensor, Layout)`` of a DataFrame or a ``(frame, tensors)`` pair; a
+    categorical column is read by label, in the order ``labels`` records for its node (if any)."""
     frame, tensors = (x, {}) if is_frame(x) else x
     pd = sys.modules["pandas"]
     names = list(frame.columns)
@@ -91,16 +112,37 @@ def from_tabular(x: Any, nodes: tuple[str, ...]) -> tuple[dict[str, Any], Layout
     both = sorted(set(names) & set(tensors))
     if both:
         raise DataError(f"node(s) {both} given both as DataFrame columns and as tensors")
-    values = {c: _column(pd, c, frame[c]) for c in names}
-    categories = {c: frame[c].dtype for c in names if isinstance(frame[c].dtype, pd.CategoricalDtype)}
-    return {**values, **dict(tensors)}, Layout(frame.index, tuple(names), categories)
+    categories = {c: _categories(pd, c, frame[c], (labels or {}).get(c)) for c in names
+                  if isinstance(frame[c].dtype, pd.CategoricalDtype)}
+    values = {c: _column(pd, c, frame[c].cat.set_categories(categories[c].categories) if c in categories else frame[c])
+              for c in names}  # (set_categories maps by label; astype to an unordered dtype keeps the codes)
+    out = Columns({**values, **dict(tensors)})
+    out.categorical = frozenset(categories)
+    return out, Layout(frame.index, tuple(names), categories)
+
+
+def _aligned(node: str, value: Any, index: Any) -> Any:
+    """A pandas Series given as a ``do`` value (or a ``Hard``'s value, a ``Shift``'s delta): its
+    values in the order of the frame's ``index``; refused unless it holds each index label once."""
+    pd = sys.modules["pandas"]
+    if isinstance(value, (Hard, Shift)):
+        fields = {f: getattr(value, f) for f in ("value", "delta") if isinstance(getattr(value, f, None), pd.Series)}
+        return dataclasses.replace(value, **{f: _aligned(node, v, index) for f, v in fields.items()}) if fields else value
+    if not isinstance(value, pd.Series):
+        return value
+    if not (value.index.is_unique and len(value) == len(index) and value.index.isin(index).all()):
+        raise DataError(f"do on {node!r}: the Series' index differs from the DataFrame's; give one value per row "
+                        "with the frame's index (or a tensor, in the frame's row order)")
+    return value.reindex(index).tolist()
 
 
 def _labels_to_codes(do: Any, layout: Layout) -> Any:
-    """``do`` with each plain value on a categorical column read as a category label and replaced
-    by its code (a tensor is taken as codes; interventions and callables pass unchanged)."""
-    if not isinstance(do, Mapping) or not layout.categories:
+    """``do`` with pandas Series aligned on the frame's index and each plain value on a categorical
+    column read as a category label and replaced by its code (a tensor is taken as codes;
+    interventions and callables pass unchanged)."""
+    if not isinstance(do, Mapping):
         return do
+    do = {node: _aligned(node, value, layout.index) for node, value in do.items()}
     out = dict(do)
     for node, value in do.items():
         dtype = layout.categories.get(node)
@@ -146,10 +188,12 @@ def accepts_frames(method: Callable) -> Callable:
         bound = sig.bind(self, *args, **kwargs)
         layout = None
         if is_tabular(bound.arguments.get(data_arg)):
-            bound.arguments[data_arg], layout = from_tabular(bound.arguments[data_arg], self.nodes)
+            bound.arguments[data_arg], layout = from_tabular(bound.arguments[data_arg], self.nodes, self.categories)
             if "do" in bound.arguments:
                 bound.arguments["do"] = _labels_to_codes(bound.arguments["do"], layout)
         result = method(*bound.args, **bound.kwargs)
+        if method.__name__ == "fit" and layout is not None:  # the label order of later frames
+            self._record_categories({c: tuple(d.categories.tolist()) for c, d in layout.categories.items()})
         if (layout is None and not frame) or not isinstance(result, Mapping):
             return result
         return to_tabular(result, layout or Layout())

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from . import chunking, engine
 from .chunking import check_batch_size
-from .errors import DataError
+from .errors import DataError, DivergenceError
 from .interventions import Intervention
 from .validation import all_finite, check_count, check_rows, check_seed
 
@@ -36,7 +36,8 @@ def sample(s: engine.Structure, n: Any, *, seed: Any = None, batch_size: Any = N
     n = check_count("n", n, batch_size)
     engine.require_fitted(s, s.order)
     with torch.no_grad():
-        return chunking.execute(engine.plan_sample(s), n, batch_size=batch_size, seed=seed, desc="sample")
+        out = chunking.execute(engine.plan_sample(s), n, batch_size=batch_size, seed=seed, desc="sample")
+    return check_outputs(out, s.order, "sample")
 
 
 def predict(s: engine.Structure, noise: Any, ivs: Mapping[str, Intervention], *, seed: Any = None,
@@ -47,11 +48,12 @@ def predict(s: engine.Structure, noise: Any, ivs: Mapping[str, Intervention], *,
     if not isinstance(noise, Mapping):
         raise DataError(f"noise must be a dict of node name -> tensor, got {type(noise).__name__}")
     need = tuple(v for v in s.order if not plan.target.is_hard(v))
-    u, n = check_columns(s, noise, need, "the noise", batch_size)
+    u, n = check_columns(s, noise, need, "the noise", batch_size, cast=False)
     check_noise(u, "the noise")
     engine.require_fitted(plan.target, s.order)
     with torch.no_grad():
-        return chunking.execute(plan, n, noise=u, batch_size=batch_size, seed=seed, desc="predict"), plan
+        out = chunking.execute(plan, n, noise=u, batch_size=batch_size, seed=seed, desc="predict")
+    return check_outputs(out, s.order, "predict"), plan
 
 
 def abduct(s: engine.Structure, data: Any, *, seed: Any = None, batch_size: Any = None) -> dict[str, Tensor]:
@@ -64,7 +66,8 @@ def abduct(s: engine.Structure, data: Any, *, seed: Any = None, batch_size: Any 
     engine.check_observed(conds, rows, nodes, "the observed rows")
     engine.precheck_abduction(s, conds, nodes)
     with torch.no_grad():
-        return chunking.abduct(s, conds, rows, nodes, n, batch_size=batch_size, seed=seed)
+        return check_outputs(chunking.abduct(s, conds, rows, nodes, n, batch_size=batch_size, seed=seed), nodes,
+                             "abduct")
 
 
 def counterfactual(s: engine.Structure, factual: Any, ivs: Mapping[str, Intervention], *, seed: Any = None,
@@ -85,16 +88,18 @@ def counterfactual(s: engine.Structure, factual: Any, ivs: Mapping[str, Interven
         if iv.cuts_edges:
             engine.check_hard_support(s, node, iv, rows, n)
     with torch.no_grad():
-        return chunking.execute(plan, n, rows=rows, factual=conds, batch_size=batch_size, seed=seed,
-                                desc="counterfactual", device=device)
+        out = chunking.execute(plan, n, rows=rows, factual=conds, batch_size=batch_size, seed=seed,
+                               desc="counterfactual", device=device)
+    return check_outputs(out, plan.recompute, "counterfactual")
 
 
 # ==================================================================================== the rows
 def check_columns(s: engine.Structure, rows: Any, need: tuple[str, ...] | None, what: str,
-                  batch_size: int | None = None, device: torch.device | None = None) -> tuple[dict[str, Tensor], int]:
+                  batch_size: int | None = None, device: torch.device | None = None,
+                  cast: bool = True) -> tuple[dict[str, Tensor], int]:
     """Validate each column once (type, batch, dtype, device, finiteness, the row bounds of
     :mod:`causaldiff.limits`) and move it to ``device`` (default: the mechanisms'); with the number
-    of rows."""
+    of rows. ``cast``: the columns are the nodes' values (not noise): :func:`in_node_dtype`."""
     if not isinstance(rows, Mapping):
         raise DataError(f"{what} must be a dict of node name -> tensor or a pandas DataFrame, "
                         f"got {type(rows).__name__}")
@@ -108,6 +113,8 @@ def check_columns(s: engine.Structure, rows: Any, need: tuple[str, ...] | None, 
     for k in s.order:
         if k in rows:
             out[k] = v = as_column(k, rows[k], what, device)
+            if cast and (k in getattr(rows, "categorical", ()) or not v.is_floating_point()):
+                out[k] = v = in_node_dtype(s, k, v, out, rows, what)
             n = v.shape[0] if n is None else n
             if v.shape[0] != n:
                 raise DataError(f"node {k!r} in {what}: batch size {v.shape[0]} differs from {n}")
@@ -143,11 +150,41 @@ def as_column(node: str, v: Any, what: str, device: torch.device) -> Tensor:
         raise DataError(f"node {node!r} in {what}: cannot move it from {v.device} to {device}: {e}") from None
 
 
+def in_node_dtype(s: engine.Structure, node: str, v: Tensor, values: Columns, rows: Any, what: str) -> Tensor:
+    """Integer rows of a node whose values are floating (a continuous or Bernoulli node) cast to
+    its dtype (torch would compute on them as integers); a pandas Categorical column on such a node
+    is refused (its codes are no measurement). The dtype is the node's conditional's, given its
+    parents' first row; a node whose conditional cannot say keeps its rows."""
+    try:
+        dtype = s.mechanisms[node].given({p: values[p][:1] for p in s.base_parents[node]}, 1).value_dtype()
+    except Exception:  # noqa: BLE001  (the node's own checks refuse what it cannot take)
+        return v
+    if dtype is None or not dtype.is_floating_point:
+        return v
+    if node in getattr(rows, "categorical", ()):
+        raise DataError(f"node {node!r} in {what}: a pandas Categorical column on a node of {dtype} values; "
+                        "give its values as numbers")
+    return v.to(dtype)
+
+
 def check_noise(noise: Columns, what: str) -> None:
     """Exogenous noise is real-valued: integer columns are refused (naming the node)."""
     for k, v in noise.items():
         if not v.is_floating_point():
             raise DataError(f"node {k!r} in {what}: noise must be floating point, got {v.dtype}")
+
+
+def check_outputs(values: dict[str, Tensor], nodes: tuple[str, ...], query: str) -> dict[str, Tensor]:
+    """``values``, refused with :class:`~causaldiff.errors.DivergenceError` naming the first of
+    ``nodes`` (the computed ones, in topological order) holding NaN or Inf: its mechanism produced
+    them from finite inputs. One reduction over all of them for small batches."""
+    bad = first_non_finite({k: values[k] for k in nodes if k in values})
+    if bad is not None:
+        v = values[bad]
+        rows = int((~torch.isfinite(v.reshape(v.shape[0], -1))).any(1).sum())
+        raise DivergenceError(f"node {bad!r}: {rows} row(s) hold NaN or Inf after {query}: its mechanism produced "
+                              "them from finite parents and noise")
+    return values
 
 
 def first_non_finite(columns: Columns) -> str | None:
@@ -162,4 +199,4 @@ def first_non_finite(columns: Columns) -> str | None:
 
 
 __all__ = ["sample", "predict", "abduct", "counterfactual", "check_columns", "as_column", "check_noise",
-           "first_non_finite"]
+           "check_outputs", "first_non_finite", "in_node_dtype"]

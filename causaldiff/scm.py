@@ -18,6 +18,7 @@ SCM's device is its mechanisms' (:attr:`SCM.device`), so copies sharing them agr
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping
 from typing import Any
@@ -151,6 +152,7 @@ class SCM:
             g.nodes[node]["mechanism"] = m
         order = tuple(nx.lexicographical_topological_sort(g))
         self._init(nx.freeze(g), engine.structure_of(g, bound, parents, order, {}))
+        self._categories: dict[str, tuple[Any, ...]] = {}
 
     def _init(self, graph: nx.DiGraph, structure: engine.Structure) -> None:
         self._graph, self._s = graph, structure
@@ -164,6 +166,7 @@ class SCM:
         g.add_edges_from((p, v) for v in s.order for p in s.parents[v])
         new = cls.__new__(cls)
         new._init(nx.freeze(g), s)
+        new._categories = base._categories  # shared: a later fit's labels hold for every copy
         return new
 
     # ------------------------------------------------------------------------------ introspection
@@ -190,13 +193,24 @@ class SCM:
         """Where the mechanisms live (and queries run): the first mechanism holding tensors, else the CPU."""
         return self._s.device
 
+    @property
+    def categories(self) -> dict[str, tuple[Any, ...]]:
+        """Each categorical column's labels in code order, recorded by the first ``fit`` on a
+        DataFrame holding it (and saved by :meth:`save`): later frames are read by label in this
+        order (:mod:`causaldiff.frames`)."""
+        return dict(self._categories)
+
+    def _record_categories(self, labels: Mapping[str, tuple[Any, ...]]) -> None:
+        for node, order in labels.items():
+            self._categories.setdefault(node, order)
+
     def parents(self, node: str) -> tuple[str, ...]:
         """The node's parents in the fixed (sorted) order."""
         self._require_node(node, "parents")
         return self._s.parents[node]
 
     def _require_node(self, node: Any, where: str) -> None:
-        if node not in self._s.mechanisms:
+        if not isinstance(node, str) or node not in self._s.mechanisms:
             raise DataError(f"unknown node {node!r} in {where}; the SCM's nodes are {list(self.nodes)}")
 
     def __repr__(self) -> str:
@@ -289,19 +303,35 @@ class SCM:
     @accepts_frames
     def fit(self, data: Rows, *, nodes: Any = None) -> "SCM":
         """Fit every learnable mechanism (or those of ``nodes``) on its own, from its node's and its
-        parents' columns."""
+        parents' columns. All or nothing: each node trains a copy of its mechanism (a network you
+        passed is copied, not trained in place), and the copies replace the mechanisms' state only
+        once every node has trained; an error or a KeyboardInterrupt leaves every mechanism as it was."""
         rows, n = queries.check_columns(self._s, data, None, "the training rows", batch_size=1)  # minibatches: MAX_ROWS only
-        for node in [] if nodes is None else nodes:
-            self._require_node(node, "fit(nodes=...)")
+        nodes = self._fit_nodes(nodes)
         learn = [v for v in self.nodes if self._s.mechanisms[v].learnable and not self._s.is_hard(v)]
         if learn and n < 2:
             raise DataError(f"fit needs at least 2 training rows, got {n} (learnable node(s) {learn})")
+        staged = {}
         for node in self.nodes:
             m = self._s.mechanisms[node]
             if m.learnable and not self._s.is_hard(node) and (nodes is None or node in nodes):
                 pa = {p: rows[p] for p in self._s.parents[node]}
-                m.fit(rows[node], pa, parent_order=self._s.parents[node], desc=f"fit {node}")
+                staged[node] = new = copy.deepcopy(m)
+                new.fit(rows[node], pa, parent_order=self._s.parents[node], desc=f"fit {node}")
+        for node, new in staged.items():
+            _commit(self._s.mechanisms[node], new)
         return self
+
+    def _fit_nodes(self, nodes: Any) -> list[str] | None:
+        """``fit(nodes=...)``: None, or a list (tuple, set) of known node names; a str is one name,
+        not a list of them, and is refused like any other non-collection."""
+        if nodes is None:
+            return None
+        if isinstance(nodes, (str, bytes, Mapping)) or not isinstance(nodes, (list, tuple, set, frozenset)):
+            raise DataError(f"fit(nodes=...) takes a list of node names, got {type(nodes).__name__} {nodes!r}")
+        for node in nodes:
+            self._require_node(node, "fit(nodes=...)")
+        return list(nodes)
 
     def to(self, device: torch.device | str) -> "SCM":
         """Move every mechanism to ``device``; later queries run there, and in every SCM sharing
@@ -343,12 +373,21 @@ class SCM:
         save_scm(self, path)
 
 
+def _commit(mechanism: Mechanism, trained: Mechanism) -> None:
+    """Give ``mechanism`` (the object every holder of it sees) the state of its ``trained`` copy."""
+    state = vars(mechanism)
+    state.clear()
+    state.update(vars(trained))
+
+
 def load(path: Any, mechanisms: Mapping[str, Any] | None = None,
          map_location: str | torch.device = "cpu") -> SCM:
     """Load an SCM saved by :meth:`SCM.save`; ``mechanisms`` rebinds nodes that were code (a Pyro
     callable, a custom module), which is never saved."""
-    graph, bound = read_scm(path, mechanisms, map_location)
-    return SCM(graph, bound)
+    graph, bound, categories = read_scm(path, mechanisms, map_location)
+    scm = SCM(graph, bound)
+    scm._record_categories(categories)
+    return scm
 
 
 def _fmt_do(ivs: Mapping[str, Intervention]) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 import networkx as nx
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -61,6 +61,8 @@ class SavedSCM(BaseModel):
     causaldiff_version: str
     nodes: list[SavedNode]
     weights_sha256: str
+    #: each categorical column's labels in code order, as recorded by a fit on a DataFrame
+    categories: dict[str, list[StrictStr | StrictInt | StrictFloat | StrictBool]] = Field(default_factory=dict)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -101,8 +103,12 @@ def save_scm(scm: Any, path: str | Path) -> None:
                                  f"(interventions on {sorted(scm.interventions)})")
     nodes, tensors = _collect(scm)
     blob = save_safetensors(tensors, metadata={"format": FORMAT})
-    meta = SavedSCM(format=FORMAT, causaldiff_version=_version(), nodes=nodes,
-                    weights_sha256=hashlib.sha256(blob).hexdigest())
+    try:
+        meta = SavedSCM(format=FORMAT, causaldiff_version=_version(), nodes=nodes, categories=scm.categories,
+                        weights_sha256=hashlib.sha256(blob).hexdigest())
+    except ValidationError as e:  # (labels are the only field a user's data gives)
+        raise SerializationError(f"cannot save the category labels {e.errors()[0]['loc'][1]!r} recorded at fit: "
+                                 "labels must be strings or numbers") from None
     with atomic_directory(path, is_saved_model) as tmp:
         write_file(tmp / WEIGHTS_FILE, blob, FILE_MODE)
         write_file(tmp / CONFIG_FILE, meta.model_dump_json(indent=2).encode(), FILE_MODE)
@@ -224,9 +230,9 @@ def _check_manifest(weights: Path, n: SavedNode, tensors: dict[str, torch.Tensor
 
 
 def read_scm(path: str | Path, mechanisms: Mapping[str, Any] | None = None,
-             map_location: str | torch.device = "cpu") -> tuple[nx.DiGraph, dict[str, Any]]:
-    """The graph and the bound mechanisms of an SCM saved by :func:`save_scm` (``cd.load`` builds
-    the SCM from them); ``mechanisms`` rebinds nodes that were code."""
+             map_location: str | torch.device = "cpu") -> tuple[nx.DiGraph, dict[str, Any], dict[str, tuple[Any, ...]]]:
+    """The graph, the bound mechanisms and the recorded category labels of an SCM saved by
+    :func:`save_scm` (``cd.load`` builds the SCM from them); ``mechanisms`` rebinds nodes that were code."""
     device = check_device(map_location, "map_location")
     try:
         root = saved_location(path)
@@ -250,7 +256,7 @@ def read_scm(path: str | Path, mechanisms: Mapping[str, Any] | None = None,
                                  + f"); pass them again: cd.load(path, mechanisms={{{again}}})")
     bound = {n.name: mechanisms[n.name] if n.name in mechanisms else
              _build(root, n, {k: v.to(device) for k, v in own[n.name].items()}) for n in meta.nodes}
-    return _graph(meta), bound
+    return _graph(meta), bound, {k: tuple(v) for k, v in meta.categories.items()}
 
 
 def _build(root: Path, n: SavedNode, tensors: dict[str, torch.Tensor]) -> Any:

@@ -128,6 +128,10 @@ def train_fields(config: BaseModel) -> dict[str, TrainConfig]:
     return {f: v for f in type(config).model_fields if isinstance(v := getattr(config, f), TrainConfig)}
 
 
+#: what ``causaldiff fit`` and the commands on a run write in the run folder (no checkpoint_dir there)
+RUN_ENTRIES = frozenset({"scm", "spec.json", "fit.json", "metrics.json", "counterfactual.json", "sweep.json", "sweep.png"})
+
+
 def _checkpoint_problems(configs: dict[str, BaseModel]) -> list[str]:
     """``checkpoint_dir``: relative, inside the run folder, one per training (``where`` -> config)."""
     problems, owner = [], {}
@@ -141,6 +145,9 @@ def _checkpoint_problems(configs: dict[str, BaseModel]) -> list[str]:
                 problems.append(f"{key}: {raw!r} must be a relative path inside the run folder (no '..')")
                 continue
             norm = "/".join(p for p in parts if p != ".")
+            if norm.split("/")[0] in RUN_ENTRIES:
+                problems.append(f"{key}: {raw!r} names the run folder's own {norm.split('/')[0]!r}; give another folder")
+                continue
             if norm in owner:
                 problems.append(f"{key}: {raw!r} is also the checkpoint_dir of {owner[norm]}; give each its own")
             owner.setdefault(norm, key)
@@ -261,6 +268,8 @@ def parse_spec(raw: Any, where: str = "spec") -> GraphSpec:
         return GraphSpec.model_validate(raw)
     except ValidationError as e:
         raise SpecError(format_validation_error(e, where)) from None
+    except RecursionError:
+        raise SpecError(f"{where}: nested too deeply to be a spec") from None
 
 
 def load_spec(path: str | Path) -> GraphSpec:
@@ -274,6 +283,8 @@ def load_spec(path: str | Path) -> GraphSpec:
         raise SpecError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"{path}: invalid TOML: {e}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: invalid TOML: nested too deeply to be a spec") from None
     except OSError as e:
         raise SpecError(f"{path}: cannot read the spec: {e.strerror}") from None
     return parse_spec(raw, str(path))

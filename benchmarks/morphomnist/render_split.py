@@ -16,6 +16,8 @@ import argparse
 import os
 import tempfile
 import time
+import zipfile
+import zlib
 from concurrent.futures import as_completed
 from pathlib import Path
 
@@ -68,7 +70,7 @@ def render_split(folder: str | Path, split: str = "train", n: int | None = None,
     if not 1 <= n <= len(t) or chunk < 1:
         raise ValueError(f"n must lie in 1..{len(t)} and chunk be positive, got n={n}, chunk={chunk}")
     spans = _chunks(n, chunk)
-    todo = [s for s in spans if not chunk_path(folder, split, *s).exists()]
+    todo = [s for s in spans if not zipfile.is_zipfile(chunk_path(folder, split, *s))]  # missing or truncated
 
     def rows(span: tuple[int, int]) -> tuple[np.ndarray, ...]:
         return digits[span[0]:span[1]], t[span[0]:span[1]], i[span[0]:span[1]]
@@ -92,6 +94,16 @@ def _save(folder: Path, split: str, span: tuple[int, int], images: np.ndarray, t
                   "intensity": i[start:stop]})
 
 
+def _read_chunk(path: Path) -> dict[str, np.ndarray]:
+    """A chunk's arrays; a truncated, corrupt or foreign file is refused naming it."""
+    try:
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as f:  # (numpy leaks a file it fails on)
+            return {k: f[k] for k in ("images", "index", "thickness", "intensity")}
+    except (AttributeError, TypeError, OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path}: not a readable chunk of this cache ({type(e).__name__}: {e}); delete it and "
+                        "render_split renders it again") from None
+
+
 def load_rendered(folder: str | Path, split: str, n: int, chunk: int = CHUNK) -> np.ndarray:
     """The first ``n`` rendered images of ``split`` (uint8 ``(n, 28, 28)``), every chunk checked
     to hold the rows and targets it should."""
@@ -101,8 +113,7 @@ def load_rendered(folder: str | Path, split: str, n: int, chunk: int = CHUNK) ->
         path = chunk_path(Path(folder), split, start, stop)
         if not path.exists():
             raise DataError(f"{path}: missing; run render_split to render it")
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in ("images", "index", "thickness", "intensity")}
+        arrays = _read_chunk(path)
         if not (np.array_equal(arrays["index"], np.arange(start, stop))
                 and np.array_equal(arrays["thickness"], t[start:stop])
                 and np.array_equal(arrays["intensity"], i[start:stop])):

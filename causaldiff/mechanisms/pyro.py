@@ -20,7 +20,7 @@ import torch.distributions as tdist
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
-from ..errors import GraphError, SerializationError
+from ..errors import DivergenceError, GraphError, SerializationError
 from ..registry import MECHANISMS
 from .base import Abduction, Conditional, ConditionalMethods, Mechanism, Parents, check_event_shape
 from .codecs import LOC_SCALE, DistributionConditional, distribution_params
@@ -203,7 +203,16 @@ class PyroMechanism(ConditionalMethods, Mechanism):
         if self.is_raw:
             d = self.spec
             return d.expand(torch.Size([n]) + d.batch_shape)
-        d = self.spec(**parents)
+        try:
+            d = self.spec(**parents)
+        except ValueError as e:  # torch's argument validation: a parameter NaN or off its constraint
+            if not str(e).startswith("Expected parameter"):
+                raise
+            bad = next((p for p, v in parents.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+            if bad is not None:  # rows are checked finite before queries: the parent's mechanism made them
+                raise DivergenceError(f"node {bad!r}: its mechanism produced NaN or Inf, which its child {self.node!r} "
+                                      "cannot take") from None
+            raise DivergenceError(f"node {self.node!r}: its callable gave invalid parameters ({str(e).splitlines()[0]})") from None
         if not isinstance(d, tdist.Distribution):
             raise GraphError(f"node {self.node!r}: its callable returned {type(d).__name__}, "
                              "not a Distribution")

@@ -58,6 +58,22 @@ def load_checkpoint(directory: str | os.PathLike) -> dict | None:
         raise SerializationError(f"cannot read training checkpoint {path}: {exc}") from exc
 
 
+def checkpoint_dir_problem(run: str | os.PathLike, relative: str) -> str | None:
+    """Why the folder ``run / relative`` cannot hold a run's checkpoints (None: it can): a part of
+    it that exists is a symlink (checkpoints would land outside the run) or a file, or it holds
+    another run (a ``spec.json`` or a saved ``scm`` of its own)."""
+    path = Path(run)
+    for part in [*Path(relative).parts, CHECKPOINT_NAME]:
+        path = path / part
+        if path.is_symlink():
+            return f"{path} is a symlink; checkpoints stay inside the run folder"
+        if part != CHECKPOINT_NAME and path.exists() and not path.is_dir():
+            return f"{path} is a file, not a folder"
+    if (path.parent / "spec.json").exists() or (path.parent / "scm").exists():
+        return f"{path.parent} holds another run (a spec.json or scm of its own)"
+    return None
+
+
 class Checkpointer:
     """Checkpoints of one run in ``directory``: resumed if present, saved every ``every`` steps
     (``every=None``: only resumed, never written)."""
@@ -118,4 +134,4 @@ class Checkpointer:
         return f"Checkpointer({str(self.directory)!r}, every={self.every})"
 
 
-__all__ = ["CHECKPOINT_NAME", "Checkpointer", "fingerprint", "load_checkpoint", "save_atomic"]
+__all__ = ["CHECKPOINT_NAME", "Checkpointer", "checkpoint_dir_problem", "fingerprint", "load_checkpoint", "save_atomic"]

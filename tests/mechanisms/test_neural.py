@@ -162,8 +162,10 @@ def test_custom_torch_module():
     net = torch.nn.Linear(1, 1)
     scm = cd.SCM(nx.DiGraph([("x", "y")]), mechanisms={"x": dist.Normal(0.0, 1.0),
                                                        "y": cd.AdditiveNoiseMechanism(net=net, steps=300, lr=0.05)})
+    weight = net.weight.detach().clone()
     scm.fit({"x": x, "y": y})
-    assert scm.mechanisms["y"].net is net
+    assert scm.mechanisms["y"].net is not net and torch.equal(net.weight, weight)  # copied, not trained in place
+    assert isinstance(scm.mechanisms["y"].net, torch.nn.Linear)
     cf = scm.counterfactual({"x": x, "y": y}, do={"x": cd.Shift(1.0)})
     assert ((cf["y"] - y) - 3.0).abs().max() < 0.05
 

@@ -80,6 +80,11 @@ CASES = {
     "nodes.x2.options.train.checkpoint_dir: '' must be": ckpt(""),
     "nodes.x2.options.predictor_train.checkpoint_dir: 'ck' is also the checkpoint_dir of nodes.x2.options.train": ckpt("ck", "ck"),
     "nodes.x2.options.predictor_train.checkpoint_dir: './ck/' is also": ckpt("ck", "./ck/"),
+    "nodes.x2.options.train.checkpoint_dir: 'scm' names the run folder's own 'scm'": ckpt("scm"),
+    "nodes.x2.options.train.checkpoint_dir: 'spec.json' names": ckpt("spec.json"),
+    "nodes.x2.options.train.checkpoint_dir: './fit.json/ck' names the run folder's own 'fit.json'": ckpt("./fit.json/ck"),
+    "nodes.x2.options.train.checkpoint_dir: 'scm/x' names": ckpt("scm/x"),
+    "nodes.x2.options.predictor_train.checkpoint_dir: 'metrics.json' names": ckpt("ck", "metrics.json"),
     "name": spec_with(name=None),
     "dataset.kind": spec_with(dataset__kind=["tabular"]),
 }
@@ -174,3 +179,71 @@ def _inline(v) -> str:
     if isinstance(v, dict):
         return "{ " + ", ".join(f"{k} = {_inline(x)}" for k, x in v.items()) + " }"
     return json.dumps(v)
+
+
+# ============================================================================ issue 25
+DEEP = {
+    "arrays": "a = " + "[" * 3000 + "]" * 3000,
+    "inline tables": "a = " + "{ b = " * 3000 + "1" + " }" * 3000,
+    "arrays of tables": 'name = "a"\nx = ' + "[{ y = " * 3000 + "1" + " }]" * 3000,
+}
+
+
+@pytest.mark.parametrize("case", list(DEEP))
+def test_a_deeply_nested_toml_is_one_spec_error(tmp_path, case):
+    path = tmp_path / "spec.toml"
+    path.write_text(DEEP[case])
+    refuse(SpecError, r"spec.toml: invalid TOML: nested too deeply", lambda: load_spec(path), folder=tmp_path)
+
+
+@pytest.mark.parametrize("depth", [3000, 10000])
+def test_a_deeply_nested_dict_is_one_spec_error(depth):
+    raw = spec_with()
+    inner = raw["nodes"]["x1"]["options"] = {}
+    for _ in range(depth):
+        inner["a"] = {}
+        inner = inner["a"]
+    with pytest.raises(SpecError, match="where: (nested too deeply|invalid spec)"):
+        parse_spec(raw, "where")
+
+
+def _run_folder(tmp_path, make):
+    """A run folder in which ``make(run)`` prepared ``ck`` (the spec's checkpoint_dir), and the
+    call that builds the spec's SCM rooted there."""
+    from causaldiff.build import build_scm
+
+    run = tmp_path / "run"
+    run.mkdir()
+    make(run)
+    return lambda: build_scm(parse_spec(ckpt("ck/x2")), run=run)
+
+
+FOLDERS = {
+    "a symlink to outside": (lambda run: (run / "ck").symlink_to(run.parent), r"run/ck is a symlink"),
+    "a symlink below": (lambda run: ((run / "ck").mkdir(), (run / "ck" / "x2").symlink_to("/tmp")), r"ck/x2 is a symlink"),
+    "a dangling symlink": (lambda run: (run / "ck").symlink_to(run / "nowhere"), r"run/ck is a symlink"),
+    "a symlinked checkpoint": (lambda run: ((run / "ck" / "x2").mkdir(parents=True),
+                                            (run / "ck" / "x2" / "checkpoint.pt").symlink_to("/etc/passwd")),
+                               r"checkpoint.pt is a symlink"),
+    "a file in the way": (lambda run: (run / "ck").write_text("x"), r"run/ck is a file, not a folder"),
+    "another run": (lambda run: ((run / "ck" / "x2").mkdir(parents=True), (run / "ck" / "x2" / "spec.json").write_text("{}")),
+                    r"ck/x2 holds another run"),
+    "another run's model": (lambda run: (run / "ck" / "x2" / "scm").mkdir(parents=True), r"ck/x2 holds another run"),
+}
+
+
+@pytest.mark.parametrize("case", list(FOLDERS))
+def test_a_checkpoint_dir_that_leaves_the_run_or_holds_another_is_refused_before_training(tmp_path, case):
+    make, match = FOLDERS[case]
+    build = _run_folder(tmp_path, make)
+    before = sorted(tmp_path.rglob("*"))  # (symlinks listed, not followed)
+    with pytest.raises(SpecError, match=r"nodes.x2.options.train.checkpoint_dir: .*" + match):
+        build()
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("make", [lambda run: None, lambda run: (run / "ck" / "x2").mkdir(parents=True),
+                                  lambda run: (run / "spec.json").write_text("{}")], ids=["new", "existing", "run's own spec"])
+def test_a_checkpoint_dir_inside_the_run_is_accepted(tmp_path, make):
+    scm = _run_folder(tmp_path, make)()
+    assert scm.mechanisms["x2"].config.train.checkpoint_dir == str(tmp_path / "run" / "ck" / "x2")
