@@ -78,13 +78,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from .runs import draw_graph
+    from .evaluation.plotting import draw_graph  # not .runs: drawing needs neither the engine nor the metrics
     from .spec import load_spec
 
     out = Path(args.out or Path(args.spec).with_suffix(".png").name)
     _out("--out", str(out))
     spec = load_spec(args.spec)
-    draw_graph(spec, out)
+    draw_graph(spec.graph(), out, labels={n: f"{n}\n[{ns.mechanism}]" for n, ns in spec.nodes.items()},
+               title=f"{spec.name}: {spec.description}")
     print(f"wrote {out} ({len(spec.nodes)} nodes)")
     return 0
 

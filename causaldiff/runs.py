@@ -31,12 +31,6 @@ from .training import TrainConfig
 from .validation import check_output_path
 
 
-def draw_graph(spec: GraphSpec, out: Path) -> None:
-    """Draw the DAG with node mechanisms as labels (matplotlib, no display)."""
-    plotting.draw_graph(spec.graph(), out, labels={n: f"{n}\n[{ns.mechanism}]" for n, ns in spec.nodes.items()},
-                        title=f"{spec.name}: {spec.description}")
-
-
 #: printed and recorded by every command on a run fitted with ``--quick`` / ``--setting quick``
 SMOKE_NOTE = ("SMOKE TEST: this run was fitted with --quick (tiny networks, tens of training steps); its "
               "metrics check the pipeline, not the model (`--setting cpu` fits MNIST in ~10 minutes)")
