@@ -192,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("counterfactual", help="counterfactuals of test rows of a fitted run")
     c.add_argument("run", help="run directory written by `causaldiff fit`")
-    c.add_argument("--do", action="append", default=[], metavar="NODE=VALUE", help="intervention (repeatable)")
+    c.add_argument("--do", action="append", default=[], metavar="NODE=VALUE",
+                   help="intervention (repeatable); a categorical node takes its code (shapes: shape=0 square, "
+                        "1 triangle, 2 cross; mnist: digit=5)")
     c.add_argument("--n", "--rows", dest="n", type=int, default=16, help=ROWS_HELP)
     c.add_argument("--out", help="output PNG (image nodes) or JSON")
     c.add_argument("--batch-size", type=int, default=None,
@@ -204,9 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", "--rows", dest="n", type=int, default=200, help=ROWS_HELP)
     e.set_defaults(func=_evaluate)
 
-    s = sub.add_parser("sweep", help="metrics against the guidance scale, saved as a plot")
+    s = sub.add_parser("sweep", help="metrics against the image node's guidance scale, saved as a plot")
     s.add_argument("run", help="run directory written by `causaldiff fit` (needs a diffusion image node)")
-    s.add_argument("--scales", default="0,0.3,0.7,1,2,3", help="comma-separated guidance scales s >= 0")
+    s.add_argument("--scales", default="0,0.3,0.7,1,2,3",
+                   help="comma-separated scales >= 0: the anchor_scale w of a conditional node (1: plain "
+                        "generation under the new parents, w > 1 pushes further, at most 100), the guidance_scale "
+                        "s of an anti-causal one")
     s.add_argument("--n", "--rows", dest="n", type=int, default=100, help=ROWS_HELP)
     s.set_defaults(func=_sweep)
     _add_threads(d, g, f, c, e, s)
