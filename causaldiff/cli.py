@@ -70,10 +70,19 @@ def _out(flag: str, value: str | None, directory: bool = False) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demos import run_demo
+    from .mechanisms.diffusion import DiffusionConfig
 
     out = Path(args.out) if args.out else Path("outputs") / "demo" / args.kind
     _out("--out", str(out), directory=True)
-    run_demo(args.kind, out=out, seed=args.seed, quick=args.quick)
+    inference = {"abduction_fraction": args.abduction_fraction, "anchor_scale": args.anchor_scale}
+    given = {k: v for k, v in inference.items() if v is not None}
+    if given and args.kind != "image":
+        raise UsageError(f"--{next(iter(given)).replace('_', '-')} applies to the image demo only")
+    try:
+        DiffusionConfig(**given)
+    except ValueError as e:
+        raise UsageError(f"--{'/--'.join(k.replace('_', '-') for k in given)}: {_one_line(str(e))}") from None
+    run_demo(args.kind, out=out, seed=args.seed, quick=args.quick, **inference)
     return 0
 
 
@@ -162,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="output directory (default: outputs/demo/KIND, one per demo)")
     d.add_argument("--seed", type=int, default=0, help="seed of the data, the training and the queries")
     d.add_argument("--quick", action="store_true", help="a seconds-long smoke test (for tests): figures meaningless")
+    d.add_argument("--abduction-fraction", type=float, metavar="F",
+                   help="image demo: invert this share of the DDIM trajectory (0 < F <= 1; default 0.6); with the "
+                        "trained node checkpointed in --out, only the counterfactuals are recomputed")
+    d.add_argument("--anchor-scale", type=float, metavar="W",
+                   help="image demo: anchored guidance eps(pa) + W [eps(pa*) - eps(pa)] (default 1: plain "
+                        "generation under the new parents)")
     d.set_defaults(func=_demo)
 
     g = sub.add_parser("graph", help="draw a spec's DAG to PNG")
@@ -254,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if launcher_rank() == 0:  # every rank meets the same error: one report
             print(f"causaldiff {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's status for SIGINT
+        print(f"causaldiff {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -173,7 +173,8 @@ def test_demos_write_to_their_own_folders_with_every_query_and_a_legend(tmp_path
     assert metrics["figure_rows"] == ["factual"] + [r for q in metrics["queries"]
                                                     for r in (q.replace("do(", "cf do("), "true cf")]
     assert (demo / "image" / "counterfactuals.png").read_bytes()[:4] == b"\x89PNG"
-    for column in ("effectiveness", "(on true cf)", "cf MSE vs truth", "unchanged MSE", "PSNR (dB)"):
+    for column in ("effectiveness", "(on true cf)", "cf MSE vs truth", "unchanged MSE", "PSNR (dB)", "orientation",
+                   "(unrotated)"):
         assert sum(line.startswith(column) for line in out.splitlines()) == 1, column  # explained once
     assert "do(size) and the null query" in out
 
