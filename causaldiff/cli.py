@@ -160,10 +160,7 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="causaldiff", description="Causal inference with diffusion models.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_demo(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train a small SCM from scratch and answer counterfactual queries")
     d.add_argument("--kind", choices=("image", "tabular"), default="image",
                    help="image: the shapes SCM with a diffusion image node (~4 min on 2 idle cores); "
@@ -178,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image demo: anchored guidance eps(pa) + W [eps(pa*) - eps(pa)] (default 1: plain "
                         "generation under the new parents)")
     d.set_defaults(func=_demo)
+    return d
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="causaldiff", description="Causal inference with diffusion models.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = _add_demo(sub)
 
     g = sub.add_parser("graph", help="draw a spec's DAG to PNG")
     g.add_argument("spec", help="graphs/NAME.toml")
