@@ -115,7 +115,7 @@ def _classifier_config(quick: bool) -> Any:
 
 
 def _probe(truth: Any, train: Any, test: Any, quick: bool, seed: int) -> dict[str, float]:
-    """Seconds per training step, per counterfactual row and per classifier step on this machine:
+    """Seconds per training step, per query call and row, and per classifier step on this machine:
     fits of the same networks for 1 and 1 + k steps after a warm-up fit (the difference leaves set-up
     costs out), bars off."""
     from . import metrics as M
@@ -131,16 +131,21 @@ def _probe(truth: Any, train: Any, test: Any, quick: bool, seed: int) -> dict[st
     try:
         fit(1)  # the process's one-time costs (tens of seconds on a loaded machine), paid once
         (_, short), (scm, long) = fit(1), fit(1 + k)
-        rows = {key: v[:4] for key, v in test.values.items()}
-        t0 = time.perf_counter()
-        scm.counterfactual(rows, do={"shape": (rows["shape"] + 1) % 3}, seed=seed)
+        seconds = []
+        for n in (4, 12):  # a query's cost: per call and per row
+            rows = {key: v[:n] for key, v in test.values.items()}
+            t0 = time.perf_counter()
+            scm.counterfactual(rows, do={"shape": (rows["shape"] + 1) % 3}, seed=seed)
+            seconds.append(time.perf_counter() - t0)
         t1 = time.perf_counter()
         M.train_classifier(train.values["image"][:256], train.values["shape"][:256], num_classes=3,
                            config=_classifier_config(quick).model_copy(update={"steps": k}), seed=seed)
         classifier = (time.perf_counter() - t1) / k
     finally:
         set_progress(bars)
-    return {"train_step": max(long - short, 0.0) / k, "counterfactual_row": (t1 - t0) / 4, "classifier_step": classifier}
+    per_row = max(seconds[1] - seconds[0], 0.0) / 8
+    return {"train_step": max(long - short, 0.0) / k, "query_call": max(seconds[0] - 4 * per_row, 0.0),
+            "counterfactual_row": per_row, "classifier_step": classifier}
 
 
 def _announce(out: Path, quick: bool, n_train: int, n_test: int, mech: DiffusionMechanism, done: int) -> None:
@@ -161,7 +166,7 @@ def _announce(out: Path, quick: bool, n_train: int, n_test: int, mech: Diffusion
 
 def _estimate(probe: dict[str, float], quick: bool, n_test: int, steps_left: int) -> None:
     train_s = probe["train_step"] * steps_left + probe["classifier_step"] * _classifier_config(quick).steps
-    query_s = probe["counterfactual_row"] * n_test * len(_QUERIES)
+    query_s = (probe["query_call"] + probe["counterfactual_row"] * n_test) * len(_QUERIES)
     print(f"  estimated: training ~{_duration(train_s)}, queries ~{_duration(query_s)} "
           "(longer if other jobs take the cores)", flush=True)
 
