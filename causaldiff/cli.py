@@ -70,21 +70,31 @@ def _out(flag: str, value: str | None, directory: bool = False) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demos import run_demo
+    from .mechanisms.diffusion import DiffusionConfig
 
     out = Path(args.out) if args.out else Path("outputs") / "demo" / args.kind
     _out("--out", str(out), directory=True)
-    run_demo(args.kind, out=out, seed=args.seed, quick=args.quick)
+    inference = {"abduction_fraction": args.abduction_fraction, "anchor_scale": args.anchor_scale}
+    given = {k: v for k, v in inference.items() if v is not None}
+    if given and args.kind != "image":
+        raise UsageError(f"--{next(iter(given)).replace('_', '-')} applies to the image demo only")
+    try:
+        DiffusionConfig(**given)
+    except ValueError as e:
+        raise UsageError(f"--{'/--'.join(k.replace('_', '-') for k in given)}: {_one_line(str(e))}") from None
+    run_demo(args.kind, out=out, seed=args.seed, quick=args.quick, **inference)
     return 0
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from .runs import draw_graph
+    from .evaluation.plotting import draw_graph  # not .runs: drawing needs neither the engine nor the metrics
     from .spec import load_spec
 
     out = Path(args.out or Path(args.spec).with_suffix(".png").name)
     _out("--out", str(out))
     spec = load_spec(args.spec)
-    draw_graph(spec, out)
+    draw_graph(spec.graph(), out, labels={n: f"{n}\n[{ns.mechanism}]" for n, ns in spec.nodes.items()},
+               title=f"{spec.name}: {spec.description}")
     print(f"wrote {out} ({len(spec.nodes)} nodes)")
     return 0
 
@@ -150,10 +160,7 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="causaldiff", description="Causal inference with diffusion models.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_demo(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train a small SCM from scratch and answer counterfactual queries")
     d.add_argument("--kind", choices=("image", "tabular"), default="image",
                    help="image: the shapes SCM with a diffusion image node (~4 min on 2 idle cores); "
@@ -161,7 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="output directory (default: outputs/demo/KIND, one per demo)")
     d.add_argument("--seed", type=int, default=0, help="seed of the data, the training and the queries")
     d.add_argument("--quick", action="store_true", help="a seconds-long smoke test (for tests): figures meaningless")
+    d.add_argument("--abduction-fraction", type=float, metavar="F",
+                   help="image demo: invert this share of the DDIM trajectory (0 < F <= 1; default 0.6); with the "
+                        "trained node checkpointed in --out, only the counterfactuals are recomputed")
+    d.add_argument("--anchor-scale", type=float, metavar="W",
+                   help="image demo: anchored guidance eps(pa) + W [eps(pa*) - eps(pa)] (default 1: plain "
+                        "generation under the new parents)")
     d.set_defaults(func=_demo)
+    return d
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="causaldiff", description="Causal inference with diffusion models.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = _add_demo(sub)
 
     g = sub.add_parser("graph", help="draw a spec's DAG to PNG")
     g.add_argument("spec", help="graphs/NAME.toml")
@@ -191,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("counterfactual", help="counterfactuals of test rows of a fitted run")
     c.add_argument("run", help="run directory written by `causaldiff fit`")
-    c.add_argument("--do", action="append", default=[], metavar="NODE=VALUE", help="intervention (repeatable)")
+    c.add_argument("--do", action="append", default=[], metavar="NODE=VALUE",
+                   help="intervention (repeatable); a categorical node takes its code (shapes: shape=0 square, "
+                        "1 triangle, 2 cross; mnist: digit=5)")
     c.add_argument("--n", "--rows", dest="n", type=int, default=16, help=ROWS_HELP)
     c.add_argument("--out", help="output PNG (image nodes) or JSON")
     c.add_argument("--batch-size", type=int, default=None,
@@ -203,9 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", "--rows", dest="n", type=int, default=200, help=ROWS_HELP)
     e.set_defaults(func=_evaluate)
 
-    s = sub.add_parser("sweep", help="metrics against the guidance scale, saved as a plot")
+    s = sub.add_parser("sweep", help="metrics against the image node's guidance scale, saved as a plot")
     s.add_argument("run", help="run directory written by `causaldiff fit` (needs a diffusion image node)")
-    s.add_argument("--scales", default="0,0.3,0.7,1,2,3", help="comma-separated guidance scales s >= 0")
+    s.add_argument("--scales", default="0,0.3,0.7,1,2,3",
+                   help="comma-separated scales >= 0: the anchor_scale w of a conditional node (1: plain "
+                        "generation under the new parents, w > 1 pushes further, at most 100), the guidance_scale "
+                        "s of an anti-causal one")
     s.add_argument("--n", "--rows", dest="n", type=int, default=100, help=ROWS_HELP)
     s.set_defaults(func=_sweep)
     _add_threads(d, g, f, c, e, s)
@@ -248,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if launcher_rank() == 0:  # every rank meets the same error: one report
             print(f"causaldiff {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's status for SIGINT
+        print(f"causaldiff {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

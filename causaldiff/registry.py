@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import importlib
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
@@ -29,11 +30,20 @@ class Registry(Generic[T]):
     contract (a frozen ``Config`` with ``extra="forbid"``, a ``quick`` classmethod) and refuses a
     name another class holds."""
 
-    def __init__(self, kind: str, group: str | None = None) -> None:
+    def __init__(self, kind: str, group: str | None = None, builtins: str | None = None) -> None:
         self.kind = kind
         #: the entry-point group naming the modules that register this kind outside the package
         self.group = group
-        self._classes: dict[str, T] = {}
+        #: the package module whose import registers the built-in classes (imported on first lookup)
+        self.builtins = builtins
+        self._registered: dict[str, T] = {}
+
+    @property
+    def _classes(self) -> dict[str, T]:
+        """The classes registered, the built-in ones first imported (``import causaldiff`` is lazy)."""
+        if self.builtins is not None:
+            importlib.import_module(self.builtins)
+        return self._registered
 
     def register(self, name: str) -> Callable[[T], T]:
         if not isinstance(name, str) or not name.isidentifier():
@@ -41,12 +51,12 @@ class Registry(Generic[T]):
 
         def decorator(cls: T) -> T:
             self._check_contract(name, cls)
-            old = self._classes.get(name)
+            old = self._registered.get(name)
             if old is not None and old is not cls and old.__qualname__ != cls.__qualname__:
                 raise RegistryError(f"{self.kind} name {name!r} is already registered to "
                                     f"{old.__module__}.{old.__qualname__}")
             cls.name = name
-            self._classes[name] = cls
+            self._registered[name] = cls
             return cls
 
         return decorator
@@ -114,8 +124,8 @@ class Registry(Generic[T]):
 
 
 #: Mechanism kinds a node can be bound to (by spec name and in saved SCMs).
-MECHANISMS: Registry = Registry("mechanism")
+MECHANISMS: Registry = Registry("mechanism", builtins="causaldiff.mechanisms")
 #: Data sets a spec can draw its rows from (with ground truth where they know it).
-DATASETS: Registry = Registry("dataset", group="causaldiff.datasets")
+DATASETS: Registry = Registry("dataset", group="causaldiff.datasets", builtins="causaldiff.datasets")
 
 __all__ = ["Registry", "MECHANISMS", "DATASETS"]

@@ -19,9 +19,10 @@ from .build import Rows, build_mechanism, build_scm, load_rows
 from .distributed import fit_per_node, is_main
 from .errors import DataError, GraphError, SerializationError, SpecError
 from .evaluation import fitted, plotting
-from .evaluation.axioms import diffusion_nodes
+from .evaluation.axioms import diffusion_nodes, with_inference
 from .evaluation.plotting import save_grid as save_grid
 from .evaluation.report import now, write_json, write_text
+from .progress import progress
 from .registry import MECHANISMS
 from .rng import RNG_SCHEME
 from .scm import SCM, load
@@ -31,15 +32,37 @@ from .training import TrainConfig
 from .validation import check_output_path
 
 
-def draw_graph(spec: GraphSpec, out: Path) -> None:
-    """Draw the DAG with node mechanisms as labels (matplotlib, no display)."""
-    plotting.draw_graph(spec.graph(), out, labels={n: f"{n}\n[{ns.mechanism}]" for n, ns in spec.nodes.items()},
-                        title=f"{spec.name}: {spec.description}")
+def smoke_note(spec: GraphSpec) -> str:
+    """Printed and recorded by every command on a run fitted with ``--quick`` / ``--setting quick``."""
+    real = (f"fit with --setting {' or '.join(spec.settings)} (declared by the spec)" if spec.settings
+            else "fit without --quick")
+    return (f"SMOKE TEST: this run was fitted with --quick (tiny networks, tens of training steps); its metrics "
+            f"check the pipeline, not the model; {real} for a model of {spec.name}")
 
 
-#: printed and recorded by every command on a run fitted with ``--quick`` / ``--setting quick``
-SMOKE_NOTE = ("SMOKE TEST: this run was fitted with --quick (tiny networks, tens of training steps); its "
-              "metrics check the pipeline, not the model (`--setting cpu` fits MNIST in ~10 minutes)")
+#: what each metric printed by ``causaldiff evaluate`` and ``sweep`` means (printed under them)
+METRIC_LEGEND = {
+    "cf_mse": "mean squared error of the counterfactual descendants against the exact ones, over 5 values "
+              "of the intervened node (lower is better; 'nothing changes' scores ~1)",
+    "effectiveness": "share of counterfactual images an independent classifier (trained on factual images) "
+                     "assigns the intervened class",
+    "factual_accuracy": "that classifier's accuracy on the real test images (below 0.9: effectiveness untrusted)",
+    "minimality_l1": "mean |counterfactual - factual| per pixel (small: only what the intervention implies changed)",
+    "reversibility_l1": "mean |x - x''| per pixel after intervening and intervening back (0: reversible)",
+    "composition_l1_1": "mean |x - x'| per pixel after 1 (or 10) null interventions (0: the model returns the factual)",
+    "true_cf_mse": "mean squared pixel error against the exact counterfactual image (lower is better)",
+    "unchanged_factual_mse": "the same error of the factual image left unchanged (true_cf_mse far below it: the "
+                             "model moved the image the right way)",
+    "true_cf_psnr": "peak signal-to-noise ratio against the exact counterfactual (dB, higher is better)",
+}
+
+
+def print_legend(keys: Any) -> None:
+    """The meaning of each of ``keys`` that :data:`METRIC_LEGEND` explains."""
+    rows = [(k, text) for k, text in METRIC_LEGEND.items() if k in set(keys)]
+    if rows:
+        width = max(len(k) for k, _ in rows)
+        print("\n".join(["legend:"] + [f"  {k.ljust(width)}  {text}" for k, text in rows]))
 
 
 def _read_json(path: Path) -> Any:
@@ -143,7 +166,7 @@ def fit_run(spec_path: str | Path, out: Path, quick: bool = False, device: torch
                                   "per_node": per_node})
     print(f"fitted {spec.name} on {spec.dataset.n_train} rows in {seconds:.1f} s on {scm.device} -> {out}")
     if setting == "quick":
-        print(SMOKE_NOTE)
+        print(smoke_note(spec))
     return scm
 
 
@@ -182,8 +205,21 @@ def _subset(values: dict[str, Tensor], n: int) -> dict[str, Tensor]:
     return {k: v[:min(n, m)] for k, v in values.items()}
 
 
+def describe_do(do: dict[str, Any], dataset: Any) -> str:
+    """``do`` as ``shape=2 (cross), size=0.6``: each categorical code with what the data set says it is."""
+    labels = getattr(dataset, "value_labels", {})
+
+    def name(k: str, v: Any) -> str:
+        known = labels.get(k, ())
+        return f" ({known[v]})" if isinstance(v, int) and 0 <= v < len(known) else ""
+    return ", ".join(f"{k}={v}{name(k, v)}" for k, v in do.items())
+
+
 def counterfactual_run(run: Path, do: dict[str, Any], n: int = 16, out: str | None = None,
                        batch_size: int | None = None) -> dict[str, Tensor]:
+    """Counterfactuals of the first ``n`` test rows under ``do``: a grid of the factual, the
+    counterfactual (and the true) images for an image node, else a JSON of the factual and the
+    counterfactual rows."""
     spec, scm, rows = load_run(run)
     unknown = [k for k in do if k not in scm.nodes]
     if unknown:
@@ -193,7 +229,7 @@ def counterfactual_run(run: Path, do: dict[str, Any], n: int = 16, out: str | No
     img = image_node(scm)
     if not is_main():  # the other ranks of a torchrun computed their shards; rank 0 writes
         return cf
-    desc = ", ".join(f"{k}={v}" for k, v in do.items())
+    desc = describe_do(do, rows.dataset)
     if img is not None:
         path = Path(out or run / f"counterfactual_{'_'.join(f'{k}{v}' for k, v in do.items())}.png")
         grids, labels = [factual[img], cf[img]], ["factual", f"do({desc})"]
@@ -201,12 +237,12 @@ def counterfactual_run(run: Path, do: dict[str, Any], n: int = 16, out: str | No
             grids.append(rows.truth.counterfactual(rows.draw[:factual[img].shape[0]], do)[img])
             labels.append("true cf")
         save_grid(grids, labels, path, title=f"{spec.name}: counterfactuals do({desc})")
-        print(f"wrote {path}")
     else:
         path = Path(out or run / "counterfactual.json")
-        write_json(path, {k: v.tolist() for k, v in cf.items()})
-        print(f"wrote {path}")
+        write_json(path, {"do": do, "factual": {k: v.tolist() for k, v in factual.items()},
+                          "counterfactual": {k: v.tolist() for k, v in cf.items()}})
     print(cf)
+    print(f"wrote {path} (do({desc}) on {next(iter(factual.values())).shape[0]} test rows)")
     return cf
 
 
@@ -232,9 +268,9 @@ def _effectiveness_setup(run: Path, spec: GraphSpec, scm: SCM, rows: Rows, img: 
     return train, label, fitted.effectiveness_classifier(train.values, img, label, config=_quick_classifier(run))
 
 
-def _notes(run: Path, metrics: dict[str, Any]) -> list[str]:
+def _notes(run: Path, spec: GraphSpec, metrics: dict[str, Any]) -> list[str]:
     """The warnings a run's metrics carry: a smoke-test fit, an untrusted classifier."""
-    notes = [SMOKE_NOTE] if _fit_record(run).get("quick", False) else []
+    notes = [smoke_note(spec)] if _fit_record(run).get("quick", False) else []
     return notes + ([metrics["warning"]] if metrics.get("warning") else [])
 
 
@@ -248,38 +284,57 @@ def evaluate_run(run: Path, n: int = 200) -> dict[str, Any]:
     else:
         train, label, classifier = _effectiveness_setup(run, spec, scm, rows, img)
         metrics = evaluate_images(scm, rows, train, n, node=img, label=label, classifier=classifier)
-    notes = _notes(run, metrics)
+    notes = _notes(run, spec, metrics)
     metrics.update({"run": str(run), "date": now(), "device": str(scm.device),
                     "smoke_test": _fit_record(run).get("quick", False), "warnings": notes})
     if not is_main():
         return metrics
     write_json(run / "metrics.json", metrics)
     print(json.dumps(metrics, indent=2))
+    print_legend({k for v in metrics.values() if isinstance(v, dict) for k in v} | set(metrics))
     for note in notes:
         print(f"WARNING: {note}")
+    print(f"wrote {run / 'metrics.json'}")
     return metrics
 
 
 def sweep_run(run: Path, scales: list[float], n: int = 100) -> dict[str, Any]:
-    """Image metrics against the guidance scale of every diffusion node, plotted like Diff-SCM's figure."""
+    """Image metrics against the scale of the image's diffusion node, plotted like Diff-SCM's figure:
+    ``guidance_scale`` (s) of an anti-causal node, ``anchor_scale`` (w) of a conditional one."""
     spec, scm, rows = load_run(run)
     img = image_node(scm)
-    if img is None or not diffusion_nodes(scm):
+    if img is None or img not in diffusion_nodes(scm):
         raise GraphError("sweep needs an image node bound to a diffusion mechanism")
+    setting = "guidance_scale" if scm.mechanisms[img].config.guidance == "anticausal" else "anchor_scale"
+    for s in scales:  # refused before any work (anchor_scale is at most 100)
+        try:
+            scm.mechanisms[img].with_inference(**{setting: s})
+        except ValueError as e:
+            raise GraphError(f"--scales {s:g}: not a valid {setting} of node {img!r}: {e}") from None
     train, label, classifier = _effectiveness_setup(run, spec, scm, rows, img)
-    results = fitted.image_run_sweep(scm, rows.values, train.values, n, scales, node=img, label=label,
-                                     classifier=classifier, truth=rows.truth, draw=rows.draw)
+    common = dict(node=img, label=label, classifier=classifier, truth=rows.truth, draw=rows.draw)
+    if setting == "guidance_scale":  # one abduction, generated from at every scale
+        results = fitted.image_run_sweep(scm, rows.values, train.values, n, scales, nodes=[img], **common)
+    else:  # anchored guidance needs the factual parents: a whole counterfactual per scale
+        results = [{**fitted.image_run_metrics(with_inference(scm, [img], anchor_scale=s), rows.values, train.values,
+                                               n, cycles=(1,), **common), "scale": s}
+                   for s in progress(scales, desc="anchor scales")]
     keys = [k for k in ("effectiveness", "minimality_l1", "composition_l1_1", "true_cf_mse") if k in results[0]]
     if not is_main():
         return {"results": results}
-    plotting.plot_sweep({None: {r["scale"]: r for r in results}}, run / "sweep.png", keys=keys)
-    notes = _notes(run, results[0])  # one classifier and one set of factual images for every scale
-    write_json(run / "sweep.json", {"results": results, "date": now(), "untrusted": results[0]["untrusted"],
+    plotting.plot_sweep({None: {r["scale"]: r for r in results}}, run / "sweep.png", keys=keys,
+                        title=f"{spec.name}: metrics against the {setting} of {img}")
+    notes = _notes(run, spec, results[0])  # one classifier and one set of factual images for every scale
+    write_json(run / "sweep.json", {"setting": setting, "node": img, "results": results, "date": now(),
+                                    "untrusted": results[0]["untrusted"],
                                     "smoke_test": _fit_record(run).get("quick", False), "warnings": notes})
+    print(f"{setting} of {img} (" + ("s: the anti-causal gradient's weight" if setting == "guidance_scale" else
+                                     "w: eps(pa) + w [eps(pa*) - eps(pa)], 1 = plain conditional generation") + ")")
     for r in results:
-        print(f"s={r['scale']:<5} " + "  ".join(f"{k}={r[k]:.4f}" + ("(untrusted)" if k in r["untrusted"] else "")
-                                          for k in keys))
+        print(f"{r['scale']:<5} " + "  ".join(f"{k}={r[k]:.4f}" + ("(untrusted)" if k in r["untrusted"] else "")
+                                        for k in keys))
+    print_legend(keys)
     for note in notes:
         print(f"WARNING: {note}")
-    print(f"wrote {run / 'sweep.png'}")
+    print(f"wrote {run / 'sweep.png'} and {run / 'sweep.json'}")
     return {"results": results}

@@ -57,14 +57,18 @@ def test_fit_evaluate_counterfactual_tabular(tmp_path, capsys):
         "weights.safetensors": 0o644, "scm.json": 0o644}
     assert (run / "scm").stat().st_mode & 0o777 == 0o755
     assert main(["evaluate", str(run), "--n", "50"]) == 0
-    assert "WARNING: SMOKE TEST" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "WARNING: SMOKE TEST" in out and "MNIST" not in out and "fit without --quick" in out
+    assert "legend:\n  cf_mse  mean squared error" in out and f"wrote {run / 'metrics.json'}" in out
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["smoke_test"] is True and metrics["warnings"]
     assert set(metrics) >= {"do(x1)", "do(x2)"}
     assert metrics["do(x1)"]["cf_mse"] < 0.2  # vs ~1 for "nothing changes"
     assert main(["counterfactual", str(run), "--do", "x1=1.0", "--n", "4"]) == 0
+    assert f"wrote {run / 'counterfactual.json'} (do(x1=1.0) on 4 test rows)" in capsys.readouterr().out
     cf = json.loads((run / "counterfactual.json").read_text())
-    assert cf["x1"] == [1.0] * 4
+    assert cf["do"] == {"x1": 1.0} and cf["counterfactual"]["x1"] == [1.0] * 4
+    assert len(cf["factual"]["x1"]) == 4 and cf["factual"]["x1"] != cf["counterfactual"]["x1"]
 
 
 def test_bad_arguments_one_line_exit_2(tmp_path, capsys):
@@ -169,7 +173,8 @@ def test_demos_write_to_their_own_folders_with_every_query_and_a_legend(tmp_path
     assert metrics["figure_rows"] == ["factual"] + [r for q in metrics["queries"]
                                                     for r in (q.replace("do(", "cf do("), "true cf")]
     assert (demo / "image" / "counterfactuals.png").read_bytes()[:4] == b"\x89PNG"
-    for column in ("effectiveness", "(on true cf)", "cf MSE vs truth", "unchanged MSE", "PSNR (dB)"):
+    for column in ("effectiveness", "(on true cf)", "cf MSE vs truth", "unchanged MSE", "PSNR (dB)", "orientation",
+                   "(unrotated)"):
         assert sum(line.startswith(column) for line in out.splitlines()) == 1, column  # explained once
     assert "do(size) and the null query" in out
 
@@ -209,11 +214,22 @@ def test_fit_evaluate_sweep_images(tmp_path, capsys):
     for key in ("minimality_l1", "reversibility_l1", "composition_l1_1", "composition_l1_10", "true_cf_mse",
                 "unchanged_factual_mse"):
         assert m[key] >= 0, key
-    assert main(["sweep", str(run), "--scales", "0,1", "--n", "8"]) == 0
-    rows = json.loads((run / "sweep.json").read_text())["results"]
-    assert [r["scale"] for r in rows] == [0.0, 1.0]
-    assert rows[0]["minimality_l1"] == pytest.approx(m["minimality_l1"])  # same counterfactuals as evaluate
+    out = capsys.readouterr().out
+    assert "MNIST" not in out and "legend:" in out and "effectiveness" in out
+    assert main(["counterfactual", str(run), "--do", "shape=2", "--n", "4"]) == 0
+    assert "do(shape=2 (cross)) on 4 test rows" in capsys.readouterr().out
+    # a conditional image node: the sweep varies its anchor_scale w (the guidance scale cannot act on it)
+    assert main(["sweep", str(run), "--scales", "1,0,3", "--n", "8"]) == 0
+    sweep = json.loads((run / "sweep.json").read_text())
+    rows = sweep["results"]
+    assert sweep["setting"] == "anchor_scale" and [r["scale"] for r in rows] == [1.0, 0.0, 3.0]
+    assert rows[0]["minimality_l1"] == pytest.approx(m["minimality_l1"])  # w = 1: the counterfactuals of evaluate
+    # w = 0 generates under the factual parents only: the counterfactual is the null intervention's
+    assert rows[1]["minimality_l1"] == pytest.approx(rows[1]["composition_l1_1"], rel=1e-5)
+    assert rows[2]["minimality_l1"] != pytest.approx(rows[0]["minimality_l1"], rel=1e-3)  # w acts
     assert (run / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["sweep", str(run), "--scales", "1,200", "--n", "8"]) == 2
+    assert "not a valid anchor_scale of node 'image'" in capsys.readouterr().err
 
 
 def test_threads_option_sets_torch_threads_and_refuses_zero(tmp_path, capsys):

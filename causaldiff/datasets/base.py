@@ -69,6 +69,8 @@ class DataSet(ABC):
     name: ClassVar[str | None] = None
     #: the options a spec may give (frozen, ``extra="forbid"``)
     Config: ClassVar[type[BaseModel]]
+    #: what the codes of categorical nodes stand for (``{"shape": ("square", ...)}``: shape 0 is a square)
+    value_labels: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, config: BaseModel | None = None, **options: Any) -> None:
         if config is not None and options:

@@ -43,6 +43,8 @@ from .base import Draw, GroundTruth
 
 #: Names of the shape categories, by index.
 SHAPE_NAMES: tuple[str, ...] = ("square", "triangle", "cross")
+#: the order of each shape's rotational symmetry (a square turned by 90 degrees is the same square)
+SYMMETRY: tuple[int, ...] = (4, 3, 4)
 #: Parent nodes of the image, in topological (causal) order.
 PARENTS: tuple[str, ...] = ("shape", "size", "intensity")
 #: Exogenous image factors (independent of the parents).
@@ -98,6 +100,7 @@ class ShapesSCM(GroundTruth):
 
     Config = ShapesConfig
     num_shapes = len(SHAPE_NAMES)
+    value_labels = {"shape": SHAPE_NAMES}
 
     def __repr__(self) -> str:
         return f"ShapesSCM(resolution={self.config.resolution})"
@@ -274,6 +277,28 @@ class ShapesSCM(GroundTruth):
                     f"node {node!r}: hard values must lie in [{lo}, {hi}] (the renderable range)")
 
 
+def orientation_error(images: Tensor, reference: Tensor, shape: Tensor) -> Tensor:
+    """Per row, the angle in degrees between the shape drawn in ``images`` and in ``reference``
+    (``(n, 1, R, R)`` in ``[-1, 1]``, both showing the shape ``shape``): the phase difference of
+    the n-fold circular harmonic ``sum_p w_p (z_p - c)^n`` of the brightness ``w = (x + 1) / 2``
+    around its centroid ``c``, over the symmetry order ``n``, wrapped to ``[0, 180 / n]``. On 16x16
+    renders it recovers a rotation to within a degree; a model that loses the rotation scores the
+    mean ``|rotation|`` (7.5 degrees for the default +-15)."""
+    def phase(x: Tensor, n: Tensor) -> Tensor:
+        w = ((x[:, 0].double() + 1) / 2).clamp_min(0)
+        r = x.shape[-1]
+        coords = -1 + (2 / r) * (torch.arange(r, device=x.device, dtype=w.dtype) + 0.5)
+        gy, gx = torch.meshgrid(coords, coords, indexing="ij")
+        mass = w.sum((1, 2)).clamp_min(1e-12)
+        cx, cy = (w * gx).sum((1, 2)) / mass, (w * gy).sum((1, 2)) / mass
+        z = torch.complex(gx - cx[:, None, None], gy - cy[:, None, None])
+        return torch.angle((w * z ** n[:, None, None]).sum((1, 2)))
+
+    n = torch.tensor(SYMMETRY, device=images.device, dtype=torch.float64)[shape.long()]
+    d = torch.remainder(phase(images, n) - phase(reference, n) + math.pi, 2 * math.pi) - math.pi
+    return torch.rad2deg((d / n).abs())
+
+
 # ------------------------------------------------------------------------------ signed distances
 # Each returns the signed distance (negative inside) of a shape of scale ``s`` at the origin.
 def _square(x: Tensor, y: Tensor, s: Tensor) -> Tensor:
@@ -295,4 +320,4 @@ def _cross(x: Tensor, y: Tensor, s: Tensor) -> Tensor:
                          torch.maximum(ax - half_width, ay - arm))
 
 
-__all__ = ["ShapesConfig", "ShapesSCM", "SHAPE_NAMES", "PARENTS", "FACTORS", "NOISES", "IMAGE", "EDGES"]
+__all__ = ["ShapesConfig", "ShapesSCM", "SHAPE_NAMES", "SYMMETRY", "orientation_error", "PARENTS", "FACTORS", "NOISES", "IMAGE", "EDGES"]

@@ -32,20 +32,25 @@ def save_figure(fig: Any, path: str | os.PathLike, **savefig: Any) -> Path:
         pyplot().close(fig)
 
 
-def save_grid(rows: Sequence[Tensor], labels: Sequence[str], out: str | os.PathLike, title: str = "") -> Path:
-    """A PNG grid: one row of images per entry of ``rows`` (each ``(n, C, H, W)`` in [-1, 1])."""
+def save_grid(rows: Sequence[Tensor], labels: Sequence[str], out: str | os.PathLike, title: str = "", *,
+              columns: Sequence[str] | None = None, cell: float = 0.6) -> Path:
+    """A PNG grid: one row of images per entry of ``rows`` (each ``(n, C, H, W)`` in [-1, 1]),
+    labelled on the left, ``cell`` inches per image, ``columns`` labelling the images above the grid."""
     from torchvision.utils import make_grid
 
     plt = pyplot()
-    fig, axes = plt.subplots(len(rows), 1, figsize=(max(4, 0.6 * rows[0].shape[0]), 0.9 * len(rows) + 0.5),
-                             squeeze=False)
-    for ax, imgs, label in zip(axes[:, 0], rows, labels):
+    n, width = rows[0].shape[0], rows[0].shape[-1]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(max(4, cell * n), 1.5 * cell * len(rows) + 0.5), squeeze=False)
+    for i, (ax, imgs, label) in enumerate(zip(axes[:, 0], rows, labels)):
         grid = make_grid(imgs.detach().float().cpu().clamp(-1, 1), nrow=imgs.shape[0], padding=1,
                          normalize=True, value_range=(-1, 1))
         ax.imshow(grid.permute(1, 2, 0).numpy())
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-        ax.set_xticks([])
         ax.set_yticks([])
+        ax.set_xticks([1 + j * (width + 1) + width / 2 - 0.5 for j in range(n)] if columns and i == 0 else [])
+        if columns and i == 0:
+            ax.set_xticklabels(columns, fontsize=8)
+            ax.xaxis.tick_top()
     if title:
         fig.suptitle(title, fontsize=10)
     return save_figure(fig, out, dpi=120, bbox_inches="tight")

@@ -240,3 +240,25 @@ def test_parent_mechanisms_in_a_causaldiff_scm(scm, batch):
     for k in range(3):
         sel = samples["size"][samples["shape"] == k]
         assert abs(sel.mean().item() - scm.config.size_means[k]) < 5 * 0.05 / sel.numel() ** 0.5
+
+
+@pytest.mark.parametrize("shape", [0, 1, 2])
+def test_orientation_error_recovers_the_rotation_of_each_shape(scm, shape):
+    """Renders that differ only in rotation: the error is |rotation difference| to within 0.7 degrees
+    on average (16x16 pixels: 2 at the 90th percentile), zero for the same render, and blind to a
+    turn by the shape's symmetry."""
+    from causaldiff.datasets.shapes import SYMMETRY, orientation_error
+
+    draw = scm.sample(200, torch.Generator().manual_seed(shape))
+    do = {"shape": shape}
+    true = scm.counterfactual(draw, do)["image"]
+
+    def rendered(rotation):
+        return scm.counterfactual(Draw(draw.values, {**draw.exogenous, "rotation": rotation}), do)["image"]
+    shapes = torch.full((200,), shape)
+    rot = draw.exogenous["rotation"]
+    miss = (orientation_error(rendered(torch.zeros(200)), true, shapes) - rot.abs().rad2deg()).abs()
+    assert miss.mean() < 0.7 and miss.quantile(0.9) < 2
+    assert orientation_error(true, true, shapes).max() == 0
+    turned = rendered(rot + 2 * math.pi / SYMMETRY[shape])
+    assert orientation_error(turned, true, shapes).max() < 1e-3

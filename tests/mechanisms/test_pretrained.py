@@ -179,8 +179,12 @@ def test_the_example_runs(tmp_path, monkeypatch, capsys):
     import runpy
     from pathlib import Path
 
-    monkeypatch.setenv("CAUSALDIFF_EXAMPLE_SMALL", "1")
+    monkeypatch.delenv("CAUSALDIFF_EXAMPLE_SMALL", raising=False)  # without a UNet it trains only what it shows
     monkeypatch.delenv("CAUSALDIFF_DIFFUSERS_UNET", raising=False)
     monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "pretrained_diffusers.py"), run_name="__main__")
+    scope = runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" / "pretrained_diffusers.py"),
+                           run_name="__main__")
     assert "identical counterfactuals: True" in capsys.readouterr().out
+    assert scope["image"].config.predictor_train.steps == 30 and len(scope["train"]) == 256
+    scope["scratch"].cleanup()  # what the interpreter does at exit: nothing is left behind
+    assert list(tmp_path.iterdir()) == [] and not scope["workdir"].exists()
