@@ -23,8 +23,9 @@ from causaldiff.datasets import ShapesSCM
 
 unet_dir = os.environ.get("CAUSALDIFF_DIFFUSERS_UNET")
 SMALL = unet_dir is None or os.environ.get("CAUSALDIFF_EXAMPLE_SMALL", "0") == "1"  # train only what shows
+scratch = None
 if unet_dir is None:
-    scratch = tempfile.TemporaryDirectory(prefix="causaldiff_example_")  # removed when the script ends
+    scratch = tempfile.TemporaryDirectory(prefix="causaldiff_example_")  # removed at the end of the script
     workdir = Path(scratch.name)
     unet_dir = workdir / "unet"
     torch.manual_seed(0)
@@ -56,3 +57,5 @@ code = {v: m for v, m in truth.true_mechanisms().items() if v != "image"}  # Pyr
 again = cd.load(workdir / "run", mechanisms=code)
 same = torch.equal(again.counterfactual(test.values, do={"shape": 2}, seed=0)["image"], cf["image"])
 print(f"saved and loaded: identical counterfactuals: {same}")
+if scratch is not None:  # the scratch UNet of this run: nothing left behind
+    scratch.cleanup()

@@ -189,7 +189,7 @@ def test_cli_counterfactual_batch_size_gives_the_same_rows(tmp_path, capsys):
     for extra in ([], ["--batch-size", "3"]):
         out = tmp_path / f"cf{len(extra)}.json"
         assert main(["counterfactual", str(run), "--do", "x1=1.0", "--n", "10", "--out", str(out), *extra]) == 0
-        outs.append(json.loads(out.read_text()))
+        outs.append(json.loads(out.read_text())["counterfactual"])
     assert outs[0].keys() == outs[1].keys() and outs[0]["x1"] == outs[1]["x1"] == [1.0] * 10
     for k in outs[0]:
         a, b = torch.tensor(outs[0][k]), torch.tensor(outs[1][k])

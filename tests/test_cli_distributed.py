@@ -51,7 +51,8 @@ def _counterfactuals(run: Path, tmp: Path, *extra: str) -> tuple[dict, dict]:
     res = torchrun(*args, "--rows", "7", "--out", str(tmp / "two.json"))
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("wrote") == 1
-    return json.loads((tmp / "one.json").read_text()), json.loads((tmp / "two.json").read_text())
+    return (json.loads((tmp / "one.json").read_text())["counterfactual"],
+            json.loads((tmp / "two.json").read_text())["counterfactual"])
 
 
 def test_a_sharded_counterfactual_with_batch_size_writes_what_one_process_writes(runs, tmp_path):

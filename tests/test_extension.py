@@ -195,7 +195,7 @@ def test_toy_extensions_through_the_cli(tmp_path: Path, capsys):
     assert main(["fit", str(spec), "--out", str(run)]) == 0
     out = tmp_path / "cf.json"
     assert main(["counterfactual", str(run), "--do", "a=1.0", "--n", "5", "--out", str(out)]) == 0
-    cf = json.loads(out.read_text())
+    cf = json.loads(out.read_text())["counterfactual"]
     assert cf["a"] == [1.0] * 5
     assert main(["evaluate", str(run), "--n", "20"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
