@@ -20,8 +20,11 @@ def _interrupt_once_checkpointed(out: Path) -> subprocess.CompletedProcess:
     """``causaldiff demo --quick`` in a child process, sent SIGINT (Ctrl-C) as soon as its first
     training checkpoint exists."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CAUSALDIFF_PROGRESS": "0"}
+    # SIGINT back to its default in the child: a test run started in the background by a shell
+    # without job control inherits it ignored, and Python then installs no KeyboardInterrupt
     child = subprocess.Popen([sys.executable, "-m", "causaldiff", "demo", "--quick", "--out", str(out)],
-                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoint = out / "checkpoint-seed0-quick" / "checkpoint.pt"
     while child.poll() is None and not checkpoint.exists():
         time.sleep(0.02)
