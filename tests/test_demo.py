@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from causaldiff.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def _interrupt_once_checkpointed(out: Path) -> subprocess.CompletedProcess:
     """``causaldiff demo --quick`` in a child process, sent SIGINT (Ctrl-C) as soon as its first
     training checkpoint exists."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CAUSALDIFF_PROGRESS": "0"}
+    # the child trains with this process's thread count (the resumed run continues here): a
+    # different count sums in another order, and the figures would differ in their last digits
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CAUSALDIFF_PROGRESS": "0",
+           "CAUSALDIFF_THREADS": str(torch.get_num_threads())}
     # SIGINT back to its default in the child: a test run started in the background by a shell
     # without job control inherits it ignored, and Python then installs no KeyboardInterrupt
     child = subprocess.Popen([sys.executable, "-m", "causaldiff", "demo", "--quick", "--out", str(out)],
