@@ -153,18 +153,19 @@ def dispatch(fns: Mapping[str, M.CounterfactualFn]) -> M.CounterfactualFn:
 
 def _score_net(setting: Setting, scm: SCM, protocol: Protocol, validation: Protocol | None, name: str,
                seed: int, timer: Timer) -> tuple[dict[str, Any], dict[tuple[float, float], dict[str, float]],
-                                             tuple[float, float]]:
+                                             dict[str, tuple[float, float]]]:
     """The scores of one fitted SCM (``{system: scores}``), its sweep ``{(fraction, scale):
-    figures}`` and its main ``(fraction, scale)``: chosen on the ``validation`` rows (of the
-    training split) by :func:`choose_main` and scored on the test rows; without validation rows
-    every scale is scored on the test rows."""
+    figures}`` and its main pairs ``{node: (fraction, scale)}`` (``"null"``: the pair of every do
+    without its own, :func:`dispatch`): chosen on the ``validation`` rows (of the training split) by
+    :func:`choose_main`, per intervention with ``per_intervention``, and scored on the test rows;
+    without validation rows every scale is scored on the test rows."""
     if validation is None:
         f, out = setting.abduction_fraction, {}
         for s in setting.scales:
             with timer(f"score {name} s={s:g}"):
                 out[f"{name} s={s:g}"] = protocol.score(_fn(setting, scm, f, s, seed))
         sweep = {(f, s): _flat(out[f"{name} s={s:g}"]) for s in setting.scales}
-        return out, sweep, (f, setting.scales[len(setting.scales) // 2])
+        return out, sweep, {"null": (f, setting.scales[len(setting.scales) // 2])}
     sweep = validation_sweep(setting, scm, validation, seed, timer)
     if setting.per_intervention:
         pairs = per_intervention(sweep)
@@ -173,7 +174,7 @@ def _score_net(setting: Setting, scm: SCM, protocol: Protocol, validation: Proto
             return {f"{name} per-intervention": protocol.score(fn)}, sweep, pairs
     f, s = main = choose_main(sweep, "rank", ranked=RANKED)
     with timer(f"score {name} f={f:g} s={s:g}"):
-        return {f"{name} f={f:g} s={s:g}": protocol.score(_fn(setting, scm, f, s, seed))}, sweep, main
+        return {f"{name} f={f:g} s={s:g}": protocol.score(_fn(setting, scm, f, s, seed))}, sweep, {"null": main}
 
 
 def sweep_lines(sweeps: Mapping[str, Mapping[tuple[float, float], Any]]) -> dict[str, dict[float, Any]]:
@@ -270,8 +271,7 @@ def _run_systems(setting: Setting, ds: MorphoMNIST, train: Draw, factual: Draw, 
     sweeps, main, budgets, grid = {}, {}, {}, None
     for name, net, variant in variants(setting):
         scm, budgets[name] = _fitted(variant, name, net, train, device, timer, checkpoint_dir, save_dir, evaluate)
-        scores, sweeps[name], chosen = _score_net(variant, scm, protocol, val, name, seed, timer)
-        pairs = chosen if isinstance(chosen, dict) else {"null": chosen}
+        scores, sweeps[name], pairs = _score_net(variant, scm, protocol, val, name, seed, timer)
         main[name] = {node: {"abduction_fraction": f, "guidance_scale": s} for node, (f, s) in pairs.items()}
         models.update(scores)
         if grid is None:
