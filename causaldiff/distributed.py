@@ -62,6 +62,8 @@ def launch(device: str | None = None, timeout: float | None = None, gather: bool
     try:
         with use_strategy(strategy), sharded_queries(gather):
             yield Launch(strategy.rank, strategy.world_size, dev, strategy)
+        if created:  # ranks leave together: none tears the group down while rank 0 still writes
+            dist.barrier()
     finally:
         set_progress(bars)
         if created:
@@ -142,8 +144,11 @@ def fit_per_node(scm: Any, data: Mapping[str, Any], wait: float = 86400.0) -> An
         if error is not None:
             raise error
         return scm
-    _agree(error, world, group)
-    return scm.with_mechanisms(_broadcast_fitted(scm, nodes, owner, rank, group))
+    try:
+        _agree(error, world, group)
+        return scm.with_mechanisms(_broadcast_fitted(scm, nodes, owner, rank, group))
+    finally:  # every rank gets here after the same collectives: the group ends on all of them
+        dist.destroy_process_group(group)
 
 
 def _agree(error: Exception | None, world: int, group: Any) -> None:

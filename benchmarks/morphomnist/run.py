@@ -41,7 +41,7 @@ from benchmarks.morphomnist.draws import DrawRule
 from benchmarks.morphomnist.protocol import (Protocol, TrueCounterfactuals, benchmark_interventions, composition_scores,
                                              first, unchanged_fn)
 from benchmarks.morphomnist import published
-from benchmarks.morphomnist.settings import SETTINGS, Setting, image_config
+from benchmarks.morphomnist.settings import SETTINGS, Setting, image_config, sampler_update
 
 
 def build_scm(setting: Setting, net: Any, image: DiffusionConfig | None = None) -> SCM:
@@ -109,9 +109,11 @@ RANKED = {"thickness MAE do(t)": 1.0, "intensity MAE do(i)": 1.0, "digit acc do(
 
 def _fn(setting: Setting, scm: SCM, f: float, s: float, seed: int) -> M.CounterfactualFn:
     """The counterfactual function at abduction fraction ``f`` and scale ``s`` (the anchor scale w
-    of the conditional node, the guidance scale of the anti-causal one)."""
+    of the conditional node, the guidance scale of the anti-causal one), with the setting's sampler
+    (a loaded SCM is scored with it too)."""
     scale = {"anchor_scale" if setting.guidance == "conditional" else "guidance_scale": s}
-    return counterfactual_fn(with_inference(scm, ["image"], abduction_fraction=f, **scale), seed=seed,
+    return counterfactual_fn(with_inference(scm, ["image"], abduction_fraction=f, sampler=sampler_update(setting),
+                                            **scale), seed=seed,
                              batch_size=setting.eval_batch)
 
 

@@ -8,7 +8,11 @@ analytic oracles plug in as well as networks.
 Inversion is never clipped. Plain inversion (``fixed_point_iters=0``) evaluates ``eps`` at the source
 point, exact only for small steps; ``fixed_point_iters=m`` refines each inverse step by ``m``
 fixed-point iterations on "the DDIM step from ``x_{tau_i}`` lands on ``x_{tau_{i-1}}``" (AIDI, Pan et
-al. 2023), so generation after inversion reproduces the input to the solver's tolerance.
+al. 2023), so generation after inversion reproduces the input to the solver's tolerance. The
+iterations are plain (Picard) or Anderson-accelerated (Walker & Ni 2011, eq. 2.1 with depth
+``anderson_depth``); the latter converges where plain iteration stalls, near the data, where the
+denoiser's Jacobian is large. The "quadratic" timestep table (DDIM, Appendix D.2) puts its small
+steps there too.
 """
 
 from __future__ import annotations
@@ -37,9 +41,11 @@ class DDIMConfig(BaseModel):
     num_inference_steps: Steps = 50
     #: "leading": tau_i = (i-1) T/K (the DDIM paper's uniform skip); "trailing": tau_K = T-1 and
     #: even strides below it (Lin et al. 2024, Table 2); "linspace": rounded linspace(0, T-1, K).
+    #: "quadratic": tau_i = round(((i-1)/(K-1))^2 (T - T/K)) (DDIM, App. D.2): small steps near
+    #: the data, where inversion is hardest, and the same last step as "leading".
     #: Trailing reaches the last training step, whose alpha_bar is ~0 on a cosine schedule: that
     #: inversion step is ill-conditioned, so "leading" is the default.
-    spacing: Literal["leading", "trailing", "linspace"] = "leading"
+    spacing: Literal["leading", "trailing", "linspace", "quadratic"] = "leading"
     #: eta of eq. 16: 0 is deterministic DDIM, 1 the DDPM posterior variance. Generation only.
     eta: float = Field(0.0, ge=0.0)
     #: clip the predicted x_0 to [-clip_sample, clip_sample] during generation (never inversion).
@@ -50,6 +56,10 @@ class DDIMConfig(BaseModel):
     sample_max_value: float = Field(1.0, gt=0.0)
     #: fixed-point refinements per inversion step (0 = plain DDIM inversion).
     inversion_fixed_point_iters: int = Field(0, ge=0, le=MAX_DEPTH)
+    #: how the refinements iterate: "picard" (x <- g(x)) or "anderson" (Anderson acceleration
+    #: over the last ``anderson_depth`` iterates, per row).
+    inversion_solver: Literal["picard", "anderson"] = "picard"
+    anderson_depth: int = Field(3, ge=2, le=8)
 
 
 def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int,
@@ -64,8 +74,10 @@ def ddim_timesteps(num_train_timesteps: int, num_inference_steps: int,
         taus = [round(T - j * T / K) - 1 for j in range(K)][::-1]
     elif spacing == "linspace":
         taus = [round(v) for v in torch.linspace(0, T - 1, K, dtype=torch.float64).tolist()]
+    elif spacing == "quadratic":
+        taus = [round((i / max(K - 1, 1)) ** 2 * (T - T // K)) for i in range(K)]
     else:
-        raise ValueError(f"unknown spacing {spacing!r}; use 'leading', 'trailing' or 'linspace'")
+        raise ValueError(f"unknown spacing {spacing!r}; use 'leading', 'trailing', 'linspace' or 'quadratic'")
     if len(set(taus)) != K:
         raise ValueError(f"spacing {spacing!r} gives repeated timesteps for K={K}, T={T}")
     return tuple(taus)
@@ -207,12 +219,11 @@ class DDIMSampler:
             raise ValueError(f"fixed_point_iters={iters} must be >= 0")
         traj = [x] if return_trajectory else None
         visited = []
+        solve = _anderson if self.config.inversion_solver == "anderson" else _picard
         for i in range(start + 1, stop + 1):
             t = self._t(i, x)
-            x_next = self.inverse_step(denoiser(x, t, cond), i, x)
-            for _ in range(iters):
-                x_next = self.inverse_step(denoiser(x_next, t, cond), i, x)
-            x = x_next
+            x = solve(lambda z, i=i, t=t, x=x: self.inverse_step(denoiser(z, t, cond), i, x), x, iters,
+                      self.config.anderson_depth)
             visited.append(self.timesteps[i - 1])
             if traj is not None:
                 traj.append(x)
@@ -221,3 +232,37 @@ class DDIMSampler:
     def __repr__(self) -> str:
         return (f"DDIMSampler(K={self.num_steps}, spacing={self.config.spacing!r}, "
                 f"eta={self.config.eta}, T={self.schedule.num_train_timesteps})")
+
+
+def _picard(g: Callable[[Tensor], Tensor], x: Tensor, iters: int, depth: int) -> Tensor:
+    """``g`` applied ``1 + iters`` times from ``x`` (the first is the plain inversion step)."""
+    z = g(x)
+    for _ in range(iters):
+        z = g(z)
+    return z
+
+
+def _anderson(g: Callable[[Tensor], Tensor], x: Tensor, iters: int, depth: int) -> Tensor:
+    """``iters`` Anderson iterations on ``z = g(z)`` from ``g(x)``, per row: with residuals
+    ``f_j = g(z_j) - z_j`` of the last ``m <= depth`` iterates, ``gamma`` minimises
+    ``|f_k - dF gamma|`` (``dF``: their successive differences; normal equations with a relative
+    ridge of 1e-10, in float64) and ``z <- g(z_k) - dG gamma`` (Walker & Ni 2011, eq. 2.1)."""
+    z = g(x)
+    n = x.shape[0]
+    zs: list[Tensor] = []
+    gs: list[Tensor] = []
+    for _ in range(iters):
+        gz = g(z)
+        zs, gs = (zs + [z.reshape(n, -1)])[-depth:], (gs + [gz.reshape(n, -1)])[-depth:]
+        if len(zs) == 1:
+            z = gz
+            continue
+        G = torch.stack(gs, -1).double()
+        F = G - torch.stack(zs, -1).double()
+        dF, dG = F[..., 1:] - F[..., :-1], G[..., 1:] - G[..., :-1]
+        A = dF.transpose(1, 2) @ dF
+        ridge = 1e-10 * A.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-300)
+        A = A + ridge[:, None, None] * torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+        gamma = torch.linalg.solve(A, dF.transpose(1, 2) @ F[..., -1:])
+        z = (G[..., -1:] - dG @ gamma).reshape(x.shape).to(x.dtype)
+    return z
