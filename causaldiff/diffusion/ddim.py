@@ -246,7 +246,8 @@ def _anderson(g: Callable[[Tensor], Tensor], x: Tensor, iters: int, depth: int) 
     """``iters`` Anderson iterations on ``z = g(z)`` from ``g(x)``, per row: with residuals
     ``f_j = g(z_j) - z_j`` of the last ``m <= depth`` iterates, ``gamma`` minimises
     ``|f_k - dF gamma|`` (``dF``: their successive differences; normal equations with a relative
-    ridge of 1e-10, in float64) and ``z <- g(z_k) - dG gamma`` (Walker & Ni 2011, eq. 2.1)."""
+    ridge of 1e-10, in float64) and ``z <- g(z_k) - dG gamma`` (Walker & Ni 2011, eq. 2.1), within
+    :data:`TRUST` residual lengths of ``g(z_k)``."""
     z = g(x)
     n = x.shape[0]
     zs: list[Tensor] = []
@@ -264,5 +265,13 @@ def _anderson(g: Callable[[Tensor], Tensor], x: Tensor, iters: int, depth: int) 
         ridge = 1e-10 * A.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-300)
         A = A + ridge[:, None, None] * torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
         gamma = torch.linalg.solve(A, dF.transpose(1, 2) @ F[..., -1:])
-        z = (G[..., -1:] - dG @ gamma).reshape(x.shape).to(x.dtype)
+        step = dG @ gamma
+        # a trust region: a row whose extrapolation is not finite or reaches past TRUST residuals
+        # takes the plain step (a random or non-contractive map then fails as slowly as Picard's)
+        ok = torch.isfinite(step).all(1) & (step.norm(dim=1) <= TRUST * F[..., -1:].norm(dim=1))
+        z = torch.where(ok[:, :, None], G[..., -1:] - step, G[..., -1:]).reshape(x.shape).to(x.dtype)
     return z
+
+
+#: the farthest an Anderson step may move from the plain one, in residual lengths
+TRUST = 10.0
