@@ -5,9 +5,9 @@ mechanisms and the configs a user writes, errors. Everything else lives in publi
 (``causaldiff.datasets``, ``causaldiff.evaluation``, ``causaldiff.metrics``, ``causaldiff.testing``,
 ``causaldiff.training``, ``causaldiff.diffusion``, ``causaldiff.registry``) over private modules.
 
-Only torch (with the thread policy of :mod:`causaldiff.threads`) loads at import; every other name
-is imported the first time it is used (``cd.SCM`` loads Pyro and networkx, ``cd.frames`` pandas
-when a DataFrame arrives), so ``import causaldiff`` costs little more than ``import torch``.
+Nothing heavy loads at import, torch included: the thread policy of :mod:`causaldiff.threads`
+is left for torch to read when it loads, and every name is imported the first time it is used
+(``cd.SCM`` loads torch, Pyro and networkx, ``cd.frames`` pandas when a DataFrame arrives).
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, replace
 
 THREADS_ENV = "CAUSALDIFF_THREADS"
+#: the thread count causaldiff put in ``OMP_NUM_THREADS`` before torch loaded
+FITTED_ENV = "CAUSALDIFF_FITTED_THREADS"
 MALLOC_ENV = "CAUSALDIFF_MALLOC"
 #: glibc's largest mmap threshold on 64-bit (32 MiB: DEFAULT_MMAP_THRESHOLD_MAX), and a trim
 #: threshold that keeps up to 1 GiB of freed heap in the process
@@ -95,28 +97,42 @@ def _available_cpus() -> int:
 
 def fit_threads(window_s: float = 0.1, passive: bool = False) -> tuple[int, str]:
     """Set torch's thread count to the cores free now (at least 1, at most torch's default) unless
-    the user chose it or the waits are ``passive`` (torch's count kept); returns it and why."""
-    import torch
+    the user chose it or the waits are ``passive`` (torch's count kept); returns it and why. Before
+    torch loads, the count goes to ``OMP_NUM_THREADS`` (marked as causaldiff's in
+    :data:`FITTED_ENV`, so that a child process fits its own), which torch reads when it loads:
+    ``import causaldiff`` does not load torch."""
+    torch = sys.modules.get("torch")
+    default = _available_cpus()
+
+    def use(n: int) -> None:
+        if torch is not None:
+            torch.set_num_threads(n)
+        else:
+            os.environ["OMP_NUM_THREADS"] = os.environ[FITTED_ENV] = str(n)
 
     choice = os.environ.get(THREADS_ENV, "").strip().lower()
     if choice == "torch":
-        return torch.get_num_threads(), f"torch default ({THREADS_ENV}=torch)"
+        return (torch.get_num_threads() if torch is not None else default), f"torch default ({THREADS_ENV}=torch)"
     if choice:
         if not choice.isdigit() or int(choice) < 1:
             raise ValueError(f"{THREADS_ENV}={os.environ[THREADS_ENV]!r}: expected 'torch' or a positive integer")
-        torch.set_num_threads(int(choice))
+        use(int(choice))
         return int(choice), f"{THREADS_ENV} (user)"
+    if os.environ.get(FITTED_ENV) is not None and os.environ.get(FITTED_ENV) == os.environ.get("OMP_NUM_THREADS"):
+        del os.environ["OMP_NUM_THREADS"]  # a parent's fitted count, not the user's: fitted again here
     user = [v for v in _USER_THREADS if v in os.environ]
-    default = _available_cpus()
-    if user or torch.get_num_threads() != default:
-        return torch.get_num_threads(), f"{user[0] if user else 'torch.set_num_threads'} (user)"
+    current = torch.get_num_threads() if torch is not None else default
+    if user or current != default:
+        if torch is None:
+            current = int(os.environ[user[0]]) if os.environ[user[0]].strip().isdigit() else default
+        return current, f"{user[0] if user else 'torch.set_num_threads'} (user)"
     if passive:
         return default, "torch default (passive waits)"
     free = free_cores(window_s)
     if free is None:
         return default, "torch default (free cores unknown)"
     n = max(1, min(default, int(free + 0.5)))
-    torch.set_num_threads(n)
+    use(n)
     return n, f"{free:.1f} of {default} cores free at import"
 
 
@@ -160,5 +176,5 @@ def set_threads(n: int) -> None:
     _policy = replace(_policy, threads=n, threads_reason="set_threads (user)")
 
 
-__all__ = ["Policy", "THREADS_ENV", "MALLOC_ENV", "apply_policy", "current_policy", "set_threads", "fit_threads",
+__all__ = ["Policy", "THREADS_ENV", "FITTED_ENV", "MALLOC_ENV", "apply_policy", "current_policy", "set_threads", "fit_threads",
            "free_cores", "keep_memory", "wait_policy"]

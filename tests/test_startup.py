@@ -1,4 +1,4 @@
-"""Start-up: ``import causaldiff`` loads torch and nothing heavy beside it (every public name is
+"""Start-up: ``import causaldiff`` loads nothing heavy, torch included (every public name is
 imported on first use), and ``causaldiff graph`` loads neither the engine nor the metrics."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = {"pyro", "networkx", "pydantic", "pandas", "diffusers", "torchvision", "matplotlib", "safetensors", "PIL"}
+HEAVY = {"torch", "numpy", "pyro", "networkx", "pydantic", "pandas", "diffusers", "torchvision", "matplotlib", "safetensors", "PIL"}
 
 
 def _python(code: str) -> str:
@@ -17,7 +17,7 @@ def _python(code: str) -> str:
     return out.stdout.strip()
 
 
-def test_import_loads_torch_and_nothing_heavy():
+def test_import_loads_nothing_heavy_not_even_torch():
     loaded = _python(f"import causaldiff, sys; print(sorted({{m.split('.')[0] for m in sys.modules}} & {HEAVY!r}))")
     assert loaded == "[]"
 

@@ -17,7 +17,7 @@ from causaldiff import threads
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTROLLED = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GLIBC_TUNABLES", "CAUSALDIFF_THREADS",
-              "CAUSALDIFF_MALLOC")
+              "CAUSALDIFF_MALLOC", "CAUSALDIFF_FITTED_THREADS")
 REPORT = ("import os, json, causaldiff as cd, torch; p = cd.threads.current_policy(); print(json.dumps(dict("
           "threads=torch.get_num_threads(), reason=p.threads_reason, wait=p.wait_policy, allocator=p.allocator, "
           "env=os.environ.get('OMP_WAIT_POLICY'), tunables=os.environ.get('GLIBC_TUNABLES'))))")
@@ -55,6 +55,18 @@ def test_torch_loaded_first_spins_so_threads_fit_the_free_cores():
     got = fresh("import torch; " + REPORT)
     assert 1 <= got["threads"] <= len(os.sched_getaffinity(0)) and "cores free at import" in got["reason"]
     assert got["wait"] == "libgomp default"
+
+
+def test_before_torch_loads_the_count_waits_in_the_environment_for_it():
+    got = fresh("import sys, os, json, causaldiff as cd; p = cd.threads.current_policy(); "
+                "print(json.dumps(dict(torch='torch' in sys.modules, env=os.environ.get('OMP_NUM_THREADS'), threads=p.threads)))")
+    assert got["torch"] is False and got["env"] == str(got["threads"])  # torch reads it when it loads (REPORT above)
+
+
+def test_a_child_fits_its_own_count_not_its_parents():
+    got = fresh(OMP_NUM_THREADS="1", CAUSALDIFF_FITTED_THREADS="1")  # what a fitted parent leaves to its children
+    assert "cores free at import" in got["reason"]
+    assert fresh(OMP_NUM_THREADS="1", CAUSALDIFF_FITTED_THREADS="2")["reason"] == "OMP_NUM_THREADS (user)"
 
 
 def test_torch_loaded_first_keeps_its_thread_count_and_waits():
