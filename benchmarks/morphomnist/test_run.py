@@ -82,6 +82,10 @@ def test_evaluate_rescores_the_saved_models_without_training(tmp_path):
     assert again["budgets"]["unet"] == {"loaded": str(tmp_path / "models" / "unet")}
     for name in ("unet s=0", "unet s=1"):
         assert again["scores"][name]["interventions"] == fitted["scores"][name]["interventions"]
+    # a loaded SCM is scored with the setting's sampler, not the one it was saved with
+    plain = s.model_copy(update={"refinements": 0, "spacing": "quadratic"})
+    other = R.run(plain, cache_dir=str(tmp_path / "cache"), evaluate=str(tmp_path / "models"))
+    assert other["scores"]["unet s=1"]["composition_l1"] != again["scores"]["unet s=1"]["composition_l1"]
 
 
 @pytest.mark.slow
