@@ -125,7 +125,7 @@ SETTINGS["cpu_long"] = SETTINGS["cpu_full"].model_copy(update={
     "denoiser_train": SETTINGS["cpu_full"].denoiser_train.model_copy(update={"steps": 9000})})
 # One H100/H200, 6 minutes for everything once the 60k training renders are cached
 # (render_split, ~0.2 s an image on one core: device.sh renders them first): the UNet trains for
-# 150 s in bf16; K = 20 DDIM steps with 3 refinements; abduction fractions 0.75 and 1 and four
+# 150 s in bf16; K = 20 quadratic DDIM steps with 4 Anderson refinements; abduction fractions 0.75 and 1 and four
 # anchor scales swept on 500 validation rows of the training split, the pair chosen by
 # choose_main(rule="rank") scored on all 10k test rows; composition, reversibility and the measured
 # MAEs on the first 1,000; the true counterfactuals rendered by 15 processes while the network trains.
@@ -137,8 +137,8 @@ SETTINGS["gpu"] = Setting.model_validate({
     "predictor_train": {"steps": 3000, "batch_size": 256, "lr": 3e-4, "bf16": True},
     "denoiser_budget": {"seconds": 150, "probe_steps": 30, "warm": 10, "min_steps": 500},
     "predictor_budget": {"seconds": 30, "probe_steps": 30, "warm": 10, "min_steps": 300},
-    "parents_steps": 1000, "ddim_steps": 20, "refinements": 3, "fractions": (0.75, 1.0),
-    "scales": (1.0, 1.5, 2.0, 3.0), "n_sweep": 500, "n_detail": 1000, "eval_batch": 2048, "time_limit_s": 360,
+    "parents_steps": 1000, "ddim_steps": 20, "refinements": 4, "inversion_solver": "anderson", "spacing": "quadratic",
+    "fractions": (0.75, 1.0), "scales": (1.0, 1.5, 2.0, 3.0), "n_sweep": 500, "n_detail": 1000, "eval_batch": 2048, "time_limit_s": 360,
     "vae": {"steps": 2000, "batch_size": 256}})
 
 
