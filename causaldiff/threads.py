@@ -110,6 +110,8 @@ def fit_threads(window_s: float = 0.1, passive: bool = False) -> tuple[int, str]
         else:
             os.environ["OMP_NUM_THREADS"] = os.environ[FITTED_ENV] = str(n)
 
+    if os.environ.get(FITTED_ENV) is not None and os.environ.get(FITTED_ENV) == os.environ.get("OMP_NUM_THREADS"):
+        del os.environ["OMP_NUM_THREADS"]  # a parent's fitted count, not the user's: this process chooses its own
     choice = os.environ.get(THREADS_ENV, "").strip().lower()
     if choice == "torch":
         return (torch.get_num_threads() if torch is not None else default), f"torch default ({THREADS_ENV}=torch)"
@@ -118,8 +120,6 @@ def fit_threads(window_s: float = 0.1, passive: bool = False) -> tuple[int, str]
             raise ValueError(f"{THREADS_ENV}={os.environ[THREADS_ENV]!r}: expected 'torch' or a positive integer")
         use(int(choice))
         return int(choice), f"{THREADS_ENV} (user)"
-    if os.environ.get(FITTED_ENV) is not None and os.environ.get(FITTED_ENV) == os.environ.get("OMP_NUM_THREADS"):
-        del os.environ["OMP_NUM_THREADS"]  # a parent's fitted count, not the user's: fitted again here
     user = [v for v in _USER_THREADS if v in os.environ]
     current = torch.get_num_threads() if torch is not None else default
     if user or current != default:

@@ -67,6 +67,9 @@ def test_a_child_fits_its_own_count_not_its_parents():
     got = fresh(OMP_NUM_THREADS="1", CAUSALDIFF_FITTED_THREADS="1")  # what a fitted parent leaves to its children
     assert "cores free at import" in got["reason"]
     assert fresh(OMP_NUM_THREADS="1", CAUSALDIFF_FITTED_THREADS="2")["reason"] == "OMP_NUM_THREADS (user)"
+    # a child asked for torch's default gets it, not the parent's fitted count
+    got = fresh(OMP_NUM_THREADS="1", CAUSALDIFF_FITTED_THREADS="1", CAUSALDIFF_THREADS="torch")
+    assert got["threads"] == len(os.sched_getaffinity(0)) and got["reason"].startswith("torch default")
 
 
 def test_torch_loaded_first_keeps_its_thread_count_and_waits():
