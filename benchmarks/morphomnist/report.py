@@ -88,6 +88,9 @@ def _run_facts(results: Mapping[str, Any]) -> list[str]:
         out.append(f"- main: {main} ({rule} on the validation rows; "
                    f"fractions {list(st.get('fractions') or [])}; s: the anchor scale w of a conditional "
                    f"row, the guidance scale of an anti-causal one)")
+    if st.get("ddim_steps"):
+        out.append(f"- sampler: K = {st['ddim_steps']} DDIM steps ({st.get('spacing', 'leading')} table), "
+                   f"{st.get('refinements', 0)} {st.get('inversion_solver', 'picard')} refinements per inversion step")
     for net, b in (results.get("budgets") or {}).items():
         if "loaded" in b:
             out.append(f"- {net}: the saved SCM {b['loaded']} re-scored (no training)")
@@ -96,6 +99,9 @@ def _run_facts(results: Mapping[str, Any]) -> list[str]:
                          if b.get("predictor", {}).get("budgeted") else "")
             out.append(f"- {net}: denoiser {b['denoiser']['steps']} steps{predictor} (fitted into the "
                        "budgets by timed probes)")
+        elif st.get("denoiser_train"):
+            t = st["denoiser_train"]
+            out.append(f"- {net}: denoiser trained {t['steps']} steps of {t['batch_size']} rows")
     if st.get("time_limit_s"):
         verdict = "within it" if results.get("within_time_limit") else "**over it**"
         out.append(f"- time: {results.get('total_s', 0):.0f} s of wall clock (imports to results), limit {st['time_limit_s']:g} s: {verdict}")
