@@ -121,11 +121,12 @@ def fit_threads(window_s: float = 0.1, passive: bool = False) -> tuple[int, str]
         use(int(choice))
         return int(choice), f"{THREADS_ENV} (user)"
     user = [v for v in _USER_THREADS if v in os.environ]
-    current = torch.get_num_threads() if torch is not None else default
-    if user or current != default:
-        if torch is None:
-            current = int(os.environ[user[0]]) if os.environ[user[0]].strip().isdigit() else default
-        return current, f"{user[0] if user else 'torch.set_num_threads'} (user)"
+    if user or (torch is not None and torch.get_num_threads() != default):
+        reason = f"{user[0] if user else 'torch.set_num_threads'} (user)"
+        if torch is not None:
+            return torch.get_num_threads(), reason
+        value = os.environ[user[0]].strip()  # what torch will read when it loads
+        return (int(value) if value.isdigit() else default), reason
     if passive:
         return default, "torch default (passive waits)"
     free = free_cores(window_s)

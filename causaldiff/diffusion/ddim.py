@@ -31,6 +31,9 @@ from .schedule import NoiseSchedule
 
 #: ``eps(x_t, t, cond) -> eps_hat`` with ``t`` a ``(n,)`` long tensor of training timesteps.
 Denoiser = Callable[[Tensor, Tensor, Any], Tensor]
+#: the timestep tables (:func:`ddim_timesteps`) and the inversion refinements' solvers
+Spacing = Literal["leading", "trailing", "linspace", "quadratic"]
+InversionSolver = Literal["picard", "anderson"]
 
 
 class DDIMConfig(BaseModel):
@@ -45,7 +48,7 @@ class DDIMConfig(BaseModel):
     #: the data, where inversion is hardest, and the same last step as "leading".
     #: Trailing reaches the last training step, whose alpha_bar is ~0 on a cosine schedule: that
     #: inversion step is ill-conditioned, so "leading" is the default.
-    spacing: Literal["leading", "trailing", "linspace", "quadratic"] = "leading"
+    spacing: Spacing = "leading"
     #: eta of eq. 16: 0 is deterministic DDIM, 1 the DDPM posterior variance. Generation only.
     eta: float = Field(0.0, ge=0.0)
     #: clip the predicted x_0 to [-clip_sample, clip_sample] during generation (never inversion).
@@ -58,7 +61,7 @@ class DDIMConfig(BaseModel):
     inversion_fixed_point_iters: int = Field(0, ge=0, le=MAX_DEPTH)
     #: how the refinements iterate: "picard" (x <- g(x)) or "anderson" (Anderson acceleration
     #: over the last ``anderson_depth`` iterates, per row).
-    inversion_solver: Literal["picard", "anderson"] = "picard"
+    inversion_solver: InversionSolver = "picard"
     anderson_depth: int = Field(3, ge=2, le=8)
 
 
